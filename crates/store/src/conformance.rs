@@ -1,0 +1,480 @@
+//! The generic suite every [`EventStore`] backend must pass, written once
+//! against the trait. A backend's test file calls
+//! [`conformance_tests!`](crate::conformance_tests) with an async expression
+//! that yields a fresh, empty [`Fixture`]; each case becomes its own test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    ChainProblem, Direction, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, StoreError,
+    StreamId, StreamStart, Subscription, VerifyOutcome,
+};
+
+/// A fresh, empty store, plus whatever must live as long as it (a temporary
+/// directory, a database schema).
+pub struct Fixture {
+    /// The store under test.
+    pub store: Arc<dyn EventStore>,
+    /// Dropped after the test.
+    pub keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fixture")
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case, each on a fresh
+/// fixture made by `$make` (an expression of type `impl Future<Output = Fixture>`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            first_append_is_version_zero_at_position_one,
+            expected_version_is_enforced_with_the_actual_version,
+            a_refused_batch_records_nothing,
+            positions_are_global_gapless_and_in_commit_order,
+            same_event_ids_and_content_return_the_original_result,
+            reused_event_ids_with_other_content_are_refused,
+            malformed_appends_are_refused,
+            metadata_round_trips_and_the_store_sets_recorded_at,
+            streams_read_forward_and_backward_from_a_version,
+            the_whole_log_reads_in_pages,
+            first_position_at_or_after_a_time,
+            head_and_verify,
+            verify_since_proves_an_unchanged_prefix,
+            subscription_catches_up_then_follows_live,
+            slow_subscriber_lags_but_never_skips,
+            racing_appenders_one_winner_per_round,
+            one_conflict_in_a_group_fails_only_itself,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $make.await;
+                $crate::conformance::$case(&fixture).await;
+            }
+        )*
+    };
+}
+
+fn sid(name: &str) -> StreamId {
+    StreamId::parse(name).unwrap()
+}
+
+fn meta(actor: &str) -> EventMetadata {
+    EventMetadata { actor: actor.to_owned(), ..EventMetadata::default() }
+}
+
+/// A test event with payload `{"n": n}`.
+pub fn event(n: u64) -> NewEvent {
+    NewEvent::new("Tested", 1, json!({ "n": n }), meta("tester"))
+}
+
+async fn all(store: &dyn EventStore) -> Vec<crate::RecordedEvent> {
+    let mut out = Vec::new();
+    let mut after = Position::START;
+    loop {
+        let page = store.read_all(after, 500).await.unwrap();
+        let Some(last) = page.last() else { return out };
+        after = last.position;
+        out.extend(page);
+    }
+}
+
+/// The first event of a new stream is version 0 and, in an empty log, position 1.
+pub async fn first_append_is_version_zero_at_position_one(f: &Fixture) {
+    let s = &*f.store;
+    let r = s.append(&sid("grant-a"), ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    assert_eq!((r.first_position, r.last_position, r.stream_version), (Position(1), Position(1), 0));
+    let r = s.append(&sid("grant-a"), ExpectedVersion::Exact(0), vec![event(2), event(3)]).await.unwrap();
+    assert_eq!((r.first_position, r.last_position, r.stream_version), (Position(2), Position(3), 2));
+    assert_eq!(s.stream_version(&sid("grant-a")).await.unwrap(), Some(2));
+    assert_eq!(s.stream_version(&sid("grant-b")).await.unwrap(), None);
+}
+
+/// Each expected-version rule admits and refuses exactly what it says, and
+/// a refusal names the stream's actual version.
+pub async fn expected_version_is_enforced_with_the_actual_version(f: &Fixture) {
+    let s = &*f.store;
+    let a = sid("grant-a");
+    let conflict = |r: Result<crate::AppendResult, StoreError>| match r {
+        Err(StoreError::Conflict { actual, .. }) => actual,
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    assert_eq!(conflict(s.append(&a, ExpectedVersion::StreamExists, vec![event(0)]).await), None);
+    assert_eq!(conflict(s.append(&a, ExpectedVersion::Exact(0), vec![event(0)]).await), None);
+    s.append(&a, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    assert_eq!(conflict(s.append(&a, ExpectedVersion::NoStream, vec![event(2)]).await), Some(0));
+    assert_eq!(conflict(s.append(&a, ExpectedVersion::Exact(1), vec![event(2)]).await), Some(0));
+    s.append(&a, ExpectedVersion::StreamExists, vec![event(2)]).await.unwrap();
+    s.append(&a, ExpectedVersion::Exact(1), vec![event(3)]).await.unwrap();
+    s.append(&a, ExpectedVersion::Any, vec![event(4)]).await.unwrap();
+    s.append(&sid("grant-b"), ExpectedVersion::Any, vec![event(5)]).await.unwrap();
+    let err = s.append(&a, ExpectedVersion::Exact(0), vec![event(6)]).await.unwrap_err();
+    assert!(matches!(
+        &err,
+        StoreError::Conflict { stream_id, expected: ExpectedVersion::Exact(0), actual: Some(3) } if *stream_id == a
+    ));
+    assert!(err.to_string().contains("version 3"), "{err}");
+    assert_eq!(all(s).await.len(), 5);
+}
+
+/// A batch is all or nothing: a conflicting batch leaves no trace, and a
+/// later batch continues the versions and positions without a gap.
+pub async fn a_refused_batch_records_nothing(f: &Fixture) {
+    let s = &*f.store;
+    let a = sid("grant-a");
+    s.append(&a, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    let batch: Vec<_> = (0..5).map(event).collect();
+    assert!(s.append(&a, ExpectedVersion::NoStream, batch.clone()).await.is_err());
+    assert_eq!(all(s).await.len(), 1);
+    let r = s.append(&a, ExpectedVersion::Exact(0), batch).await.unwrap();
+    assert_eq!((r.first_position, r.last_position, r.stream_version), (Position(2), Position(6), 5));
+    let versions: Vec<u64> = all(s).await.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, vec![0, 1, 2, 3, 4, 5]);
+}
+
+/// Appends to many streams share one gapless position sequence, and each
+/// stream keeps its own gapless versions.
+pub async fn positions_are_global_gapless_and_in_commit_order(f: &Fixture) {
+    let s = &*f.store;
+    for i in 0..30u64 {
+        let stream = sid(&format!("grant-{}", i % 4));
+        s.append(&stream, ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+    }
+    let events = all(s).await;
+    let positions: Vec<u64> = events.iter().map(|e| e.position.0).collect();
+    assert_eq!(positions, (1..=30).collect::<Vec<_>>());
+    for k in 0..4 {
+        let versions: Vec<u64> =
+            events.iter().filter(|e| e.stream_id.as_str() == format!("grant-{k}")).map(|e| e.stream_version).collect();
+        assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>());
+    }
+    let ns: Vec<u64> = events.iter().map(|e| e.data["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, (0..30).collect::<Vec<_>>(), "log order is not the order of acknowledgement");
+}
+
+/// Retrying an append (same ids, same content) returns the first result
+/// and records nothing, even when the retry's expected version is stale.
+pub async fn same_event_ids_and_content_return_the_original_result(f: &Fixture) {
+    let s = &*f.store;
+    let a = sid("grant-a");
+    s.append(&a, ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    let batch = vec![event(1), event(2)];
+    let first = s.append(&a, ExpectedVersion::Exact(0), batch.clone()).await.unwrap();
+    s.append(&a, ExpectedVersion::Exact(2), vec![event(3)]).await.unwrap();
+    let again = s.append(&a, ExpectedVersion::Exact(0), batch.clone()).await.unwrap();
+    assert_eq!(again, first);
+    let again = s.append(&a, ExpectedVersion::Any, batch).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(all(s).await.len(), 4);
+}
+
+/// An id that is already stored cannot be reused for other content, another
+/// stream, or a batch that differs from the one it was stored in.
+pub async fn reused_event_ids_with_other_content_are_refused(f: &Fixture) {
+    let s = &*f.store;
+    let a = sid("grant-a");
+    let original = event(1);
+    let second = event(2);
+    s.append(&a, ExpectedVersion::Any, vec![original.clone(), second.clone()]).await.unwrap();
+    let reused = |r: Result<crate::AppendResult, StoreError>, id: Uuid| {
+        assert!(matches!(r, Err(StoreError::EventIdReused { event_id }) if event_id == id), "{r:?}");
+    };
+    let mut other_data = original.clone();
+    other_data.data = json!({ "n": 99 });
+    reused(s.append(&a, ExpectedVersion::Any, vec![other_data]).await, original.event_id);
+    let mut other_type = original.clone();
+    other_type.event_type = "Other".to_owned();
+    reused(s.append(&a, ExpectedVersion::Any, vec![other_type]).await, original.event_id);
+    let mut other_meta = original.clone();
+    other_meta.metadata.actor = "someone-else".to_owned();
+    reused(s.append(&a, ExpectedVersion::Any, vec![other_meta]).await, original.event_id);
+    reused(s.append(&sid("grant-b"), ExpectedVersion::Any, vec![original.clone()]).await, original.event_id);
+    let fresh = event(3);
+    reused(s.append(&a, ExpectedVersion::Any, vec![fresh.clone(), original.clone()]).await, original.event_id);
+    reused(s.append(&a, ExpectedVersion::Any, vec![second.clone(), original.clone()]).await, original.event_id);
+    assert_eq!(all(s).await.len(), 2);
+}
+
+/// Empty batches, repeated ids in one batch and bad type names are refused
+/// before anything is written.
+pub async fn malformed_appends_are_refused(f: &Fixture) {
+    let s = &*f.store;
+    let a = sid("grant-a");
+    assert!(matches!(s.append(&a, ExpectedVersion::Any, vec![]).await, Err(StoreError::EmptyAppend)));
+    let e = event(1);
+    assert!(matches!(
+        s.append(&a, ExpectedVersion::Any, vec![e.clone(), e.clone()]).await,
+        Err(StoreError::DuplicateEventInBatch { event_id }) if event_id == e.event_id
+    ));
+    let mut unnamed = event(2);
+    unnamed.event_type = String::new();
+    assert!(matches!(
+        s.append(&a, ExpectedVersion::Any, vec![unnamed]).await,
+        Err(StoreError::InvalidEventType { .. })
+    ));
+    let many: Vec<_> = (0..=crate::EVENTS_PER_APPEND_MAX as u64).map(event).collect();
+    assert!(matches!(s.append(&a, ExpectedVersion::Any, many).await, Err(StoreError::TooManyEvents { .. })));
+    assert!(all(s).await.is_empty());
+    assert_eq!(s.head().await.unwrap(), None);
+}
+
+/// Every metadata field comes back as given; `recorded_at` is the store's
+/// UTC clock at microsecond precision and never goes backwards.
+pub async fn metadata_round_trips_and_the_store_sets_recorded_at(f: &Fixture) {
+    let s = &*f.store;
+    let metadata = EventMetadata {
+        actor: "u-42".to_owned(),
+        reason: Some("invoice 2022-117 from the sequencing core".to_owned()),
+        command_id: Some(Uuid::now_v7()),
+        correlation_id: Some(Uuid::now_v7()),
+        causation_id: Some(Uuid::now_v7()),
+    };
+    let before = Utc::now() - Duration::milliseconds(1);
+    let mut e = NewEvent::new("ExpenditureRecorded", 3, json!({ "amount": "1250.00", "currency": "EUR" }), metadata);
+    e.event_id = Uuid::now_v7();
+    s.append(&sid("grant-a"), ExpectedVersion::Any, vec![e.clone()]).await.unwrap();
+    for i in 0..5 {
+        s.append(&sid("grant-a"), ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+    }
+    let after = Utc::now() + Duration::milliseconds(1);
+    let events = all(s).await;
+    let got = &events[0];
+    assert_eq!(got.event_id, e.event_id);
+    assert_eq!(got.event_type, "ExpenditureRecorded");
+    assert_eq!(got.schema_version, 3);
+    assert_eq!(got.data, e.data);
+    assert_eq!(got.metadata, e.metadata);
+    assert!(before <= got.recorded_at && got.recorded_at <= after, "{} not in [{before}, {after}]", got.recorded_at);
+    assert_eq!(got.recorded_at.timestamp_subsec_nanos() % 1_000, 0, "not truncated to microseconds");
+    assert!(events.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+}
+
+/// A stream reads forward and backward from any version, within a limit.
+pub async fn streams_read_forward_and_backward_from_a_version(f: &Fixture) {
+    let s = &*f.store;
+    let a = sid("grant-a");
+    for i in 0..10 {
+        s.append(&a, ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+        s.append(&sid("grant-b"), ExpectedVersion::Any, vec![event(100 + i)]).await.unwrap();
+    }
+    let versions = |events: Vec<crate::RecordedEvent>| events.iter().map(|e| e.stream_version).collect::<Vec<_>>();
+    let r = s.read_stream(&a, StreamStart::End, Direction::Forward, 100).await.unwrap();
+    assert_eq!(versions(r.clone()), (0..10).collect::<Vec<_>>());
+    assert!(r.iter().all(|e| e.stream_id == a));
+    let r = s.read_stream(&a, StreamStart::Version(7), Direction::Forward, 100).await.unwrap();
+    assert_eq!(versions(r), vec![7, 8, 9]);
+    let r = s.read_stream(&a, StreamStart::Version(2), Direction::Forward, 3).await.unwrap();
+    assert_eq!(versions(r), vec![2, 3, 4]);
+    let r = s.read_stream(&a, StreamStart::End, Direction::Backward, 3).await.unwrap();
+    assert_eq!(versions(r), vec![9, 8, 7]);
+    let r = s.read_stream(&a, StreamStart::Version(1), Direction::Backward, 100).await.unwrap();
+    assert_eq!(versions(r), vec![1, 0]);
+    assert!(s.read_stream(&a, StreamStart::Version(10), Direction::Forward, 10).await.unwrap().is_empty());
+    assert!(s.read_stream(&sid("nope"), StreamStart::End, Direction::Forward, 10).await.unwrap().is_empty());
+}
+
+/// Reading the whole log page by page visits every event once, in order,
+/// and a page never exceeds the read limit.
+pub async fn the_whole_log_reads_in_pages(f: &Fixture) {
+    let s = &*f.store;
+    let batch: Vec<_> = (0..1_234).map(event).collect();
+    s.append(&sid("grant-a"), ExpectedVersion::Any, batch).await.unwrap();
+    let page = s.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(page.len(), 100);
+    assert_eq!((page[0].position, page[99].position), (Position(1), Position(100)));
+    let page = s.read_all(Position(1_200), 100).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.position.0).collect::<Vec<_>>(), (1_201..=1_234).collect::<Vec<_>>());
+    assert!(s.read_all(Position(1_234), 100).await.unwrap().is_empty());
+    let page = s.read_all(Position::START, usize::MAX).await.unwrap();
+    assert_eq!(page.len(), 1_234);
+    assert_eq!(all(s).await.len(), 1_234);
+}
+
+/// The first position recorded at or after a time.
+pub async fn first_position_at_or_after_a_time(f: &Fixture) {
+    let s = &*f.store;
+    let t0 = Utc::now() - Duration::seconds(1);
+    assert_eq!(s.position_at_or_after(t0).await.unwrap(), None);
+    for i in 0..20 {
+        s.append(&sid("grant-a"), ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+    }
+    let events = all(s).await;
+    assert_eq!(s.position_at_or_after(t0).await.unwrap(), Some(Position(1)));
+    for e in &events {
+        let found = s.position_at_or_after(e.recorded_at).await.unwrap().unwrap();
+        let expected = events.iter().find(|x| x.recorded_at >= e.recorded_at).unwrap().position;
+        assert_eq!(found, expected);
+    }
+    let later = events.last().unwrap().recorded_at + Duration::microseconds(1);
+    assert_eq!(s.position_at_or_after(later).await.unwrap(), None);
+}
+
+/// The head is the last event's position and hash, and an intact log verifies.
+pub async fn head_and_verify(f: &Fixture) {
+    let s = &*f.store;
+    assert_eq!(s.head().await.unwrap(), None);
+    assert_eq!(s.verify(None).await.unwrap(), VerifyOutcome::Intact { events: 0, head: None });
+    for i in 0..50 {
+        s.append(&sid(&format!("grant-{}", i % 3)), ExpectedVersion::Any, vec![event(i), event(1000 + i)])
+            .await
+            .unwrap();
+    }
+    let head = s.head().await.unwrap().unwrap();
+    let events = all(s).await;
+    let last = events.last().unwrap();
+    assert_eq!(head, Head { position: last.position, hash: last.hash });
+    assert_eq!(head.position, Position(100));
+    let hashes: HashSet<_> = events.iter().map(|e| e.hash).collect();
+    assert_eq!(hashes.len(), 100, "hashes repeat");
+    assert_eq!(s.verify(None).await.unwrap(), VerifyOutcome::Intact { events: 100, head: Some(head) });
+}
+
+/// An auditor's earlier head proves an unchanged prefix; a wrong hash or a
+/// position past the end does not.
+pub async fn verify_since_proves_an_unchanged_prefix(f: &Fixture) {
+    let s = &*f.store;
+    for i in 0..10 {
+        s.append(&sid("grant-a"), ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+    }
+    let seen = s.head().await.unwrap().unwrap();
+    for i in 10..20 {
+        s.append(&sid("grant-a"), ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+    }
+    assert!(matches!(s.verify(Some(seen)).await.unwrap(), VerifyOutcome::Intact { events: 20, .. }));
+    let forged = Head { position: seen.position, hash: [9u8; 32] };
+    assert_eq!(
+        s.verify(Some(forged)).await.unwrap(),
+        VerifyOutcome::Broken {
+            position: Position(10),
+            problem: ChainProblem::NotAPrefix { expected: forged, found: Some(seen.hash) },
+        }
+    );
+    let future = Head { position: Position(21), hash: seen.hash };
+    assert_eq!(
+        s.verify(Some(future)).await.unwrap(),
+        VerifyOutcome::Broken {
+            position: Position(21),
+            problem: ChainProblem::NotAPrefix { expected: future, found: None },
+        }
+    );
+}
+
+/// A subscription delivers the existing events, then new ones as they are
+/// committed, each once, in order; it resumes from its checkpoint.
+pub async fn subscription_catches_up_then_follows_live(f: &Fixture) {
+    let s = Arc::clone(&f.store);
+    for i in 0..25 {
+        s.append(&sid("grant-a"), ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+    }
+    let mut sub = Subscription::new(Arc::clone(&s), Position::START);
+    for expected in 1..=25 {
+        assert_eq!(sub.next().await.unwrap().position, Position(expected));
+    }
+    let writer = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move {
+            for i in 25..60 {
+                s.append(&sid("grant-b"), ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+            }
+        })
+    };
+    for expected in 26..=60 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+        assert_eq!(e.position, Position(expected));
+    }
+    writer.await.unwrap();
+    assert_eq!(sub.position(), Position(60));
+    let mut resumed = Subscription::new(Arc::clone(&s), Position(40));
+    assert_eq!(resumed.next().await.unwrap().position, Position(41));
+    let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await;
+    assert!(waiting.is_err(), "a caught-up subscription returned an event that does not exist");
+}
+
+/// A subscriber that falls thousands of events behind still receives every
+/// one of them, in order, across many catch-up pages.
+pub async fn slow_subscriber_lags_but_never_skips(f: &Fixture) {
+    let s = Arc::clone(&f.store);
+    let mut sub = Subscription::new(Arc::clone(&s), Position::START);
+    s.append(&sid("grant-a"), ExpectedVersion::Any, vec![event(0)]).await.unwrap();
+    assert_eq!(sub.next().await.unwrap().position, Position(1));
+    let total = 3 * crate::SUBSCRIPTION_PAGE_EVENTS as u64 + 17;
+    for chunk in (1..total).collect::<Vec<_>>().chunks(500) {
+        let batch = chunk.iter().map(|&i| event(i)).collect();
+        s.append(&sid("grant-a"), ExpectedVersion::Any, batch).await.unwrap();
+    }
+    for expected in 2..=total {
+        let e = sub.next().await.unwrap();
+        assert_eq!(e.position, Position(expected));
+        assert_eq!(e.data["n"], expected - 1);
+    }
+}
+
+/// N tasks race to append at the same expected version: exactly one wins
+/// each round, and every loser is told the winner's version.
+pub async fn racing_appenders_one_winner_per_round(f: &Fixture) {
+    let racers = 16;
+    let a = sid("grant-race");
+    f.store.append(&a, ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    for round in 0..20u64 {
+        let tasks: Vec<_> = (0..racers)
+            .map(|_| {
+                let (s, a) = (Arc::clone(&f.store), a.clone());
+                tokio::spawn(async move { s.append(&a, ExpectedVersion::Exact(round), vec![event(round)]).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(r) => {
+                    wins += 1;
+                    assert_eq!(r.stream_version, round + 1);
+                }
+                Err(StoreError::Conflict { actual, .. }) => assert_eq!(actual, Some(round + 1)),
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+    assert_eq!(f.store.stream_version(&a).await.unwrap(), Some(20));
+    assert!(matches!(f.store.verify(None).await.unwrap(), VerifyOutcome::Intact { events: 21, .. }));
+}
+
+/// Many appends in flight at once (committed together) where some conflict:
+/// exactly the conflicting ones fail, the rest are recorded.
+pub async fn one_conflict_in_a_group_fails_only_itself(f: &Fixture) {
+    let tasks: Vec<_> = (0..64u64)
+        .map(|i| {
+            let s = Arc::clone(&f.store);
+            tokio::spawn(async move {
+                let expected = if i % 8 == 0 { ExpectedVersion::Exact(5) } else { ExpectedVersion::NoStream };
+                (i, s.append(&sid(&format!("grant-{i}")), expected, vec![event(i), event(i + 100)]).await)
+            })
+        })
+        .collect();
+    let mut recorded = HashSet::new();
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        if i % 8 == 0 {
+            assert!(matches!(r, Err(StoreError::Conflict { actual: None, .. })), "{i}: {r:?}");
+        } else {
+            r.unwrap();
+            recorded.insert(format!("grant-{i}"));
+        }
+    }
+    let events = all(&*f.store).await;
+    assert_eq!(events.len(), 2 * 56);
+    assert!(events.iter().all(|e| recorded.contains(e.stream_id.as_str())));
+    assert!(matches!(f.store.verify(None).await.unwrap(), VerifyOutcome::Intact { events: 112, .. }));
+}

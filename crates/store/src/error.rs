@@ -1,0 +1,123 @@
+//! The store's one error type.
+
+use uuid::Uuid;
+
+use crate::types::{ExpectedVersion, StreamId};
+
+/// Everything that can go wrong in the event log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The stream is not at the version the appender expected.
+    #[error("stream {stream_id}: expected {expected}, but the stream is at {}", actual.map_or_else(|| "no stream".to_owned(), |v| format!("version {v}")))]
+    Conflict {
+        /// The stream.
+        stream_id: StreamId,
+        /// What the appender expected.
+        expected: ExpectedVersion,
+        /// The stream's actual last version; `None` when it does not exist.
+        actual: Option<u64>,
+    },
+    /// An event id already stored is appended again with different content
+    /// (or to another stream, or as part of a different batch).
+    #[error("event {event_id} is already recorded with different content")]
+    EventIdReused {
+        /// The reused id.
+        event_id: Uuid,
+    },
+    /// The same event id appears twice in one batch.
+    #[error("event {event_id} appears more than once in the batch")]
+    DuplicateEventInBatch {
+        /// The repeated id.
+        event_id: Uuid,
+    },
+    /// An append with no events.
+    #[error("an append must carry at least one event")]
+    EmptyAppend,
+    /// An append with more events than the store takes at once.
+    #[error("an append carries {count} events; at most {max} are allowed")]
+    TooManyEvents {
+        /// Events in the batch.
+        count: usize,
+        /// `EVENTS_PER_APPEND_MAX`.
+        max: usize,
+    },
+    /// An event whose JSON data or metadata is larger than the store takes.
+    #[error("event {event_id} has {bytes} bytes of JSON; at most {max} are allowed")]
+    EventTooLarge {
+        /// The event.
+        event_id: Uuid,
+        /// Its largest JSON part, in bytes.
+        bytes: usize,
+        /// `EVENT_JSON_BYTES_MAX`.
+        max: usize,
+    },
+    /// A stream name that is not a valid name.
+    #[error("{stream_id:?} is not a valid stream id")]
+    InvalidStreamId {
+        /// The refused name.
+        stream_id: String,
+    },
+    /// An event type name that is empty or too long.
+    #[error("{event_type:?} is not a valid event type")]
+    InvalidEventType {
+        /// The refused name.
+        event_type: String,
+    },
+    /// Text that should be `POSITION:HASH` and is not.
+    #[error("{text:?} is not a head (POSITION:HASH, hash as 64 hex digits)")]
+    InvalidHead {
+        /// The refused text.
+        text: String,
+    },
+    /// The database was written by a newer version of the store.
+    #[error("the database schema is version {found}; this build understands up to {supported}: upgrade grantlog")]
+    NewerSchema {
+        /// The database's `user_version`.
+        found: i64,
+        /// The newest schema this build knows.
+        supported: i64,
+    },
+    /// The disk (or the database's size limit) is full; nothing of this
+    /// append was recorded, and appends may succeed once space returns.
+    #[error("storage is full; nothing was recorded: {detail}")]
+    StorageFull {
+        /// SQLite's words.
+        detail: String,
+    },
+    /// The writer hit an I/O error and stopped: it acknowledges nothing
+    /// more until the store is reopened.
+    #[error("the event log stopped accepting writes after an I/O error: {reason}")]
+    WriterStopped {
+        /// The error that stopped it.
+        reason: String,
+    },
+    /// A stored row that cannot be decoded (corruption or tampering).
+    #[error("the event at position {position} cannot be decoded: {detail}")]
+    Corrupt {
+        /// Where.
+        position: u64,
+        /// Why.
+        detail: String,
+    },
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The store is shutting down or its worker is gone.
+    #[error("the event log is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if is_full(&e) {
+            StoreError::StorageFull { detail: e.to_string() }
+        } else {
+            StoreError::Database(e.to_string())
+        }
+    }
+}
+
+/// Whether SQLite reports a full disk or a full database.
+pub(crate) fn is_full(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
+}

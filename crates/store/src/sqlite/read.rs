@@ -1,0 +1,253 @@
+//! Reads: a small pool of read connections used from blocking tasks, so no
+//! SQLite call ever runs on an async worker thread.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use crate::chain::ChainChecker;
+use crate::error::StoreError;
+use crate::hash::CanonicalEvent;
+use crate::types::{
+    ChainProblem, Direction, EventMetadata, Head, Position, RecordedEvent, StreamId, StreamStart, VerifyOutcome,
+};
+
+const COLUMNS: &str =
+    "position, stream_id, stream_version, event_id, event_type, schema_version, data, metadata, recorded_at, hash";
+
+/// Read connections, opened on demand and kept up to a limit.
+#[derive(Debug)]
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    idle_max: usize,
+}
+
+impl ReadPool {
+    pub fn new(path: PathBuf, idle_max: usize) -> Self {
+        Self { path, idle: Mutex::new(Vec::new()), idle_max }
+    }
+
+    /// Runs `f` on a read connection in a blocking task.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => pool.open()?,
+            };
+            let out = f(&mut conn);
+            // A connection left inside a transaction by a failed read is
+            // dropped rather than reused.
+            if conn.is_autocommit() {
+                let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < pool.idle_max {
+                    idle.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+}
+
+fn corrupt(position: i64, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { position: position as u64, detail: detail.to_string() }
+}
+
+/// Decodes one row selected with [`COLUMNS`].
+fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.get(0)?;
+    let bad = |d: &dyn std::fmt::Display| corrupt(position, d);
+    let stream_id = StreamId::parse(row.get::<_, String>(1)?).map_err(|e| bad(&e))?;
+    let id: Vec<u8> = row.get(3)?;
+    let event_id = Uuid::from_slice(&id).map_err(|e| bad(&e))?;
+    let data: String = row.get(6)?;
+    let metadata: String = row.get(7)?;
+    let micros: i64 = row.get(8)?;
+    let hash_bytes: Vec<u8> = row.get(9)?;
+    let hash: [u8; 32] = hash_bytes.as_slice().try_into().map_err(|_| bad(&"hash is not 32 bytes"))?;
+    Ok(RecordedEvent {
+        position: Position(position as u64),
+        stream_id,
+        stream_version: row.get::<_, i64>(2)? as u64,
+        event_id,
+        event_type: row.get(4)?,
+        schema_version: row.get(5)?,
+        data: serde_json::from_str(&data).map_err(|e| bad(&e))?,
+        metadata: serde_json::from_str::<EventMetadata>(&metadata).map_err(|e| bad(&e))?,
+        recorded_at: DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(|| bad(&"recorded_at out of range"))?,
+        hash,
+    })
+}
+
+fn collect(mut rows: rusqlite::Rows<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+fn limit_of(limit: usize) -> i64 {
+    limit.min(crate::READ_EVENTS_MAX) as i64
+}
+
+pub fn stream_version(conn: &Connection, stream_id: &StreamId) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT max(stream_version) FROM events WHERE stream_id = ?1")?
+        .query_row([stream_id.as_str()], |r| r.get(0))?;
+    Ok(v.map(|v| v as u64))
+}
+
+pub fn read_stream(
+    conn: &Connection,
+    stream_id: &StreamId,
+    start: StreamStart,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let (sql, from) = match (direction, start) {
+        (Direction::Forward, start) => (
+            format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2
+                 ORDER BY stream_version ASC LIMIT ?3"
+            ),
+            match start {
+                StreamStart::End => 0,
+                StreamStart::Version(v) => v.min(i64::MAX as u64) as i64,
+            },
+        ),
+        (Direction::Backward, start) => (
+            format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version <= ?2
+                 ORDER BY stream_version DESC LIMIT ?3"
+            ),
+            match start {
+                StreamStart::End => i64::MAX,
+                StreamStart::Version(v) => v.min(i64::MAX as u64) as i64,
+            },
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    collect(stmt.query(params![stream_id.as_str(), from, limit_of(limit)])?)
+}
+
+pub fn read_all(conn: &Connection, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
+    collect(stmt.query(params![after.0.min(i64::MAX as u64) as i64, limit_of(limit)])?)
+}
+
+pub fn head(conn: &Connection) -> Result<Option<Head>, StoreError> {
+    let row = conn
+        .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .optional()?;
+    row.map(|(position, hash)| {
+        let hash: [u8; 32] = hash.as_slice().try_into().map_err(|_| corrupt(position, "hash is not 32 bytes"))?;
+        Ok(Head { position: Position(position as u64), hash })
+    })
+    .transpose()
+}
+
+/// Binary search over positions: `recorded_at` never decreases along the log.
+pub fn position_at_or_after(conn: &mut Connection, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
+    let tx = conn.transaction()?;
+    let target = at.timestamp_micros();
+    let Some(last) = head(&tx)? else { return Ok(None) };
+    let recorded = |position: u64| -> Result<i64, StoreError> {
+        Ok(tx
+            .prepare_cached("SELECT recorded_at FROM events WHERE position = ?1")?
+            .query_row([position as i64], |r| r.get(0))?)
+    };
+    if recorded(last.position.0)? < target {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (1u64, last.position.0);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if recorded(mid)? >= target {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(Some(Position(lo)))
+}
+
+/// Recomputes the chain over one consistent snapshot of the log.
+pub fn verify(conn: &mut Connection, since: Option<Head>) -> Result<VerifyOutcome, StoreError> {
+    let tx = conn.transaction()?;
+    let mut checker = ChainChecker::new();
+    {
+        let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY position"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let position: i64 = row.get(0)?;
+            let undecodable = |detail: String| VerifyOutcome::Broken {
+                position: Position(position as u64),
+                problem: ChainProblem::Undecodable { detail },
+            };
+            let event = match canonical(row, position) {
+                Ok(event) => event,
+                Err(e) => return Ok(undecodable(e.to_string())),
+            };
+            let stored_hash = match row.get_ref(9)?.as_blob() {
+                Ok(h) => h,
+                Err(e) => return Ok(undecodable(e.to_string())),
+            };
+            if let Err(broken) = checker.check(&event, stored_hash) {
+                return Ok(broken);
+            }
+        }
+    }
+    let since = match since {
+        None => None,
+        Some(expected) => {
+            let found = tx
+                .prepare_cached("SELECT hash FROM events WHERE position = ?1")?
+                .query_row([expected.position.0 as i64], |r| r.get::<_, Vec<u8>>(0))
+                .optional()?
+                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+            Some((expected, found))
+        }
+    };
+    Ok(checker.finish(since))
+}
+
+/// The hashed fields of a row, borrowed from SQLite's buffers.
+fn canonical<'a>(row: &'a Row<'_>, position: i64) -> rusqlite::Result<CanonicalEvent<'a>> {
+    let id = row.get_ref(3)?.as_blob()?;
+    let event_id: &[u8; 16] = id
+        .try_into()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(3, "event_id".to_owned(), rusqlite::types::Type::Blob))?;
+    Ok(CanonicalEvent {
+        position: position as u64,
+        stream_id: row.get_ref(1)?.as_str()?,
+        stream_version: row.get::<_, i64>(2)? as u64,
+        event_id,
+        event_type: row.get_ref(4)?.as_str()?,
+        schema_version: row.get(5)?,
+        data: row.get_ref(6)?.as_str()?,
+        metadata: row.get_ref(7)?.as_str()?,
+        recorded_at_micros: row.get(8)?,
+    })
+}

@@ -1,0 +1,397 @@
+//! The one writer thread: it owns the write connection, takes appends from a
+//! channel and commits everything queued in one transaction (group commit),
+//! each append in its own savepoint so that a refused append fails alone.
+//!
+//! Fail-stop: after an I/O error on the append path the writer answers every
+//! later append with [`StoreError::WriterStopped`]; it never acknowledges an
+//! append whose commit it could not confirm. A full disk is not an I/O
+//! error: the group is rolled back, answered `StorageFull`, and the writer
+//! goes on.
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::SqliteConfig;
+use crate::error::{StoreError, is_full};
+use crate::hash::{CanonicalEvent, GENESIS};
+use crate::types::{AppendResult, EventMetadata, ExpectedVersion, Position, StreamId};
+
+/// One event, validated and serialised by the caller's task so that the
+/// writer thread only does SQL and hashing.
+#[derive(Debug)]
+pub(crate) struct PreparedEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub data_text: String,
+    pub metadata: EventMetadata,
+    pub metadata_text: String,
+}
+
+/// One append, ready for the writer.
+#[derive(Debug)]
+pub(crate) struct PreparedAppend {
+    pub stream_id: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<PreparedEvent>,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
+
+/// What the writer thread is asked to do.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Append {
+        append: PreparedAppend,
+        reply: Reply,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+    #[cfg(feature = "fault-injection")]
+    FailNextCommit,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    rx: mpsc::Receiver<Request>,
+    position_tx: watch::Sender<Position>,
+    group_appends_max: usize,
+    stopped: Option<String>,
+    #[cfg(feature = "fault-injection")]
+    fail_next_commit: bool,
+}
+
+/// The log's last event, as the chain continues from it.
+#[derive(Debug, Clone, Copy)]
+struct Tip {
+    position: u64,
+    hash: [u8; 32],
+}
+
+impl Writer {
+    /// Opens the write connection, applies migrations and announces the
+    /// current head position.
+    pub fn open(
+        config: &SqliteConfig,
+        rx: mpsc::Receiver<Request>,
+        position_tx: watch::Sender<Position>,
+    ) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(&config.path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL lets readers work beside the writer; FULL syncs the WAL on every
+        // commit, so an acknowledged append survives power loss.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(format!("could not switch to WAL mode (got {mode})")));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        if let Some(pages) = config.database_pages_max {
+            conn.query_row(&format!("PRAGMA max_page_count={pages}"), [], |_| Ok(()))?;
+        }
+        super::schema::migrate(&mut conn)?;
+        let writer = Writer {
+            conn,
+            rx,
+            position_tx,
+            group_appends_max: config.group_commit_appends_max.max(1),
+            stopped: None,
+            #[cfg(feature = "fault-injection")]
+            fail_next_commit: false,
+        };
+        let (tip, _) = writer.tip()?;
+        writer.position_tx.send_replace(Position(tip.position));
+        Ok(writer)
+    }
+
+    /// Serves requests until every sender is gone or `Close` arrives.
+    pub fn run(mut self) {
+        let mut closing = None;
+        while closing.is_none() {
+            let Some(first) = self.rx.blocking_recv() else { break };
+            let mut group = Vec::new();
+            self.take(first, &mut group, &mut closing);
+            while group.len() < self.group_appends_max && closing.is_none() {
+                match self.rx.try_recv() {
+                    Ok(request) => self.take(request, &mut group, &mut closing),
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+        }
+        let Writer { conn, .. } = self;
+        if let Err((_, e)) = conn.close() {
+            tracing::warn!(error = %e, "closing the event log's write connection failed");
+        }
+        if let Some(reply) = closing {
+            let _ = reply.send(());
+        }
+    }
+
+    fn take(
+        &mut self,
+        request: Request,
+        group: &mut Vec<(PreparedAppend, Reply)>,
+        closing: &mut Option<oneshot::Sender<()>>,
+    ) {
+        match request {
+            Request::Append { append, reply } => group.push((append, reply)),
+            Request::Close { reply } => *closing = Some(reply),
+            #[cfg(feature = "fault-injection")]
+            Request::FailNextCommit => self.fail_next_commit = true,
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<(PreparedAppend, Reply)>) {
+        if let Some(reason) = &self.stopped {
+            let err = StoreError::WriterStopped { reason: reason.clone() };
+            for (_, reply) in group {
+                let _ = reply.send(Err(err.clone()));
+            }
+            return;
+        }
+        match self.write_group(&group) {
+            Ok((outcomes, tip)) => {
+                self.position_tx.send_if_modified(|p| {
+                    let moved = p.0 != tip.position;
+                    *p = Position(tip.position);
+                    moved
+                });
+                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    // The transaction may already be gone; either way nothing
+                    // of this group is acknowledged.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                let err = if is_full(&e) {
+                    tracing::warn!(error = %e, "event log storage is full; group rolled back");
+                    StoreError::StorageFull { detail: e.to_string() }
+                } else {
+                    tracing::error!(error = %e, "event log writer stopped after an I/O error");
+                    self.stopped = Some(e.to_string());
+                    StoreError::WriterStopped { reason: e.to_string() }
+                };
+                for (_, reply) in group {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole group. An `Err` means the transaction
+    /// failed as a whole and nothing may be acknowledged.
+    #[allow(clippy::type_complexity)]
+    fn write_group(
+        &mut self,
+        group: &[(PreparedAppend, Reply)],
+    ) -> rusqlite::Result<(Vec<Result<AppendResult, StoreError>>, Tip)> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let (mut tip, last_micros) = self.tip()?;
+        // recorded_at never goes backwards in position order, even if the
+        // clock does, so "first position at or after a time" is well defined.
+        let now = Utc::now().timestamp_micros().max(last_micros);
+        let mut outcomes = Vec::with_capacity(group.len());
+        for (append, _) in group {
+            self.conn.execute_batch("SAVEPOINT append")?;
+            let mut next = tip;
+            match append_one(&self.conn, append, &mut next, now) {
+                Ok(Ok(result)) => {
+                    self.conn.execute_batch("RELEASE append")?;
+                    tip = next;
+                    outcomes.push(Ok(result));
+                }
+                Ok(Err(refusal)) => {
+                    self.conn.execute_batch("ROLLBACK TO append; RELEASE append")?;
+                    outcomes.push(Err(refusal));
+                }
+                Err(e) if is_constraint(&e) => {
+                    self.conn.execute_batch("ROLLBACK TO append; RELEASE append")?;
+                    outcomes.push(Err(StoreError::Database(e.to_string())));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        #[cfg(feature = "fault-injection")]
+        if std::mem::take(&mut self.fail_next_commit) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                Some("injected fsync failure".to_owned()),
+            ));
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok((outcomes, tip))
+    }
+
+    /// The last stored event's position and hash, and its `recorded_at`.
+    fn tip(&self) -> rusqlite::Result<(Tip, i64)> {
+        let row = self
+            .conn
+            .prepare_cached("SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+            .optional()?;
+        Ok(match row {
+            None => (Tip { position: 0, hash: GENESIS }, i64::MIN),
+            Some((position, hash, at)) => {
+                let mut h = [0u8; 32];
+                let n = hash.len().min(32);
+                h[..n].copy_from_slice(&hash[..n]);
+                (Tip { position: position as u64, hash: h }, at)
+            }
+        })
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::ConstraintViolation))
+}
+
+/// A stored event, as far as idempotency needs it.
+struct Stored {
+    position: u64,
+    stream_id: String,
+    stream_version: u64,
+    event_type: String,
+    schema_version: u32,
+    data: String,
+    metadata: String,
+}
+
+/// Appends one batch inside the open transaction. The outer `Result` is
+/// SQLite failing; the inner one is the store refusing the append.
+fn append_one(
+    conn: &Connection,
+    append: &PreparedAppend,
+    tip: &mut Tip,
+    now_micros: i64,
+) -> rusqlite::Result<Result<AppendResult, StoreError>> {
+    let mut existing = Vec::with_capacity(append.events.len());
+    {
+        let mut find = conn.prepare_cached(
+            "SELECT position, stream_id, stream_version, event_type, schema_version, data, metadata
+             FROM events WHERE event_id = ?1",
+        )?;
+        for event in &append.events {
+            let row = find
+                .query_row([event.event_id.as_bytes()], |r| {
+                    Ok(Stored {
+                        position: r.get::<_, i64>(0)? as u64,
+                        stream_id: r.get(1)?,
+                        stream_version: r.get::<_, i64>(2)? as u64,
+                        event_type: r.get(3)?,
+                        schema_version: r.get(4)?,
+                        data: r.get(5)?,
+                        metadata: r.get(6)?,
+                    })
+                })
+                .optional()?;
+            existing.push(row);
+        }
+    }
+    if existing.iter().any(Option::is_some) {
+        return Ok(replayed(append, &existing));
+    }
+
+    let actual: Option<u64> = conn
+        .prepare_cached("SELECT max(stream_version) FROM events WHERE stream_id = ?1")?
+        .query_row([append.stream_id.as_str()], |r| r.get::<_, Option<i64>>(0))?
+        .map(|v| v as u64);
+    if !append.expected.admits(actual) {
+        return Ok(Err(StoreError::Conflict {
+            stream_id: append.stream_id.clone(),
+            expected: append.expected,
+            actual,
+        }));
+    }
+
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                             schema_version, data, metadata, recorded_at, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let first = tip.position + 1;
+    let mut version = actual.map_or(0, |v| v + 1);
+    for event in &append.events {
+        let position = tip.position + 1;
+        let hash = CanonicalEvent {
+            position,
+            stream_id: append.stream_id.as_str(),
+            stream_version: version,
+            event_id: event.event_id.as_bytes(),
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            data: &event.data_text,
+            metadata: &event.metadata_text,
+            recorded_at_micros: now_micros,
+        }
+        .chain_hash(&tip.hash);
+        insert.execute(params![
+            position as i64,
+            append.stream_id.as_str(),
+            version as i64,
+            event.event_id.as_bytes(),
+            event.event_type,
+            event.schema_version,
+            event.data_text,
+            event.metadata_text,
+            now_micros,
+            hash,
+        ])?;
+        *tip = Tip { position, hash };
+        version += 1;
+    }
+    Ok(Ok(AppendResult {
+        first_position: Position(first),
+        last_position: Position(tip.position),
+        stream_version: version - 1,
+    }))
+}
+
+/// The answer to an append some of whose event ids are already stored: the
+/// original result if the whole batch was stored before, as one run, in the
+/// same stream, with the same content; otherwise a refusal.
+fn replayed(append: &PreparedAppend, existing: &[Option<Stored>]) -> Result<AppendResult, StoreError> {
+    let mut previous: Option<&Stored> = None;
+    for (event, stored) in append.events.iter().zip(existing) {
+        let Some(stored) = stored else {
+            // Part of the batch is stored and part is not: name a stored id.
+            let stored_id = append.events.iter().zip(existing).find(|(_, s)| s.is_some()).map(|(e, _)| e.event_id);
+            return Err(StoreError::EventIdReused { event_id: stored_id.unwrap_or(event.event_id) });
+        };
+        let reused = || StoreError::EventIdReused { event_id: event.event_id };
+        let in_run =
+            previous.is_none_or(|p| stored.position == p.position + 1 && stored.stream_version == p.stream_version + 1);
+        if !in_run || !same_content(append, event, stored) {
+            return Err(reused());
+        }
+        previous = Some(stored);
+    }
+    match (existing.first(), previous) {
+        (Some(Some(first)), Some(last)) => Ok(AppendResult {
+            first_position: Position(first.position),
+            last_position: Position(last.position),
+            stream_version: last.stream_version,
+        }),
+        _ => Err(StoreError::EmptyAppend),
+    }
+}
+
+fn same_content(append: &PreparedAppend, event: &PreparedEvent, stored: &Stored) -> bool {
+    let same_data = stored.data == event.data_text
+        || serde_json::from_str::<serde_json::Value>(&stored.data).is_ok_and(|d| d == event.data);
+    let same_metadata = stored.metadata == event.metadata_text
+        || serde_json::from_str::<EventMetadata>(&stored.metadata).is_ok_and(|m| m == event.metadata);
+    stored.stream_id == append.stream_id.as_str()
+        && stored.event_type == event.event_type
+        && stored.schema_version == event.schema_version
+        && same_data
+        && same_metadata
+}
