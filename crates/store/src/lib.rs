@@ -36,7 +36,7 @@ pub use sqlite::{EVENT_JSON_BYTES_MAX, SCHEMA_VERSION, SqliteConfig, SqliteStore
 pub use subscription::{SUBSCRIPTION_PAGE_EVENTS, Subscription};
 pub use types::{
     AppendResult, ChainProblem, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, EventMetadata, ExpectedVersion,
-    Head, NewEvent, Position, RecordedEvent, STREAM_ID_BYTES_MAX, StreamId, StreamStart, VerifyOutcome,
+    Head, NewEvent, Position, RecordedEvent, STREAM_ID_BYTES_MAX, StoredJson, StreamId, StreamStart, VerifyOutcome,
 };
 
 /// Most events one read returns.

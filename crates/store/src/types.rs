@@ -170,6 +170,48 @@ impl NewEvent {
     }
 }
 
+/// A stored JSON document, exactly as stored: readers decode it straight
+/// into their own types (one parse, no intermediate `Value`), and its text
+/// is the text the hash chain covers.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredJson(Box<serde_json::value::RawValue>);
+
+impl StoredJson {
+    /// Checks that `text` is JSON and keeps it as it is.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(Self)
+    }
+
+    /// The JSON text, byte for byte as stored.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Decodes into a caller's type.
+    pub fn decode<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// Decodes into a generic JSON value.
+    pub fn to_value(&self) -> serde_json::Value {
+        // The text was checked to be JSON when it was read.
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for StoredJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl fmt::Debug for StoredJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
 /// An event as the log holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
@@ -185,8 +227,8 @@ pub struct RecordedEvent {
     pub event_type: String,
     /// The payload's schema version.
     pub schema_version: u32,
-    /// The payload.
-    pub data: serde_json::Value,
+    /// The payload, as stored.
+    pub data: StoredJson,
     /// Who and why.
     pub metadata: EventMetadata,
     /// When the store committed it (UTC, microsecond precision), never set by a caller.

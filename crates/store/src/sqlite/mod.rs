@@ -38,6 +38,8 @@ pub struct SqliteConfig {
     pub group_commit_appends_max: usize,
     /// Appends that may wait for the writer before `append` itself waits.
     pub queued_appends_max: usize,
+    /// WAL pages after which a commit checkpoints (`wal_autocheckpoint`).
+    pub wal_checkpoint_pages: u32,
     /// Caps the database size (`PRAGMA max_page_count`); `None` for no cap.
     /// Appends past it fail with `StorageFull`, and nothing else breaks.
     pub database_pages_max: Option<u64>,
@@ -51,6 +53,7 @@ impl SqliteConfig {
             read_connections_max: 4,
             group_commit_appends_max: 1024,
             queued_appends_max: 4096,
+            wal_checkpoint_pages: 10_000,
             database_pages_max: None,
         }
     }
@@ -146,9 +149,7 @@ fn prepare(
             event_id: event.event_id,
             event_type: event.event_type,
             schema_version: event.schema_version,
-            data: event.data,
             data_text,
-            metadata: event.metadata,
             metadata_text,
         });
     }

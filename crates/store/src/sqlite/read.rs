@@ -12,7 +12,8 @@ use crate::chain::ChainChecker;
 use crate::error::StoreError;
 use crate::hash::CanonicalEvent;
 use crate::types::{
-    ChainProblem, Direction, EventMetadata, Head, Position, RecordedEvent, StreamId, StreamStart, VerifyOutcome,
+    ChainProblem, Direction, EventMetadata, Head, Position, RecordedEvent, StoredJson, StreamId, StreamStart,
+    VerifyOutcome,
 };
 
 const COLUMNS: &str =
@@ -91,7 +92,7 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
         event_id,
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
-        data: serde_json::from_str(&data).map_err(|e| bad(&e))?,
+        data: StoredJson::from_text(data).map_err(|e| bad(&e))?,
         metadata: serde_json::from_str::<EventMetadata>(&metadata).map_err(|e| bad(&e))?,
         recorded_at: DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(|| bad(&"recorded_at out of range"))?,
         hash,
