@@ -38,6 +38,7 @@ fn expenditure(n: u64) -> NewEvent {
         }),
         EventMetadata {
             actor: "u-manager-1".to_owned(),
+            effective_date: chrono::NaiveDate::from_ymd_opt(2022, 3, 14),
             reason: Some("monthly consumables".to_owned()),
             command_id: Some(uuid::Uuid::now_v7()),
             correlation_id: Some(uuid::Uuid::now_v7()),

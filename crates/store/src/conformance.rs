@@ -236,6 +236,7 @@ pub async fn metadata_round_trips_and_the_store_sets_recorded_at(f: &Fixture) {
     let s = &*f.store;
     let metadata = EventMetadata {
         actor: "u-42".to_owned(),
+        effective_date: Some(chrono::NaiveDate::from_ymd_opt(2022, 3, 14).unwrap()),
         reason: Some("invoice 2022-117 from the sequencing core".to_owned()),
         command_id: Some(Uuid::now_v7()),
         correlation_id: Some(Uuid::now_v7()),

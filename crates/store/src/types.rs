@@ -128,6 +128,10 @@ impl fmt::Display for ExpectedVersion {
 pub struct EventMetadata {
     /// The authenticated principal that issued the command.
     pub actor: String,
+    /// The business date of the fact, when it has one (distinct from
+    /// `recorded_at`, the moment the store committed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_date: Option<chrono::NaiveDate>,
     /// Why, in the actor's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
