@@ -1,0 +1,12 @@
+//! The grant aggregate: commands, state, `decide` and `evolve`.
+
+pub mod command;
+pub mod decide;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::{AwardGrant, Delta, GrantCommand};
+pub use decide::{GRANT_WORKSTREAM, decide};
+pub use state::GrantState;

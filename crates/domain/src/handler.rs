@@ -1,0 +1,441 @@
+//! The command handler: the one place where the domain meets the event log.
+//!
+//! For a grant command it takes the grant's state from an in-memory cache
+//! (loaded from the log once, then kept current with the events this
+//! process appends, never replayed per command), decides, and appends with
+//! the exact expected version. On a version conflict (another writer got
+//! there first) it reads only the events it has not seen, decides again, and
+//! retries, a bounded number of times. Command ids are idempotent: the same
+//! command id again returns the first result and records nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex};
+
+use chrono::NaiveDate;
+use events::{ActorId, Envelope, EventContext, GrantEvent, GrantId, ProgrammeEvent, ProgrammeId};
+use store::{
+    AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, READ_EVENTS_MAX,
+    RecordedEvent, StoreError, StreamId, StreamStart,
+};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::Context;
+use crate::error::DomainError;
+use crate::grant::{GrantCommand, GrantState, decide};
+use crate::programme::{self, ProgrammeCommand, ProgrammeState};
+
+/// How many times a command is decided again after losing a race.
+pub const CONFLICT_RETRIES_MAX: usize = 5;
+
+/// A command as issued: who, when, why, and under which id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued<C> {
+    /// The command.
+    pub command: C,
+    /// Its id: issuing the same id again records nothing.
+    pub command_id: Uuid,
+    /// Who issues it.
+    pub actor: ActorId,
+    /// Why.
+    pub reason: Option<String>,
+    /// The fact's business date; `None` means `today`. An expenditure's is
+    /// always its `incurred_on`.
+    pub effective_date: Option<NaiveDate>,
+    /// The calendar day it is issued (UTC), from the caller's clock.
+    pub today: NaiveDate,
+    /// The stream version the caller last saw (`If-Match`), if it insists.
+    pub expected_version: Option<u64>,
+    /// The user request it belongs to.
+    pub correlation_id: Option<Uuid>,
+    /// What caused it.
+    pub causation_id: Option<Uuid>,
+}
+
+impl<C> Issued<C> {
+    /// A command with a fresh id, effective today.
+    pub fn new(command: C, actor: ActorId, today: NaiveDate) -> Self {
+        Self {
+            command,
+            command_id: Uuid::now_v7(),
+            actor,
+            reason: None,
+            effective_date: None,
+            today,
+            expected_version: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// The same command with a reason.
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The same command with a business date.
+    pub fn effective(mut self, date: NaiveDate) -> Self {
+        self.effective_date = Some(date);
+        self
+    }
+}
+
+/// One event a command recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Its id.
+    pub id: Uuid,
+    /// Its type's wire name.
+    pub event_type: String,
+    /// Its version in the stream.
+    pub version: u64,
+    /// Its position in the log.
+    pub position: Position,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandResult {
+    /// The stream written.
+    pub stream: StreamId,
+    /// The stream's version after the command.
+    pub version: u64,
+    /// The log position of the command's last event.
+    pub position: Position,
+    /// The events recorded.
+    pub events: Vec<Appended>,
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// A rule refused it.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The caller's `expected_version` is not the stream's version.
+    #[error("the grant is at version {actual:?}, not {expected}")]
+    VersionMismatch {
+        /// What the caller expected.
+        expected: u64,
+        /// The stream's version.
+        actual: Option<u64>,
+    },
+    /// Other writers kept winning the race.
+    #[error("gave up after {attempts} conflicting attempts")]
+    TooManyConflicts {
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// A stored event could not be read.
+    #[error("stored event at position {position} cannot be read: {detail}")]
+    Unreadable {
+        /// Where.
+        position: Position,
+        /// Why.
+        detail: String,
+    },
+    /// The event log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The stream of a grant.
+pub fn grant_stream(id: &GrantId) -> Result<StreamId, StoreError> {
+    StreamId::parse(format!("grant-{id}"))
+}
+
+/// The stream of a programme.
+pub fn programme_stream(id: &ProgrammeId) -> Result<StreamId, StoreError> {
+    StreamId::parse(format!("programme-{id}"))
+}
+
+/// Reads a stored grant event with its envelope.
+pub fn decode_grant_event(e: &RecordedEvent) -> Result<Envelope<GrantEvent>, HandlerError> {
+    let unreadable = |detail: String| HandlerError::Unreadable { position: e.position, detail };
+    let event =
+        GrantEvent::decode(&e.event_type, e.schema_version, e.data.get()).map_err(|x| unreadable(x.to_string()))?;
+    Ok(Envelope { event, context: context_of(e).map_err(unreadable)? })
+}
+
+fn context_of(e: &RecordedEvent) -> Result<EventContext, String> {
+    let m = &e.metadata;
+    Ok(EventContext {
+        effective_date: m.effective_date.unwrap_or_else(|| e.recorded_at.date_naive()),
+        actor: ActorId::parse(m.actor.clone()).map_err(|x| x.to_string())?,
+        reason: m.reason.clone(),
+        command_id: m.command_id.unwrap_or(Uuid::nil()),
+        correlation_id: m.correlation_id,
+        causation_id: m.causation_id,
+    })
+}
+
+fn encode(event_type: &str, version: u32, data: serde_json::Value, c: &EventContext) -> NewEvent {
+    NewEvent::new(
+        event_type,
+        version,
+        data,
+        EventMetadata {
+            actor: c.actor.to_string(),
+            effective_date: Some(c.effective_date),
+            reason: c.reason.clone(),
+            command_id: Some(c.command_id),
+            correlation_id: c.correlation_id,
+            causation_id: c.causation_id,
+        },
+    )
+}
+
+/// A grant as the handler keeps it.
+#[derive(Debug, Default)]
+struct CachedGrant {
+    state: GrantState,
+    version: Option<u64>,
+    /// Results of the commands recorded on this grant, by command id.
+    commands: HashMap<Uuid, CommandResult>,
+    /// Whether it was loaded from the log (a fresh entry is not).
+    loaded: bool,
+}
+
+/// Executes commands against the log.
+pub struct Handler {
+    store: Arc<dyn EventStore>,
+    grants: SyncMutex<HashMap<GrantId, Arc<Mutex<CachedGrant>>>>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// A handler over `store`, with an empty cache.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { store, grants: SyncMutex::new(HashMap::new()) }
+    }
+
+    /// The event log.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    fn entry(&self, grant: &GrantId) -> Arc<Mutex<CachedGrant>> {
+        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(grants.entry(grant.clone()).or_default())
+    }
+
+    fn evict(&self, grant: &GrantId) {
+        self.grants.lock().unwrap_or_else(|e| e.into_inner()).remove(grant);
+    }
+
+    /// Reads the events of the grant's stream after the cached version.
+    async fn catch_up(&self, stream: &StreamId, cached: &mut CachedGrant) -> Result<(), HandlerError> {
+        loop {
+            let from = cached.version.map_or(0, |v| v + 1);
+            let page =
+                self.store.read_stream(stream, StreamStart::Version(from), Direction::Forward, READ_EVENTS_MAX).await?;
+            let Some(last) = page.last() else { break };
+            let full = page.len() == READ_EVENTS_MAX;
+            cached.version = Some(last.stream_version);
+            for e in &page {
+                let envelope = decode_grant_event(e)?;
+                cached.state.apply(&envelope);
+                let result = cached.commands.entry(envelope.context.command_id).or_insert_with(|| CommandResult {
+                    stream: stream.clone(),
+                    version: e.stream_version,
+                    position: e.position,
+                    events: Vec::new(),
+                });
+                result.version = e.stream_version;
+                result.position = e.position;
+                result.events.push(Appended {
+                    id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    version: e.stream_version,
+                    position: e.position,
+                });
+            }
+            if !full {
+                break;
+            }
+        }
+        cached.loaded = true;
+        Ok(())
+    }
+
+    /// The grant's current state and version, as the handler sees it.
+    pub async fn grant(&self, grant: &GrantId) -> Result<(GrantState, Option<u64>), HandlerError> {
+        let entry = self.entry(grant);
+        let mut cached = entry.lock().await;
+        if !cached.loaded {
+            self.catch_up(&grant_stream(grant)?, &mut cached).await?;
+        }
+        Ok((cached.state.clone(), cached.version))
+    }
+
+    /// Executes a grant command.
+    pub async fn execute(&self, grant: &GrantId, issued: &Issued<GrantCommand>) -> Result<CommandResult, HandlerError> {
+        let _span = tracing::debug_span!("command", grant = %grant, command = issued.command.name()).entered();
+        let stream = grant_stream(grant)?;
+        let entry = self.entry(grant);
+        let mut cached = entry.lock().await;
+        if !cached.loaded {
+            self.catch_up(&stream, &mut cached).await?;
+        }
+        for attempt in 0..=CONFLICT_RETRIES_MAX {
+            if let Some(done) = cached.commands.get(&issued.command_id) {
+                return Ok(done.clone());
+            }
+            if let Some(expected) = issued.expected_version
+                && cached.version != Some(expected)
+            {
+                return Err(HandlerError::VersionMismatch { expected, actual: cached.version });
+            }
+            let ctx = self.context(issued, &cached.state).await?;
+            let decided = decide(&cached.state, &issued.command, &ctx)?;
+            let envelopes: Vec<Envelope<GrantEvent>> =
+                decided.into_iter().map(|event| Envelope { event, context: event_context(issued, &ctx) }).collect();
+            let mut new_events = Vec::with_capacity(envelopes.len());
+            for e in &envelopes {
+                let data = e
+                    .event
+                    .to_json()
+                    .map_err(|x| HandlerError::Unreadable { position: Position::START, detail: x.to_string() })?;
+                new_events.push(encode(e.event.event_type(), e.event.schema_version(), data, &e.context));
+            }
+            let ids: Vec<Uuid> = new_events.iter().map(|e| e.event_id).collect();
+            let expected = cached.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+            match self.store.append(&stream, expected, new_events).await {
+                Ok(appended) => {
+                    for e in &envelopes {
+                        cached.state.apply(e);
+                    }
+                    cached.version = Some(appended.stream_version);
+                    let result = result_of(&stream, &appended, &ids, &envelopes);
+                    cached.commands.insert(issued.command_id, result.clone());
+                    return Ok(result);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, "lost a race for the grant; catching up");
+                    self.catch_up(&stream, &mut cached).await?;
+                }
+                Err(e) => {
+                    // Whether the append committed is unknown: forget the
+                    // cached grant so the next command reads the truth.
+                    drop(cached);
+                    self.evict(grant);
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(HandlerError::TooManyConflicts { attempts: CONFLICT_RETRIES_MAX + 1 })
+    }
+
+    async fn context(&self, issued: &Issued<GrantCommand>, state: &GrantState) -> Result<Context, HandlerError> {
+        let programme_exists = match &issued.command {
+            GrantCommand::Award(a) if state.grant.is_none() => {
+                self.store.stream_version(&programme_stream(&a.programme_id)?).await?.is_some()
+            }
+            _ => true,
+        };
+        let effective_date = match &issued.command {
+            GrantCommand::RecordExpenditure { incurred_on, .. } => *incurred_on,
+            _ => issued.effective_date.unwrap_or(issued.today),
+        };
+        Ok(Context {
+            actor: issued.actor.clone(),
+            reason: issued.reason.clone(),
+            effective_date,
+            today: issued.today,
+            programme_exists,
+        })
+    }
+
+    /// Executes a programme command (programmes are small: loaded each time).
+    pub async fn execute_programme(
+        &self,
+        programme: &ProgrammeId,
+        issued: &Issued<ProgrammeCommand>,
+    ) -> Result<CommandResult, HandlerError> {
+        let stream = programme_stream(programme)?;
+        let recorded = self.store.read_stream(&stream, StreamStart::End, Direction::Forward, READ_EVENTS_MAX).await?;
+        let mut state = ProgrammeState::default();
+        for e in &recorded {
+            if e.metadata.command_id == Some(issued.command_id) {
+                return Ok(CommandResult {
+                    stream: stream.clone(),
+                    version: e.stream_version,
+                    position: e.position,
+                    events: vec![Appended {
+                        id: e.event_id,
+                        event_type: e.event_type.clone(),
+                        version: e.stream_version,
+                        position: e.position,
+                    }],
+                });
+            }
+            let event = ProgrammeEvent::decode(&e.event_type, e.schema_version, e.data.get())
+                .map_err(|x| HandlerError::Unreadable { position: e.position, detail: x.to_string() })?;
+            state = state.evolve(&event);
+        }
+        let decided = programme::decide(&state, &issued.command)?;
+        let ctx = EventContext {
+            effective_date: issued.effective_date.unwrap_or(issued.today),
+            actor: issued.actor.clone(),
+            reason: issued.reason.clone(),
+            command_id: issued.command_id,
+            correlation_id: issued.correlation_id,
+            causation_id: issued.causation_id,
+        };
+        let mut new_events = Vec::new();
+        for e in &decided {
+            let data = e
+                .to_json()
+                .map_err(|x| HandlerError::Unreadable { position: Position::START, detail: x.to_string() })?;
+            new_events.push(encode(e.event_type(), e.schema_version(), data, &ctx));
+        }
+        let ids: Vec<Uuid> = new_events.iter().map(|e| e.event_id).collect();
+        let expected = recorded.last().map_or(ExpectedVersion::NoStream, |e| ExpectedVersion::Exact(e.stream_version));
+        let appended = self.store.append(&stream, expected, new_events).await?;
+        let types: Vec<&str> = decided.iter().map(ProgrammeEvent::event_type).collect();
+        Ok(summarise(&stream, &appended, &ids, &types))
+    }
+}
+
+fn event_context(issued: &Issued<GrantCommand>, ctx: &Context) -> EventContext {
+    EventContext {
+        effective_date: ctx.effective_date,
+        actor: issued.actor.clone(),
+        reason: issued.reason.clone(),
+        command_id: issued.command_id,
+        correlation_id: issued.correlation_id,
+        causation_id: issued.causation_id,
+    }
+}
+
+fn result_of(
+    stream: &StreamId,
+    appended: &AppendResult,
+    ids: &[Uuid],
+    envelopes: &[Envelope<GrantEvent>],
+) -> CommandResult {
+    let types: Vec<&str> = envelopes.iter().map(|e| e.event.event_type()).collect();
+    summarise(stream, appended, ids, &types)
+}
+
+fn summarise(stream: &StreamId, appended: &AppendResult, ids: &[Uuid], types: &[&str]) -> CommandResult {
+    let first_version = appended.stream_version + 1 - ids.len() as u64;
+    let events = ids
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (id, t))| Appended {
+            id: *id,
+            event_type: (*t).to_owned(),
+            version: first_version + i as u64,
+            position: Position(appended.first_position.0 + i as u64),
+        })
+        .collect();
+    CommandResult { stream: stream.clone(), version: appended.stream_version, position: appended.last_position, events }
+}
