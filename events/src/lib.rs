@@ -11,6 +11,7 @@ pub mod grant;
 pub mod ids;
 pub mod money;
 pub mod programme;
+pub mod rules;
 pub mod upcast;
 
 pub use codec::DecodeError;

@@ -10,8 +10,10 @@ pub mod error;
 pub mod grant;
 pub mod handler;
 pub mod programme;
-pub mod rules;
 pub mod scenario;
+
+/// The funders' rule sets (data shared with the projections).
+pub use events::rules;
 
 use chrono::NaiveDate;
 use events::ActorId;

@@ -1,9 +1,11 @@
-//! Funders' rule sets, as data: the JSON files under `crates/domain/rulesets/`
-//! are compiled in, and a grant records the id of the one it was awarded under.
+//! Funders' rule sets, as data: the JSON files under `events/rulesets/` are
+//! compiled in, and a grant records the id of the one it was awarded under.
+//! They live beside the events because both the domain (which enforces
+//! them) and the projections (which total by category) read them.
 
 use std::sync::OnceLock;
 
-use events::{CategoryCode, RuleSetId};
+use crate::ids::{CategoryCode, RuleSetId};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 

@@ -1,0 +1,60 @@
+//! The read side: budget, timeline, portfolio and funder-statement views
+//! projected from the event log.
+//!
+//! - [`ledger`]: the one pure fold of a grant's events ([`GrantLedger`]);
+//!   [`budget()`], [`timeline()`], [`statement()`] and [`portfolio()`] compute views
+//!   from it as of a business date.
+//! - [`projector`]: follows the log, keeps the ledgers in memory and in
+//!   their own SQLite file with an exactly-once checkpoint, rebuilds.
+//! - [`as_known_at`]: any grant's ledger as the log stood at an instant, by
+//!   folding its events with the same fold.
+//!
+//! Projections read events only through the store's read API.
+
+pub mod budget;
+pub mod db;
+pub mod fold;
+pub mod ledger;
+pub mod portfolio;
+pub mod projector;
+pub mod statement;
+pub mod timeline;
+
+use chrono::{DateTime, Utc};
+use events::GrantId;
+use store::{Direction, EventStore, READ_EVENTS_MAX, StreamStart};
+
+pub use budget::{BudgetView, ViewError, budget};
+pub use ledger::GrantLedger;
+pub use portfolio::{PortfolioView, portfolio};
+pub use projector::{ProjectionError, Projector, RebuildReport, Status, views_digest};
+pub use statement::{FunderStatement, statement};
+pub use timeline::{TimelineView, timeline};
+
+/// A grant's ledger folded from the log, counting only the events recorded
+/// at or before `known_at` (all of them when `None`): "what the books said
+/// then". Combine with a view's `as_of` for "what had happened by then".
+pub async fn as_known_at(
+    store: &dyn EventStore,
+    grant: &GrantId,
+    known_at: Option<DateTime<Utc>>,
+) -> Result<GrantLedger, ProjectionError> {
+    let stream = store::StreamId::parse(format!("grant-{grant}"))?;
+    let mut ledger = GrantLedger::default();
+    let mut from = 0;
+    loop {
+        let page = store.read_stream(&stream, StreamStart::Version(from), Direction::Forward, READ_EVENTS_MAX).await?;
+        for e in &page {
+            // recorded_at never decreases along the log, so the first event
+            // recorded too late ends the fold.
+            if !fold::known(e, known_at) {
+                return Ok(ledger);
+            }
+            ledger.apply(&fold::projected(e)?);
+        }
+        match page.last() {
+            Some(last) if page.len() == READ_EVENTS_MAX => from = last.stream_version + 1,
+            _ => return Ok(ledger),
+        }
+    }
+}

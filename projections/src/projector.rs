@@ -1,0 +1,334 @@
+//! The projector: follows the log and keeps the read models current, in
+//! memory for reads and in their SQLite file for restarts.
+//!
+//! It reads the log after its checkpoint in pages, applies each page to
+//! copies of the ledgers it touches, writes those rows and the new
+//! checkpoint in one transaction, and only then shows them to readers. An
+//! event it cannot apply stops it at that position: it reports the position
+//! and the error and never skips the event.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use events::{GrantId, ProgrammeId};
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+use store::{EventStore, Position, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::db::{self, DbError, Models};
+use crate::fold::{ApplyError, Touched};
+use crate::ledger::GrantLedger;
+
+/// Events applied per transaction.
+pub const PROJECTION_BATCH_EVENTS: usize = 1_000;
+
+/// Why a projection call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProjectionError {
+    /// The log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read-model file failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// An event could not be applied.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A blocking task failed.
+    #[error("projection task failed: {0}")]
+    Task(String),
+    /// The view has not reached the asked position in time.
+    #[error("the views have applied position {applied}; {wanted} was asked for")]
+    NotYet {
+        /// Applied so far.
+        applied: u64,
+        /// Asked for.
+        wanted: u64,
+    },
+}
+
+/// Whether the projector is following the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Following.
+    Running,
+    /// Stopped at an event it could not apply (or a failing store or file).
+    Failed {
+        /// The first position not applied.
+        position: u64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Events folded.
+    pub events: u64,
+    /// The position the rebuilt models reflect.
+    pub position: u64,
+    /// Digest of the live views before the swap.
+    pub live_digest: String,
+    /// Digest of the rebuilt views.
+    pub rebuilt_digest: String,
+}
+
+struct Shared {
+    store: Arc<dyn EventStore>,
+    db: Mutex<Connection>,
+    ledgers: RwLock<BTreeMap<GrantId, Arc<GrantLedger>>>,
+    programmes: RwLock<BTreeMap<ProgrammeId, String>>,
+    applied: watch::Sender<u64>,
+    status: Mutex<Status>,
+    /// Held while a page is applied; a rebuild takes it to pause the loop.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// The running projector. Dropping it stops the loop.
+pub struct Projector {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector").field("applied", &*self.shared.applied.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, ProjectionError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ProjectionError::Task(e.to_string()))?
+}
+
+impl Projector {
+    /// Opens the read-model file at `path`, loads what it holds, and starts
+    /// following the log from its checkpoint.
+    pub async fn start(store: Arc<dyn EventStore>, path: impl Into<PathBuf>) -> Result<Self, ProjectionError> {
+        let path = path.into();
+        let (conn, models) = blocking(move || {
+            let conn = db::open(&path)?;
+            let models = db::load(&conn)?;
+            Ok((conn, models))
+        })
+        .await?;
+        let (applied, _) = watch::channel(models.position);
+        let shared = Arc::new(Shared {
+            store,
+            db: Mutex::new(conn),
+            ledgers: RwLock::new(models.ledgers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+            programmes: RwLock::new(models.programmes),
+            applied,
+            status: Mutex::new(Status::Running),
+            turn: tokio::sync::Mutex::new(()),
+        });
+        let task = tokio::spawn(follow(Arc::clone(&shared)));
+        Ok(Self { shared, task })
+    }
+
+    /// The last log position applied to the views.
+    pub fn position(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    /// How many committed events the views have not applied yet.
+    pub fn lag(&self) -> u64 {
+        self.shared.store.watch_position().borrow().0.saturating_sub(self.position())
+    }
+
+    /// Running, or where and why it stopped.
+    pub fn status(&self) -> Status {
+        self.shared.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A grant's ledger as the views see it now.
+    pub fn ledger(&self, grant: &GrantId) -> Option<Arc<GrantLedger>> {
+        self.shared.ledgers.read().unwrap_or_else(|e| e.into_inner()).get(grant).cloned()
+    }
+
+    /// Every ledger of a programme's grants.
+    pub fn programme_ledgers(&self, programme: &ProgrammeId) -> Vec<Arc<GrantLedger>> {
+        let ledgers = self.shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
+        ledgers.values().filter(|l| l.grant.as_ref().is_some_and(|g| &g.programme == programme)).cloned().collect()
+    }
+
+    /// A programme's name, if it exists.
+    pub fn programme(&self, programme: &ProgrammeId) -> Option<String> {
+        self.shared.programmes.read().unwrap_or_else(|e| e.into_inner()).get(programme).cloned()
+    }
+
+    /// Waits, at most `timeout`, until the views have applied `position`
+    /// (read-your-writes).
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        let mut applied = self.shared.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, applied.wait_for(|p| *p >= position)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ProjectionError::NotYet { applied: self.position(), wanted: position }),
+        }
+    }
+
+    /// A snapshot of every model, for digests and tests.
+    pub fn models(&self) -> Models {
+        let ledgers = self.shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
+        Models {
+            position: self.position(),
+            ledgers: ledgers.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
+            programmes: self.shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Rebuilds every view from the log into fresh tables, up to the
+    /// position the live views have reached, compares the two by digest,
+    /// then swaps the rebuilt ones in atomically. `progress` hears
+    /// (events folded, position reached) after each page.
+    pub async fn rebuild(
+        &self,
+        today: NaiveDate,
+        progress: impl Fn(u64, u64) + Send,
+    ) -> Result<RebuildReport, ProjectionError> {
+        let _paused = self.shared.turn.lock().await;
+        let live = self.models();
+        let target = live.position;
+        let mut rebuilt = Models::default();
+        let mut events = 0u64;
+        while rebuilt.position < target {
+            let want = (target - rebuilt.position).min(store::READ_EVENTS_MAX as u64) as usize;
+            let page = self.shared.store.read_all(Position(rebuilt.position), want).await?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                rebuilt.apply(e)?;
+            }
+            events += page.len() as u64;
+            progress(events, rebuilt.position);
+        }
+        rebuilt.position = target;
+        let report = RebuildReport {
+            events,
+            position: target,
+            live_digest: views_digest(&live, today),
+            rebuilt_digest: views_digest(&rebuilt, today),
+        };
+        let shared = Arc::clone(&self.shared);
+        let to_write = rebuilt.clone();
+        blocking(move || {
+            let mut conn = shared.db.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(db::replace_all(&mut conn, &to_write)?)
+        })
+        .await?;
+        *self.shared.ledgers.write().unwrap_or_else(|e| e.into_inner()) =
+            rebuilt.ledgers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        *self.shared.programmes.write().unwrap_or_else(|e| e.into_inner()) = rebuilt.programmes;
+        Ok(report)
+    }
+}
+
+/// SHA-256 over the canonical JSON of every view the models serve (budget,
+/// timeline and funder statement of each grant as of everything, statuses
+/// relative to `today`; programme names), in id order.
+pub fn views_digest(models: &Models, today: NaiveDate) -> String {
+    let mut h = Sha256::new();
+    for (id, ledger) in &models.ledgers {
+        h.update(id.as_str());
+        let views = serde_json::json!({
+            "budget": crate::budget(ledger, None, today).ok(),
+            "timeline": crate::timeline(ledger, None, today).ok(),
+            "statement": crate::statement(ledger, None).ok(),
+        });
+        h.update(views.to_string());
+    }
+    for (id, name) in &models.programmes {
+        h.update(format!("{id}={name};"));
+    }
+    hex::encode(h.finalize())
+}
+
+fn fail(shared: &Shared, position: u64, error: String) {
+    tracing::error!(position, %error, "projection stopped");
+    *shared.status.lock().unwrap_or_else(|e| e.into_inner()) = Status::Failed { position, error };
+}
+
+async fn follow(shared: Arc<Shared>) {
+    let mut committed = shared.store.watch_position();
+    loop {
+        let after = *shared.applied.borrow();
+        let turn = shared.turn.lock().await;
+        // A rebuild may have moved the position while we waited for our turn.
+        let after = after.max(*shared.applied.borrow());
+        let page = match shared.store.read_all(Position(after), PROJECTION_BATCH_EVENTS).await {
+            Ok(page) => page,
+            Err(e) => return fail(&shared, after + 1, e.to_string()),
+        };
+        if page.is_empty() {
+            drop(turn);
+            if committed.wait_for(|p| p.0 > after).await.is_err() {
+                return; // the store closed
+            }
+            continue;
+        }
+        if let Err((position, error)) = apply_page(&shared, &page).await {
+            return fail(&shared, position, error);
+        }
+    }
+}
+
+/// Applies a page: rows and checkpoint in one transaction, then visible.
+async fn apply_page(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Result<(), (u64, String)> {
+    let mut work = Models { position: *shared.applied.borrow(), ..Models::default() };
+    let mut failure = None;
+    {
+        let ledgers = shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
+        for e in page {
+            if let Some(grant) = crate::fold::grant_of(e.stream_id.as_str())
+                && !work.ledgers.contains_key(&grant)
+                && let Some(current) = ledgers.get(&grant)
+            {
+                work.ledgers.insert(grant, (**current).clone());
+            }
+            let before = work.position;
+            match work.apply(e) {
+                Ok(Touched::Programme(_) | Touched::Grant(_) | Touched::Nothing) => {}
+                Err(err) => {
+                    work.position = before;
+                    failure = Some((err.position, err.detail));
+                    break;
+                }
+            }
+        }
+    }
+    let position = work.position;
+    let to_write = work.clone();
+    let db_shared = Arc::clone(shared);
+    let saved = blocking(move || {
+        let mut conn = db_shared.db.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(db::save(&mut conn, to_write.position, &to_write.ledgers, &to_write.programmes)?)
+    })
+    .await;
+    if let Err(e) = saved {
+        return Err((page.first().map_or(position, |e| e.position.0), e.to_string()));
+    }
+    {
+        let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
+        for (id, ledger) in work.ledgers {
+            ledgers.insert(id, Arc::new(ledger));
+        }
+    }
+    shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(work.programmes);
+    shared.applied.send_replace(position);
+    failure.map_or(Ok(()), Err)
+}
