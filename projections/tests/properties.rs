@@ -1,0 +1,192 @@
+//! For random command sequences on top of the NCTCR scenario: the live
+//! projection (stopped and restarted at random points on its file), a full
+//! rebuild, and the as-of fold at the head all give the same views,
+//! compared as canonical JSON.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use domain::grant::{Delta, GrantCommand};
+use domain::handler::{Handler, Issued};
+use domain::scenario::{self, BUDGET, eur};
+use events::{ActorId, CommitmentId, ExpenditureId, GrantId, LineId, Money};
+use projections::db::Models;
+use projections::{Projector, as_known_at, views_digest};
+use proptest::prelude::*;
+use store::{EventStore, Position, SqliteStore};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Spend {
+        line: usize,
+        cents: i64,
+        day: u32,
+        commitment: Option<u8>,
+    },
+    Commit {
+        id: u8,
+        line: usize,
+        cents: i64,
+        day: u32,
+    },
+    CloseCommitment {
+        id: u8,
+    },
+    Reverse {
+        index: u8,
+    },
+    Reallocate {
+        from: usize,
+        to: usize,
+        cents: i64,
+        day: u32,
+    },
+    /// Stop the projector here (and start it again later).
+    Restart {
+        before_catch_up: bool,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let line = 0..BUDGET.len();
+    prop_oneof![
+        4 => (line.clone(), 1i64..800_000, 0u32..180, prop::option::of(0u8..4))
+            .prop_map(|(line, cents, day, commitment)| Op::Spend { line, cents, day, commitment }),
+        2 => (0u8..4, line.clone(), 1i64..500_000, 0u32..180).prop_map(|(id, line, cents, day)| Op::Commit { id, line, cents, day }),
+        1 => (0u8..4).prop_map(|id| Op::CloseCommitment { id }),
+        1 => (0u8..20).prop_map(|index| Op::Reverse { index }),
+        2 => (line.clone(), line, 1i64..300_000, 0u32..180).prop_map(|(from, to, cents, day)| Op::Reallocate { from, to, cents, day }),
+        1 => any::<bool>().prop_map(|before_catch_up| Op::Restart { before_catch_up }),
+    ]
+}
+
+fn day(offset: u32) -> NaiveDate {
+    // Inside P2, which is open: 2022-07-01 plus up to 179 days.
+    NaiveDate::from_ymd_opt(2022, 7, 1).unwrap() + chrono::Days::new(u64::from(offset))
+}
+
+fn line(i: usize) -> LineId {
+    let (ws, cat, _) = BUDGET[i];
+    LineId::parse(format!("{ws}-{cat}")).unwrap()
+}
+
+fn cents(c: i64) -> Money {
+    Money::new(rust_decimal::Decimal::new(c, 2), events::Currency::EUR).unwrap()
+}
+
+async fn run(handler: &Handler, grant: &GrantId, n: usize, op: &Op) {
+    let actor = |a: &str| ActorId::parse(a).unwrap();
+    let issue = |command: GrantCommand, on: NaiveDate, who: &str| {
+        Issued::new(command, actor(who), on).effective(on).because("property test")
+    };
+    let command = match op {
+        Op::Spend { line: l, cents: c, day: d, commitment } => GrantCommand::RecordExpenditure {
+            expenditure_id: ExpenditureId::parse(format!("X{n}")).unwrap(),
+            line: line(*l),
+            amount: cents(*c),
+            conversion: None,
+            incurred_on: day(*d),
+            supplier: "sup-p".into(),
+            invoice: format!("INV-{n}"),
+            commitment: commitment.map(|id| CommitmentId::parse(format!("C{id}")).unwrap()),
+            correction_of: None,
+        },
+        Op::Commit { id, line: l, cents: c, .. } => GrantCommand::RaiseCommitment {
+            commitment_id: CommitmentId::parse(format!("C{id}")).unwrap(),
+            line: line(*l),
+            amount: cents(*c),
+            conversion: None,
+            supplier: "sup-p".into(),
+            reference: format!("REF-{n}"),
+        },
+        Op::CloseCommitment { id } => {
+            GrantCommand::CloseCommitment { commitment_id: CommitmentId::parse(format!("C{id}")).unwrap() }
+        }
+        Op::Reverse { index } => {
+            GrantCommand::ReverseExpenditure { expenditure_id: ExpenditureId::parse(format!("X{index}")).unwrap() }
+        }
+        Op::Reallocate { from, to, cents: c, day: d } => {
+            let id = events::ReallocationId::parse(format!("R-{n}")).unwrap();
+            let deltas = vec![
+                Delta { line: line(*from), amount: cents(*c).negated() },
+                Delta { line: line(*to), amount: cents(*c) },
+            ];
+            let request = GrantCommand::RequestReallocation { reallocation_id: id.clone(), deltas };
+            if handler.execute(grant, &issue(request, day(*d), scenario::MANAGER)).await.is_ok() {
+                let approve = GrantCommand::ApproveReallocation { reallocation_id: id };
+                let _ = handler.execute(grant, &issue(approve, day(*d), scenario::FINANCE)).await;
+            }
+            return;
+        }
+        Op::Restart { .. } => return,
+    };
+    let on = match op {
+        Op::Commit { day: d, .. } => day(*d),
+        _ => day(179),
+    };
+    // Refusals are part of the point: they must leave no trace in any view.
+    let _ = handler.execute(grant, &issue(command, on, scenario::MANAGER)).await;
+}
+
+async fn fold_all(store: &dyn EventStore) -> Models {
+    let mut models = Models::default();
+    loop {
+        let page = store.read_all(Position(models.position), store::READ_EVENTS_MAX).await.unwrap();
+        if page.is_empty() {
+            return models;
+        }
+        for e in &page {
+            models.apply(e).unwrap();
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn incremental_rebuild_and_as_of_agree(ops in prop::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+            let handler = Handler::new(Arc::clone(&store));
+            let grant = scenario::nctcr_until(&handler, "2022-06-30").await.unwrap();
+            let views = dir.path().join("views.sqlite");
+            let mut projector = Some(Projector::start(Arc::clone(&store), &views).await.unwrap());
+            for (n, op) in ops.iter().enumerate() {
+                if let Op::Restart { before_catch_up } = op {
+                    if !before_catch_up && let Some(p) = &projector {
+                        let head = store.head().await.unwrap().map_or(0, |h| h.position.0);
+                        p.wait_for(head, Duration::from_secs(10)).await.unwrap();
+                    }
+                    // Stop it wherever it is, and start again from its file.
+                    drop(projector.take());
+                    projector = Some(Projector::start(Arc::clone(&store), &views).await.unwrap());
+                }
+                run(&handler, &grant, n, op).await;
+            }
+            let projector = projector.unwrap();
+            let head = store.head().await.unwrap().unwrap().position.0;
+            projector.wait_for(head, Duration::from_secs(10)).await.unwrap();
+
+            let live = projector.models();
+            let rebuilt = fold_all(&*store).await;
+            prop_assert_eq!(serde_json::to_value(&live.ledgers).unwrap(), serde_json::to_value(&rebuilt.ledgers).unwrap());
+            prop_assert_eq!(&live.programmes, &rebuilt.programmes);
+            let as_of = as_known_at(&*store, &grant, None).await.unwrap();
+            prop_assert_eq!(serde_json::to_value(&as_of).unwrap(), serde_json::to_value(&live.ledgers[&grant]).unwrap());
+            let today = NaiveDate::from_ymd_opt(2022, 12, 31).unwrap();
+            prop_assert_eq!(views_digest(&live, today), views_digest(&rebuilt, today));
+            let report = projector.rebuild(today, |_, _| {}).await.unwrap();
+            prop_assert_eq!(report.live_digest, report.rebuilt_digest);
+            // The books always balance: allocations never exceed the award.
+            let budget = projections::budget(&live.ledgers[&grant], None, today).unwrap();
+            prop_assert!(budget.allocated.amount() <= eur("250000.00").unwrap().amount());
+            Ok(())
+        })?;
+    }
+}
