@@ -64,7 +64,10 @@ fn grant_events(g: u64) -> Vec<NewEvent> {
     )];
     let lines = ["PER", "CON", "TRV", "SUB", "OTH"];
     for ws in ["WP1", "WP2"] {
-        out.push(new_event(WorkstreamDefined { code: WorkstreamCode::parse(ws).unwrap(), title: ws.into(), lead: None }.into(), start));
+        out.push(new_event(
+            WorkstreamDefined { code: WorkstreamCode::parse(ws).unwrap(), title: ws.into(), lead: None }.into(),
+            start,
+        ));
         for cat in lines {
             let e = BudgetLineOpened {
                 line_id: LineId::parse(format!("{ws}-{cat}")).unwrap(),
@@ -161,9 +164,8 @@ fn rebuild(c: &mut Criterion) {
     });
     g.bench_function("projector_rebuild_with_swap_and_digests", |b| {
         let dir = tempfile::tempdir().unwrap();
-        let projector = rt
-            .block_on(projections::Projector::start(data.store.clone(), dir.path().join("views.sqlite")))
-            .unwrap();
+        let projector =
+            rt.block_on(projections::Projector::start(data.store.clone(), dir.path().join("views.sqlite"))).unwrap();
         rt.block_on(projector.wait_for(total, Duration::from_secs(600))).unwrap();
         b.iter_custom(|iters| {
             let start = Instant::now();

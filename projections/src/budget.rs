@@ -166,52 +166,59 @@ impl GrantLedger {
         Some(extended.map_or(grant.end, |e| e.max(grant.end)))
     }
 
-    /// Open amount of a commitment as of `at`.
-    pub(crate) fn commitment_open(&self, id: &events::CommitmentId, at: AsOf) -> Result<Money, MoneyError> {
-        let Some(c) = self.commitments.get(id) else { return Ok(Money::zero(Currency::EUR)) };
-        let zero = Money::zero(c.amount.currency());
-        if !at.counts(c.raised_on) || at.happened(c.closed_on) {
-            return Ok(zero);
+    /// Every line's totals as of `at`, in one pass over the facts (lines not
+    /// open by then are left out).
+    pub(crate) fn line_totals(&self, at: AsOf) -> Result<BTreeMap<LineId, LineTotals>, MoneyError> {
+        let mut totals: BTreeMap<LineId, LineTotals> = BTreeMap::new();
+        for (id, line) in self.lines.iter().filter(|(_, l)| at.counts(l.opened_on)) {
+            let zero = Money::zero(line.original.currency());
+            let t = LineTotals {
+                reallocated_in: zero,
+                reallocated_out: zero,
+                current: line.original,
+                committed: zero,
+                spent: zero,
+            };
+            totals.insert(id.clone(), t);
         }
-        let liquidated = self
-            .expenditures
-            .values()
-            .filter(|x| at.counts(x.incurred_on) && !at.happened(x.reversed_on))
-            .filter_map(|x| x.liquidates.as_ref().filter(|(cid, _)| cid == id).map(|(_, amount)| amount));
-        c.amount.checked_sub(&Money::sum(c.amount.currency(), liquidated)?)
-    }
-
-    /// A line's totals as of `at`; `None` if it was not open then.
-    pub(crate) fn line_totals(&self, id: &LineId, at: AsOf) -> Result<Option<LineTotals>, MoneyError> {
-        let Some(line) = self.lines.get(id).filter(|l| at.counts(l.opened_on)) else { return Ok(None) };
-        let currency = line.original.currency();
-        let zero = Money::zero(currency);
-        let (mut reallocated_in, mut reallocated_out) = (zero, zero);
         for r in self.reallocations.values() {
             if !r.decided.as_ref().is_some_and(|d| d.approved && at.counts(d.on)) {
                 continue;
             }
-            for d in r.deltas.iter().filter(|d| &d.line == id) {
+            for d in &r.deltas {
+                let Some(t) = totals.get_mut(&d.line) else { continue };
                 if d.amount.is_negative() {
-                    reallocated_out = reallocated_out.checked_add(&d.amount.negated())?;
+                    t.reallocated_out = t.reallocated_out.checked_add(&d.amount.negated())?;
                 } else {
-                    reallocated_in = reallocated_in.checked_add(&d.amount)?;
+                    t.reallocated_in = t.reallocated_in.checked_add(&d.amount)?;
                 }
+                t.current = t.current.checked_add(&d.amount)?;
             }
         }
-        let current = line.original.checked_add(&reallocated_in)?.checked_sub(&reallocated_out)?;
-        let mut committed = zero;
-        for (cid, _) in self.commitments.iter().filter(|(_, c)| &c.line == id) {
-            committed = committed.checked_add(&self.commitment_open(cid, at)?)?;
+        // Commitments open as of `at`: raised, not closed, less what counted
+        // expenditures (not reversed) liquidated.
+        let mut open: BTreeMap<&events::CommitmentId, Money> = self
+            .commitments
+            .iter()
+            .filter(|(_, c)| at.counts(c.raised_on) && !at.happened(c.closed_on))
+            .map(|(id, c)| (id, c.amount))
+            .collect();
+        for x in self.expenditures.values().filter(|x| at.counts(x.incurred_on) && !at.happened(x.reversed_on)) {
+            if let Some(t) = totals.get_mut(&x.line) {
+                t.spent = t.spent.checked_add(&x.amount)?;
+            }
+            if let Some((cid, amount)) = &x.liquidates
+                && let Some(o) = open.get_mut(cid)
+            {
+                *o = o.checked_sub(amount)?;
+            }
         }
-        let spent = Money::sum(
-            currency,
-            self.expenditures
-                .values()
-                .filter(|x| &x.line == id && at.counts(x.incurred_on) && !at.happened(x.reversed_on))
-                .map(|x| &x.amount),
-        )?;
-        Ok(Some(LineTotals { reallocated_in, reallocated_out, current, committed, spent }))
+        for (cid, amount) in open {
+            if let Some(t) = self.commitments.get(cid).and_then(|c| totals.get_mut(&c.line)) {
+                t.committed = t.committed.checked_add(&amount)?;
+            }
+        }
+        Ok(totals)
     }
 }
 
@@ -227,8 +234,9 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
 
     let mut lines = Vec::new();
     let (mut allocated, mut committed, mut direct, mut base) = (zero, zero, zero, zero);
+    let mut totals = ledger.line_totals(at)?;
     for (id, facts) in &ledger.lines {
-        let Some(t) = ledger.line_totals(id, at)? else { continue };
+        let Some(t) = totals.remove(id) else { continue };
         allocated = allocated.checked_add(&t.current)?;
         committed = committed.checked_add(&t.committed)?;
         direct = direct.checked_add(&t.spent)?;

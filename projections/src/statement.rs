@@ -73,8 +73,8 @@ pub fn statement(ledger: &GrantLedger, as_of: Option<NaiveDate>) -> Result<Funde
         let budget_at = AsOf(Some(as_of.map_or(p.end, |d| d.min(p.end))));
         let mut budget: BTreeMap<&CategoryCode, Money> = BTreeMap::new();
         let mut spent: BTreeMap<&CategoryCode, Money> = BTreeMap::new();
-        for (line_id, line) in &ledger.lines {
-            if let Some(t) = ledger.line_totals(line_id, budget_at)? {
+        for (line_id, t) in ledger.line_totals(budget_at)? {
+            if let Some(line) = ledger.lines.get(&line_id) {
                 let b = budget.entry(&line.category).or_insert(zero);
                 *b = b.checked_add(&t.current)?;
             }
