@@ -209,6 +209,16 @@ fn rebuild(c: &mut Criterion) {
             })
         });
     });
+    let cache = projections::HistoryCache::new(data.store.clone(), projections::history::HISTORY_EVENTS_MAX);
+    rt.block_on(cache.history(&grant)).unwrap();
+    g.bench_function("budget_known_at_instant_from_history_cache", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let then = cache.ledger_known_at(&grant, Some(data.midway)).await.unwrap();
+                budget(&then, None, d("2024-06-30")).unwrap()
+            })
+        });
+    });
     g.finish();
 }
 

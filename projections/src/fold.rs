@@ -80,7 +80,8 @@ impl Models {
     }
 }
 
-/// Whether an event was known at `known_at` (every event when `None`).
-pub fn known(e: &RecordedEvent, known_at: Option<DateTime<Utc>>) -> bool {
-    known_at.is_none_or(|t| e.recorded_at <= t)
+/// Whether an event recorded at `recorded_at` was known at `known_at`
+/// (every event when `None`).
+pub fn known(recorded_at: DateTime<Utc>, known_at: Option<DateTime<Utc>>) -> bool {
+    known_at.is_none_or(|t| recorded_at <= t)
 }

@@ -14,6 +14,7 @@
 pub mod budget;
 pub mod db;
 pub mod fold;
+pub mod history;
 pub mod ledger;
 pub mod portfolio;
 pub mod projector;
@@ -25,6 +26,7 @@ use events::GrantId;
 use store::{Direction, EventStore, READ_EVENTS_MAX, StreamStart};
 
 pub use budget::{BudgetView, ViewError, budget};
+pub use history::HistoryCache;
 pub use ledger::GrantLedger;
 pub use portfolio::{PortfolioView, portfolio};
 pub use projector::{ProjectionError, Projector, RebuildReport, Status, views_digest};
@@ -47,7 +49,7 @@ pub async fn as_known_at(
         for e in &page {
             // recorded_at never decreases along the log, so the first event
             // recorded too late ends the fold.
-            if !fold::known(e, known_at) {
+            if !fold::known(e.recorded_at, known_at) {
                 return Ok(ledger);
             }
             ledger.apply(&fold::projected(e)?);

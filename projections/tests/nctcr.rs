@@ -251,3 +251,26 @@ async fn an_event_the_projection_cannot_read_stops_it_at_that_position() {
     }
     assert_eq!(p.position(), head, "applied past the unreadable event");
 }
+
+#[tokio::test]
+async fn the_history_cache_answers_known_at_like_the_log_and_stays_current() {
+    let w = world().await;
+    let cache = projections::HistoryCache::new(Arc::clone(&w.store), 10);
+    let before_entry = Utc::now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let json = |l: &projections::GrantLedger| serde_json::to_value(l).unwrap();
+    assert_eq!(
+        json(&cache.ledger_known_at(&gid(), None).await.unwrap()),
+        json(&as_known_at(&*w.store, &gid(), None).await.unwrap())
+    );
+    let late =
+        expenditure("E72", "FP2-OTH", eur("5.00").unwrap(), None, "2022-09-15", "sup-late", "L-2", None).unwrap();
+    w.handler.execute(&gid(), &Issued::new(late, ActorId::parse(MANAGER).unwrap(), d("2022-10-20"))).await.unwrap();
+    // The new event is picked up; the earlier instant still excludes it.
+    let now = cache.ledger_known_at(&gid(), None).await.unwrap();
+    assert_eq!(json(&now), json(&as_known_at(&*w.store, &gid(), None).await.unwrap()));
+    assert!(now.expenditures.keys().any(|k| k.as_str() == "E72"));
+    let then = cache.ledger_known_at(&gid(), Some(before_entry)).await.unwrap();
+    assert_eq!(json(&then), json(&as_known_at(&*w.store, &gid(), Some(before_entry)).await.unwrap()));
+    assert!(!then.expenditures.keys().any(|k| k.as_str() == "E72"));
+}
