@@ -9,7 +9,7 @@ use std::path::Path;
 use events::{GrantId, ProgrammeId};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::ledger::GrantLedger;
+use crate::ledger::{FactKind, GrantLedger};
 
 /// The projection of grant ledgers (behind the budget, timeline, statement
 /// and portfolio views).
@@ -47,12 +47,15 @@ impl From<rusqlite::Error> for DbError {
     }
 }
 
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 stores a ledger as one row per fact (version 1 stored it as
+/// one document, rewritten on every event).
+const SCHEMA_VERSION: i64 = 2;
 
 fn tables(suffix: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS grant_ledgers{suffix} (
-            grant_id TEXT PRIMARY KEY, programme_id TEXT, ledger TEXT NOT NULL) STRICT;
+            grant_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, fact TEXT NOT NULL,
+            PRIMARY KEY (grant_id, kind, key)) STRICT, WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS programmes{suffix} (
             programme_id TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;"
     )
@@ -79,6 +82,16 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     if found > SCHEMA_VERSION {
         return Err(DbError::NewerSchema { found, supported: SCHEMA_VERSION });
     }
+    if found > 0 && found < SCHEMA_VERSION {
+        // Read models are derived data: an older layout is dropped and
+        // rebuilt from the log (the checkpoints go with it).
+        tracing::info!(found, SCHEMA_VERSION, "read model layout changed; rebuilding from the log");
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             DROP TABLE IF EXISTS grant_ledgers; DROP TABLE IF EXISTS programmes; DROP TABLE IF EXISTS checkpoints;
+             COMMIT;",
+        )?;
+    }
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          CREATE TABLE IF NOT EXISTS checkpoints (projection TEXT PRIMARY KEY, position INTEGER NOT NULL) STRICT;
@@ -101,14 +114,16 @@ pub fn load(conn: &Connection) -> Result<Models, DbError> {
         Ok(p.unwrap_or(0) as u64)
     };
     models.position = checkpoint(GRANT_LEDGERS)?.min(checkpoint(PROGRAMMES)?);
-    let mut stmt = conn.prepare("SELECT grant_id, ledger FROM grant_ledgers")?;
+    let mut stmt = conn.prepare("SELECT grant_id, kind, key, fact FROM grant_ledgers")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let bad = |detail: String| DbError::Row { key: key.clone(), detail };
-        let id = GrantId::parse(key.clone()).map_err(|e| bad(e.to_string()))?;
-        let ledger: GrantLedger = serde_json::from_str(&row.get::<_, String>(1)?).map_err(|e| bad(e.to_string()))?;
-        models.ledgers.insert(id, ledger);
+        let grant: String = row.get(0)?;
+        let kind: String = row.get(1)?;
+        let key: String = row.get(2)?;
+        let bad = |detail: String| DbError::Row { key: format!("{grant}/{kind}/{key}"), detail };
+        let id = GrantId::parse(grant.clone()).map_err(|e| bad(e.to_string()))?;
+        let kind = FactKind::parse(&kind).ok_or_else(|| bad("unknown kind".to_owned()))?;
+        models.ledgers.entry(id).or_default().put_fact(kind, &key, &row.get::<_, String>(3)?).map_err(bad)?;
     }
     let mut stmt = conn.prepare("SELECT programme_id, name FROM programmes")?;
     let mut rows = stmt.query([])?;
@@ -120,21 +135,26 @@ pub fn load(conn: &Connection) -> Result<Models, DbError> {
     Ok(models)
 }
 
-fn write_rows<'a>(
+/// Facts to write: grant, kind, key.
+pub type Dirty = std::collections::BTreeSet<(GrantId, FactKind, String)>;
+
+fn write_rows(
     tx: &rusqlite::Transaction<'_>,
     suffix: &str,
-    ledgers: impl IntoIterator<Item = (&'a GrantId, &'a GrantLedger)>,
-    programmes: impl IntoIterator<Item = (&'a ProgrammeId, &'a String)>,
+    ledgers: &BTreeMap<GrantId, GrantLedger>,
+    facts: &Dirty,
+    programmes: &BTreeMap<ProgrammeId, String>,
 ) -> Result<(), DbError> {
     let mut put = tx.prepare_cached(&format!(
-        "INSERT INTO grant_ledgers{suffix} (grant_id, programme_id, ledger) VALUES (?1, ?2, ?3)
-         ON CONFLICT (grant_id) DO UPDATE SET programme_id = excluded.programme_id, ledger = excluded.ledger"
+        "INSERT INTO grant_ledgers{suffix} (grant_id, kind, key, fact) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (grant_id, kind, key) DO UPDATE SET fact = excluded.fact"
     ))?;
-    for (id, ledger) in ledgers {
-        let json =
-            serde_json::to_string(ledger).map_err(|e| DbError::Row { key: id.to_string(), detail: e.to_string() })?;
-        let programme = ledger.grant.as_ref().map(|g| g.programme.to_string());
-        put.execute(params![id.as_str(), programme, json])?;
+    for (grant, kind, key) in facts {
+        let Some(ledger) = ledgers.get(grant) else { continue };
+        let bad = |detail: String| DbError::Row { key: format!("{grant}/{}/{key}", kind.as_str()), detail };
+        if let Some(json) = ledger.fact_json(*kind, key).map_err(|e| bad(e.to_string()))? {
+            put.execute(params![grant.as_str(), kind.as_str(), key, json])?;
+        }
     }
     let mut put = tx.prepare_cached(&format!(
         "INSERT INTO programmes{suffix} (programme_id, name) VALUES (?1, ?2)
@@ -157,15 +177,12 @@ fn set_checkpoints(tx: &rusqlite::Transaction<'_>, position: u64) -> Result<(), 
     Ok(())
 }
 
-/// Writes changed rows and the new checkpoint in one transaction.
-pub fn save<'a>(
-    conn: &mut Connection,
-    position: u64,
-    ledgers: impl IntoIterator<Item = (&'a GrantId, &'a GrantLedger)>,
-    programmes: impl IntoIterator<Item = (&'a ProgrammeId, &'a String)>,
-) -> Result<(), DbError> {
+/// Writes the changed facts and programmes and the new checkpoint in one
+/// transaction.
+pub fn save(conn: &mut Connection, models: &Models, facts: &Dirty) -> Result<(), DbError> {
+    let position = models.position;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    write_rows(&tx, "", ledgers, programmes)?;
+    write_rows(&tx, "", &models.ledgers, facts, &models.programmes)?;
     set_checkpoints(&tx, position)?;
     tx.commit()?;
     Ok(())
@@ -181,8 +198,13 @@ pub fn replace_all(conn: &mut Connection, models: &Models) -> Result<(), DbError
         tables(suffix)
     ))?;
     {
+        let facts: Dirty = models
+            .ledgers
+            .iter()
+            .flat_map(|(id, l)| l.fact_keys().into_iter().map(move |(kind, key)| (id.clone(), kind, key)))
+            .collect();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        write_rows(&tx, suffix, &models.ledgers, &models.programmes)?;
+        write_rows(&tx, suffix, &models.ledgers, &facts, &models.programmes)?;
         tx.commit()?;
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -7,7 +7,7 @@ use store::RecordedEvent;
 use uuid::Uuid;
 
 use crate::db::Models;
-use crate::ledger::Projected;
+use crate::ledger::{FactKind, Projected};
 
 /// An event the projections cannot read: they stop there rather than skip it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,8 +22,8 @@ pub struct ApplyError {
 /// What an event changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Touched {
-    /// A grant's ledger.
-    Grant(GrantId),
+    /// One fact of a grant's ledger (and its header).
+    Grant(GrantId, FactKind, String),
     /// A programme's name.
     Programme(ProgrammeId),
     /// Nothing the projections keep.
@@ -63,8 +63,8 @@ impl Models {
         let stream = e.stream_id.as_str();
         if let Some(grant) = grant_of(stream) {
             let p = projected(e)?;
-            self.ledgers.entry(grant.clone()).or_default().apply(&p);
-            return Ok(Touched::Grant(grant));
+            let (kind, key) = self.ledgers.entry(grant.clone()).or_default().apply(&p);
+            return Ok(Touched::Grant(grant, kind, key));
         }
         if let Some(id) = stream.strip_prefix("programme-").and_then(|id| ProgrammeId::parse(id).ok()) {
             let event = ProgrammeEvent::decode(&e.event_type, e.schema_version, e.data.get())

@@ -213,12 +213,15 @@ impl GrantLedger {
         self.grant.as_ref().map(|g| g.award.currency())
     }
 
-    /// Applies one event. Events of a grant arrive in stream order.
-    pub fn apply(&mut self, p: &Projected) {
+    /// Applies one event (events of a grant arrive in stream order) and
+    /// names the one fact it changed; the header (position, version) always
+    /// changes too.
+    pub fn apply(&mut self, p: &Projected) -> (FactKind, String) {
         self.position = p.position;
         self.version = p.version;
         let on = p.envelope.context.effective_date;
         let actor = &p.envelope.context.actor;
+        let touched = fact_of(&p.envelope.event);
         match &p.envelope.event {
             GrantEvent::GrantAwarded(e) => {
                 self.grant = Some(GrantInfo {
@@ -342,6 +345,7 @@ impl GrantLedger {
             }
             GrantEvent::GrantClosed(e) => self.closed_on = Some(e.closed_on),
         }
+        touched
     }
 
     fn decide_reallocation(&mut self, id: &ReallocationId, on: NaiveDate, by: &ActorId, approved: bool) {
@@ -349,6 +353,161 @@ impl GrantLedger {
             r.decided = Some(Decided { on, by: by.clone(), approved });
         }
     }
+}
+
+/// The kinds of fact a ledger is made of: the unit in which it is stored,
+/// so that an event rewrites one row, not the whole grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FactKind {
+    /// Position, version, award, closing.
+    Header,
+    /// A workstream.
+    Workstream,
+    /// A reporting period.
+    Period,
+    /// A budget line.
+    Line,
+    /// A reallocation.
+    Reallocation,
+    /// An amendment.
+    Amendment,
+    /// A commitment.
+    Commitment,
+    /// An expenditure.
+    Expenditure,
+    /// A milestone.
+    Milestone,
+}
+
+impl FactKind {
+    /// Every kind.
+    pub const ALL: [FactKind; 9] = [
+        FactKind::Header,
+        FactKind::Workstream,
+        FactKind::Period,
+        FactKind::Line,
+        FactKind::Reallocation,
+        FactKind::Amendment,
+        FactKind::Commitment,
+        FactKind::Expenditure,
+        FactKind::Milestone,
+    ];
+
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactKind::Header => "header",
+            FactKind::Workstream => "workstream",
+            FactKind::Period => "period",
+            FactKind::Line => "line",
+            FactKind::Reallocation => "reallocation",
+            FactKind::Amendment => "amendment",
+            FactKind::Commitment => "commitment",
+            FactKind::Expenditure => "expenditure",
+            FactKind::Milestone => "milestone",
+        }
+    }
+
+    /// The kind with this stored name.
+    pub fn parse(name: &str) -> Option<FactKind> {
+        FactKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// The fact an event changes.
+fn fact_of(event: &GrantEvent) -> (FactKind, String) {
+    use GrantEvent as E;
+    let (kind, key) = match event {
+        E::GrantAwarded(_) | E::GrantClosed(_) => (FactKind::Header, String::new()),
+        E::WorkstreamDefined(e) => (FactKind::Workstream, e.code.to_string()),
+        E::ReportingPeriodDefined(e) => (FactKind::Period, e.period_id.to_string()),
+        E::ReportingPeriodClosed(e) => (FactKind::Period, e.period_id.to_string()),
+        E::ReportingPeriodReopened(e) => (FactKind::Period, e.period_id.to_string()),
+        E::BudgetLineOpened(e) => (FactKind::Line, e.line_id.to_string()),
+        E::ReallocationRequested(e) => (FactKind::Reallocation, e.reallocation_id.to_string()),
+        E::ReallocationApproved(e) => (FactKind::Reallocation, e.reallocation_id.to_string()),
+        E::ReallocationRejected(e) => (FactKind::Reallocation, e.reallocation_id.to_string()),
+        E::AmendmentRequested(e) => (FactKind::Amendment, e.amendment_id.to_string()),
+        E::AmendmentApproved(e) => (FactKind::Amendment, e.amendment_id.to_string()),
+        E::AmendmentRejected(e) => (FactKind::Amendment, e.amendment_id.to_string()),
+        E::CommitmentRaised(e) => (FactKind::Commitment, e.commitment_id.to_string()),
+        E::CommitmentClosed(e) => (FactKind::Commitment, e.commitment_id.to_string()),
+        E::ExpenditureRecorded(e) => (FactKind::Expenditure, e.expenditure_id.to_string()),
+        E::ExpenditureReversed(e) => (FactKind::Expenditure, e.expenditure_id.to_string()),
+        E::MilestonePlanned(e) => (FactKind::Milestone, e.milestone_id.to_string()),
+        E::MilestoneRescheduled(e) => (FactKind::Milestone, e.milestone_id.to_string()),
+        E::MilestoneAchieved(e) => (FactKind::Milestone, e.milestone_id.to_string()),
+        E::MilestoneCancelled(e) => (FactKind::Milestone, e.milestone_id.to_string()),
+    };
+    (kind, key)
+}
+
+/// The header row of a stored ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Header {
+    position: u64,
+    version: u64,
+    grant: Option<GrantInfo>,
+    closed_on: Option<NaiveDate>,
+}
+
+macro_rules! stored_facts {
+    ($($kind:ident => $field:ident: $key:ty),* $(,)?) => {
+        impl GrantLedger {
+            /// One fact as stored JSON; `None` if the ledger has no such fact.
+            pub fn fact_json(&self, kind: FactKind, key: &str) -> Result<Option<String>, serde_json::Error> {
+                match kind {
+                    FactKind::Header => serde_json::to_string(&Header {
+                        position: self.position,
+                        version: self.version,
+                        grant: self.grant.clone(),
+                        closed_on: self.closed_on,
+                    })
+                    .map(Some),
+                    $(FactKind::$kind => match <$key>::parse(key) {
+                        Ok(k) => self.$field.get(&k).map(serde_json::to_string).transpose(),
+                        Err(_) => Ok(None),
+                    },)*
+                }
+            }
+
+            /// Puts back one stored fact.
+            pub fn put_fact(&mut self, kind: FactKind, key: &str, json: &str) -> Result<(), String> {
+                match kind {
+                    FactKind::Header => {
+                        let h: Header = serde_json::from_str(json).map_err(|e| e.to_string())?;
+                        self.position = h.position;
+                        self.version = h.version;
+                        self.grant = h.grant;
+                        self.closed_on = h.closed_on;
+                    }
+                    $(FactKind::$kind => {
+                        let k = <$key>::parse(key).map_err(|e| e.to_string())?;
+                        self.$field.insert(k, serde_json::from_str(json).map_err(|e| e.to_string())?);
+                    })*
+                }
+                Ok(())
+            }
+
+            /// Every fact's kind and key, the header first.
+            pub fn fact_keys(&self) -> Vec<(FactKind, String)> {
+                let mut keys = vec![(FactKind::Header, String::new())];
+                $(keys.extend(self.$field.keys().map(|k| (FactKind::$kind, k.to_string())));)*
+                keys
+            }
+        }
+    };
+}
+
+stored_facts! {
+    Workstream => workstreams: WorkstreamCode,
+    Period => periods: PeriodId,
+    Line => lines: LineId,
+    Reallocation => reallocations: ReallocationId,
+    Amendment => amendments: AmendmentId,
+    Commitment => commitments: CommitmentId,
+    Expenditure => expenditures: ExpenditureId,
+    Milestone => milestones: MilestoneId,
 }
 
 /// Which facts a view counts: those effective on or before `as_of` (all

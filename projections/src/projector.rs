@@ -1,7 +1,8 @@
 //! The projector: follows the log and keeps the read models current, in
 //! memory for reads and in their SQLite file for restarts.
 //!
-//! It reads the log after its checkpoint in pages, applies each page to
+//! It follows the log through a store subscription from its checkpoint,
+//! in batches, applies each batch to
 //! copies of the ledgers it touches, writes those rows and the new
 //! checkpoint in one transaction, and only then shows them to readers. An
 //! event it cannot apply stops it at that position: it reports the position
@@ -16,13 +17,13 @@ use chrono::NaiveDate;
 use events::{GrantId, ProgrammeId};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use store::{EventStore, Position, StoreError};
+use store::{EventStore, Position, StoreError, Subscription};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{self, DbError, Models};
 use crate::fold::{ApplyError, Touched};
-use crate::ledger::GrantLedger;
+use crate::ledger::{FactKind, GrantLedger};
 
 /// Events applied per transaction.
 pub const PROJECTION_BATCH_EVENTS: usize = 1_000;
@@ -264,23 +265,17 @@ fn fail(shared: &Shared, position: u64, error: String) {
 }
 
 async fn follow(shared: Arc<Shared>) {
-    let mut committed = shared.store.watch_position();
+    let start = Position(*shared.applied.borrow());
+    let mut subscription = Subscription::new(Arc::clone(&shared.store), start);
     loop {
-        let after = *shared.applied.borrow();
-        let turn = shared.turn.lock().await;
-        // A rebuild may have moved the position while we waited for our turn.
-        let after = after.max(*shared.applied.borrow());
-        let page = match shared.store.read_all(Position(after), PROJECTION_BATCH_EVENTS).await {
+        let page = match subscription.next_batch(PROJECTION_BATCH_EVENTS).await {
             Ok(page) => page,
-            Err(e) => return fail(&shared, after + 1, e.to_string()),
+            Err(StoreError::Closed) => return,
+            Err(e) => return fail(&shared, subscription.position().0 + 1, e.to_string()),
         };
-        if page.is_empty() {
-            drop(turn);
-            if committed.wait_for(|p| p.0 > after).await.is_err() {
-                return; // the store closed
-            }
-            continue;
-        }
+        // A rebuild pauses the loop here; it rebuilds exactly up to what
+        // this loop has applied, so the page still follows on.
+        let _turn = shared.turn.lock().await;
         if let Err((position, error)) = apply_page(&shared, &page).await {
             return fail(&shared, position, error);
         }
@@ -290,6 +285,7 @@ async fn follow(shared: Arc<Shared>) {
 /// Applies a page: rows and checkpoint in one transaction, then visible.
 async fn apply_page(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Result<(), (u64, String)> {
     let mut work = Models { position: *shared.applied.borrow(), ..Models::default() };
+    let mut dirty = db::Dirty::new();
     let mut failure = None;
     {
         let ledgers = shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
@@ -302,7 +298,11 @@ async fn apply_page(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Resu
             }
             let before = work.position;
             match work.apply(e) {
-                Ok(Touched::Programme(_) | Touched::Grant(_) | Touched::Nothing) => {}
+                Ok(Touched::Grant(grant, kind, key)) => {
+                    dirty.insert((grant.clone(), FactKind::Header, String::new()));
+                    dirty.insert((grant, kind, key));
+                }
+                Ok(Touched::Programme(_) | Touched::Nothing) => {}
                 Err(err) => {
                     work.position = before;
                     failure = Some((err.position, err.detail));
@@ -312,16 +312,17 @@ async fn apply_page(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Resu
         }
     }
     let position = work.position;
-    let to_write = work.clone();
-    let db_shared = Arc::clone(shared);
+    let work = Arc::new(work);
+    let (to_write, db_shared) = (Arc::clone(&work), Arc::clone(shared));
     let saved = blocking(move || {
         let mut conn = db_shared.db.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(db::save(&mut conn, to_write.position, &to_write.ledgers, &to_write.programmes)?)
+        Ok(db::save(&mut conn, &to_write, &dirty)?)
     })
     .await;
     if let Err(e) = saved {
         return Err((page.first().map_or(position, |e| e.position.0), e.to_string()));
     }
+    let work = Arc::try_unwrap(work).unwrap_or_else(|shared_work| (*shared_work).clone());
     {
         let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
         for (id, ledger) in work.ledgers {

@@ -52,6 +52,7 @@ macro_rules! conformance_tests {
             verify_since_proves_an_unchanged_prefix,
             subscription_catches_up_then_follows_live,
             slow_subscriber_lags_but_never_skips,
+            subscription_batches_hold_every_event_once_within_the_limit,
             racing_appenders_one_winner_per_round,
             one_conflict_in_a_group_fails_only_itself,
         );
@@ -420,6 +421,32 @@ pub async fn slow_subscriber_lags_but_never_skips(f: &Fixture) {
         assert_eq!(e.position, Position(expected));
         assert_eq!(e.data.to_value()["n"], expected - 1);
     }
+}
+
+/// Batched delivery gives every event once, in order, never more than the
+/// limit at a time, and waits for new commits like `next`.
+pub async fn subscription_batches_hold_every_event_once_within_the_limit(f: &Fixture) {
+    let s = Arc::clone(&f.store);
+    let batch: Vec<_> = (0..2_500).map(event).collect();
+    s.append(&sid("grant-a"), ExpectedVersion::Any, batch).await.unwrap();
+    let mut sub = Subscription::new(Arc::clone(&s), Position(10));
+    let mut seen = Vec::new();
+    while seen.len() < 2_490 {
+        let b = sub.next_batch(300).await.unwrap();
+        assert!(!b.is_empty() && b.len() <= 300, "batch of {}", b.len());
+        seen.extend(b.iter().map(|e| e.position.0));
+    }
+    assert_eq!(seen, (11..=2_500).collect::<Vec<_>>());
+    assert_eq!(sub.position(), Position(2_500));
+    let writer = {
+        let s = Arc::clone(&s);
+        tokio::spawn(
+            async move { s.append(&sid("grant-b"), ExpectedVersion::Any, vec![event(1), event(2)]).await.unwrap() },
+        )
+    };
+    let live = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next_batch(300)).await.unwrap().unwrap();
+    writer.await.unwrap();
+    assert_eq!(live.iter().map(|e| e.position.0).collect::<Vec<_>>(), vec![2_501, 2_502]);
 }
 
 /// N tasks race to append at the same expected version: exactly one wins

@@ -45,21 +45,39 @@ impl Subscription {
     /// The next event, waiting for one to be committed if the subscriber
     /// has caught up. Errors only when the store fails or closes.
     pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                self.after = event.position;
-                return Ok(event);
-            }
-            let page = self.store.read_all(self.after, SUBSCRIPTION_PAGE_EVENTS).await?;
+        self.fill().await?;
+        let event = self.buffer.pop_front().ok_or(StoreError::Closed)?;
+        self.after = event.position;
+        Ok(event)
+    }
+
+    /// The next events, at least one and at most `max`, in order, waiting
+    /// for a commit if the subscriber has caught up: for consumers that
+    /// apply events in batches (one transaction per batch).
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.fill().await?;
+        let n = max.clamp(1, self.buffer.len());
+        let batch: Vec<RecordedEvent> = self.buffer.drain(..n).collect();
+        if let Some(last) = batch.last() {
+            self.after = last.position;
+        }
+        Ok(batch)
+    }
+
+    /// Makes sure the buffer holds at least one event.
+    async fn fill(&mut self) -> Result<(), StoreError> {
+        while self.buffer.is_empty() {
+            let last_buffered = self.after;
+            let page = self.store.read_all(last_buffered, SUBSCRIPTION_PAGE_EVENTS).await?;
             if !page.is_empty() {
                 self.buffer.extend(page);
-                continue;
+                return Ok(());
             }
             // Caught up. The announcement comes after the commit, and
             // `wait_for` looks at the current value first, so a commit that
             // landed after the read above is never missed.
-            let after = self.after;
-            self.committed.wait_for(|p| *p > after).await.map_err(|_| StoreError::Closed)?;
+            self.committed.wait_for(|p| *p > last_buffered).await.map_err(|_| StoreError::Closed)?;
         }
+        Ok(())
     }
 }
