@@ -162,6 +162,21 @@ fn rebuild(c: &mut Criterion) {
             assert_eq!(models.ledgers.len() as u64, GRANTS);
         });
     });
+    g.bench_function("projector_catch_up_from_empty", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let start = Instant::now();
+                let projector = rt
+                    .block_on(projections::Projector::start(data.store.clone(), dir.path().join("views.sqlite")))
+                    .unwrap();
+                rt.block_on(projector.wait_for(total, Duration::from_secs(600))).unwrap();
+                spent += start.elapsed();
+            }
+            spent
+        });
+    });
     g.bench_function("projector_rebuild_with_swap_and_digests", |b| {
         let dir = tempfile::tempdir().unwrap();
         let projector =

@@ -138,24 +138,22 @@ pub fn load(conn: &Connection) -> Result<Models, DbError> {
 /// Facts to write: grant, kind, key.
 pub type Dirty = std::collections::BTreeSet<(GrantId, FactKind, String)>;
 
-fn write_rows(
-    tx: &rusqlite::Transaction<'_>,
-    suffix: &str,
-    ledgers: &BTreeMap<GrantId, GrantLedger>,
-    facts: &Dirty,
-    programmes: &BTreeMap<ProgrammeId, String>,
-) -> Result<(), DbError> {
+fn put_rows(tx: &rusqlite::Transaction<'_>, suffix: &str, rows: &[FactRow]) -> Result<(), DbError> {
     let mut put = tx.prepare_cached(&format!(
         "INSERT INTO grant_ledgers{suffix} (grant_id, kind, key, fact) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (grant_id, kind, key) DO UPDATE SET fact = excluded.fact"
     ))?;
-    for (grant, kind, key) in facts {
-        let Some(ledger) = ledgers.get(grant) else { continue };
-        let bad = |detail: String| DbError::Row { key: format!("{grant}/{}/{key}", kind.as_str()), detail };
-        if let Some(json) = ledger.fact_json(*kind, key).map_err(|e| bad(e.to_string()))? {
-            put.execute(params![grant.as_str(), kind.as_str(), key, json])?;
-        }
+    for (grant, kind, key, json) in rows {
+        put.execute(params![grant.as_str(), kind.as_str(), key, json])?;
     }
+    Ok(())
+}
+
+fn put_programmes(
+    tx: &rusqlite::Transaction<'_>,
+    suffix: &str,
+    programmes: &BTreeMap<ProgrammeId, String>,
+) -> Result<(), DbError> {
     let mut put = tx.prepare_cached(&format!(
         "INSERT INTO programmes{suffix} (programme_id, name) VALUES (?1, ?2)
          ON CONFLICT (programme_id) DO UPDATE SET name = excluded.name"
@@ -164,6 +162,23 @@ fn write_rows(
         put.execute(params![id.as_str(), name])?;
     }
     Ok(())
+}
+
+/// Every fact row of every ledger.
+fn all_rows(models: &Models) -> Result<Vec<FactRow>, DbError> {
+    let mut rows = Vec::new();
+    for (grant, ledger) in &models.ledgers {
+        for (kind, key) in ledger.fact_keys() {
+            let bad = |e: serde_json::Error| DbError::Row {
+                key: format!("{grant}/{}/{key}", kind.as_str()),
+                detail: e.to_string(),
+            };
+            if let Some(json) = ledger.fact_json(kind, &key).map_err(bad)? {
+                rows.push((grant.clone(), kind, key, json));
+            }
+        }
+    }
+    Ok(rows)
 }
 
 fn set_checkpoints(tx: &rusqlite::Transaction<'_>, position: u64) -> Result<(), DbError> {
@@ -177,12 +192,20 @@ fn set_checkpoints(tx: &rusqlite::Transaction<'_>, position: u64) -> Result<(), 
     Ok(())
 }
 
-/// Writes the changed facts and programmes and the new checkpoint in one
+/// A fact row ready to write: grant, kind, key, JSON.
+pub type FactRow = (GrantId, FactKind, String, String);
+
+/// Writes changed fact rows and programmes and the new checkpoint in one
 /// transaction.
-pub fn save(conn: &mut Connection, models: &Models, facts: &Dirty) -> Result<(), DbError> {
-    let position = models.position;
+pub fn save(
+    conn: &mut Connection,
+    position: u64,
+    rows: &[FactRow],
+    programmes: &BTreeMap<ProgrammeId, String>,
+) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    write_rows(&tx, "", &models.ledgers, facts, &models.programmes)?;
+    put_rows(&tx, "", rows)?;
+    put_programmes(&tx, "", programmes)?;
     set_checkpoints(&tx, position)?;
     tx.commit()?;
     Ok(())
@@ -198,13 +221,10 @@ pub fn replace_all(conn: &mut Connection, models: &Models) -> Result<(), DbError
         tables(suffix)
     ))?;
     {
-        let facts: Dirty = models
-            .ledgers
-            .iter()
-            .flat_map(|(id, l)| l.fact_keys().into_iter().map(move |(kind, key)| (id.clone(), kind, key)))
-            .collect();
+        let rows = all_rows(models)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        write_rows(&tx, suffix, &models.ledgers, &facts, &models.programmes)?;
+        put_rows(&tx, suffix, &rows)?;
+        put_programmes(&tx, suffix, &models.programmes)?;
         tx.commit()?;
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{self, DbError, Models};
-use crate::fold::{ApplyError, Touched};
+use crate::fold::ApplyError;
 use crate::ledger::{FactKind, GrantLedger};
 
 /// Events applied per transaction.
@@ -282,54 +282,58 @@ async fn follow(shared: Arc<Shared>) {
     }
 }
 
-/// Applies a page: rows and checkpoint in one transaction, then visible.
+/// Applies a page: in memory first (copy-on-write: a ledger a reader is
+/// holding is copied, otherwise changed in place), then the changed fact
+/// rows and the checkpoint in one transaction; `applied` moves only after
+/// that commit, so a reader waiting for a position sees it durable.
 async fn apply_page(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Result<(), (u64, String)> {
-    let mut work = Models { position: *shared.applied.borrow(), ..Models::default() };
-    let mut dirty = db::Dirty::new();
     let mut failure = None;
+    let mut rows: Vec<(GrantId, FactKind, String, String)> = Vec::new();
+    let mut programmes = BTreeMap::new();
+    let mut position = *shared.applied.borrow();
     {
-        let ledgers = shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
+        let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
+        let mut dirty = db::Dirty::new();
         for e in page {
-            if let Some(grant) = crate::fold::grant_of(e.stream_id.as_str())
-                && !work.ledgers.contains_key(&grant)
-                && let Some(current) = ledgers.get(&grant)
-            {
-                work.ledgers.insert(grant, (**current).clone());
-            }
-            let before = work.position;
-            match work.apply(e) {
-                Ok(Touched::Grant(grant, kind, key)) => {
+            let stream = e.stream_id.as_str();
+            let outcome = if let Some(grant) = crate::fold::grant_of(stream) {
+                crate::fold::projected(e).map(|p| {
+                    let ledger = Arc::make_mut(ledgers.entry(grant.clone()).or_default());
+                    let (kind, key) = ledger.apply(&p);
                     dirty.insert((grant.clone(), FactKind::Header, String::new()));
                     dirty.insert((grant, kind, key));
-                }
-                Ok(Touched::Programme(_) | Touched::Nothing) => {}
+                })
+            } else {
+                let mut one = Models::default();
+                one.apply(e).map(|_| programmes.append(&mut one.programmes))
+            };
+            match outcome {
+                Ok(()) => position = e.position.0,
                 Err(err) => {
-                    work.position = before;
                     failure = Some((err.position, err.detail));
                     break;
                 }
             }
         }
+        for (grant, kind, key) in dirty {
+            let json = ledgers.get(&grant).map(|l| l.fact_json(kind, &key));
+            match json {
+                Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
+                Some(Err(e)) => return Err((position, e.to_string())),
+                _ => {}
+            }
+        }
     }
-    let position = work.position;
-    let work = Arc::new(work);
-    let (to_write, db_shared) = (Arc::clone(&work), Arc::clone(shared));
+    shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
+    let db_shared = Arc::clone(shared);
     let saved = blocking(move || {
         let mut conn = db_shared.db.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(db::save(&mut conn, &to_write, &dirty)?)
+        Ok(db::save(&mut conn, position, &rows, &programmes)?)
     })
     .await;
     if let Err(e) = saved {
         return Err((page.first().map_or(position, |e| e.position.0), e.to_string()));
     }
-    let work = Arc::try_unwrap(work).unwrap_or_else(|shared_work| (*shared_work).clone());
-    {
-        let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
-        for (id, ledger) in work.ledgers {
-            ledgers.insert(id, Arc::new(ledger));
-        }
-    }
-    shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(work.programmes);
     shared.applied.send_replace(position);
     failure.map_or(Ok(()), Err)
 }
