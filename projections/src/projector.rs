@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -85,7 +86,11 @@ struct Shared {
     db: Mutex<Connection>,
     ledgers: RwLock<BTreeMap<GrantId, Arc<GrantLedger>>>,
     programmes: RwLock<BTreeMap<ProgrammeId, String>>,
+    /// The position whose rows and checkpoint are committed.
     applied: watch::Sender<u64>,
+    /// The position the in-memory ledgers reflect (ahead of `applied`
+    /// while their rows are being written).
+    in_memory: AtomicU64,
     status: Mutex<Status>,
     /// Held while a page is applied; a rebuild takes it to pause the loop.
     turn: tokio::sync::Mutex<()>,
@@ -95,6 +100,7 @@ struct Shared {
 pub struct Projector {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    writer: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Projector {
@@ -106,8 +112,19 @@ impl std::fmt::Debug for Projector {
 impl Drop for Projector {
     fn drop(&mut self) {
         self.task.abort();
+        self.writer.abort();
     }
 }
+
+/// Rows of one or more applied pages, waiting to be written.
+struct Pending {
+    position: u64,
+    rows: Vec<db::FactRow>,
+    programmes: BTreeMap<ProgrammeId, String>,
+}
+
+/// Pages queued for the writer before the follower waits for it.
+const PENDING_PAGES_MAX: usize = 8;
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
@@ -133,11 +150,16 @@ impl Projector {
             ledgers: RwLock::new(models.ledgers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
             programmes: RwLock::new(models.programmes),
             applied,
+            in_memory: AtomicU64::new(models.position),
             status: Mutex::new(Status::Running),
             turn: tokio::sync::Mutex::new(()),
         });
-        let task = tokio::spawn(follow(Arc::clone(&shared)));
-        Ok(Self { shared, task })
+        // The follower decodes and applies pages while the writer commits
+        // earlier ones: on two cores the two overlap.
+        let (pending, queue) = tokio::sync::mpsc::channel(PENDING_PAGES_MAX);
+        let task = tokio::spawn(follow(Arc::clone(&shared), pending));
+        let writer = tokio::spawn(write(Arc::clone(&shared), queue));
+        Ok(Self { shared, task, writer })
     }
 
     /// The last log position applied to the views.
@@ -186,7 +208,7 @@ impl Projector {
     pub fn models(&self) -> Models {
         let ledgers = self.shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
         Models {
-            position: self.position(),
+            position: self.shared.in_memory.load(Ordering::SeqCst),
             ledgers: ledgers.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
             programmes: self.shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone(),
         }
@@ -202,6 +224,11 @@ impl Projector {
         progress: impl Fn(u64, u64) + Send,
     ) -> Result<RebuildReport, ProjectionError> {
         let _paused = self.shared.turn.lock().await;
+        // Let the writer finish what the follower applied, so the swap
+        // cannot be overtaken by older rows.
+        let in_memory = self.shared.in_memory.load(Ordering::SeqCst);
+        let mut applied = self.shared.applied.subscribe();
+        applied.wait_for(|p| *p >= in_memory).await.map_err(|e| ProjectionError::Task(e.to_string()))?;
         let live = self.models();
         let target = live.position;
         let mut rebuilt = Models::default();
@@ -264,8 +291,8 @@ fn fail(shared: &Shared, position: u64, error: String) {
     *shared.status.lock().unwrap_or_else(|e| e.into_inner()) = Status::Failed { position, error };
 }
 
-async fn follow(shared: Arc<Shared>) {
-    let start = Position(*shared.applied.borrow());
+async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Sender<Pending>) {
+    let start = Position(shared.in_memory.load(Ordering::SeqCst));
     let mut subscription = Subscription::new(Arc::clone(&shared.store), start);
     loop {
         let page = match subscription.next_batch(PROJECTION_BATCH_EVENTS).await {
@@ -275,28 +302,31 @@ async fn follow(shared: Arc<Shared>) {
         };
         // A rebuild pauses the loop here; it rebuilds exactly up to what
         // this loop has applied, so the page still follows on.
-        let _turn = shared.turn.lock().await;
-        if let Err((position, error)) = apply_page(&shared, &page).await {
+        let turn = shared.turn.lock().await;
+        let (applied, failure) = apply_page(&shared, &page);
+        drop(turn);
+        if pending.send(applied).await.is_err() {
+            return; // the writer stopped and said why
+        }
+        if let Some((position, error)) = failure {
             return fail(&shared, position, error);
         }
     }
 }
 
-/// Applies a page: in memory first (copy-on-write: a ledger a reader is
-/// holding is copied, otherwise changed in place), then the changed fact
-/// rows and the checkpoint in one transaction; `applied` moves only after
-/// that commit, so a reader waiting for a position sees it durable.
-async fn apply_page(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Result<(), (u64, String)> {
+/// Applies a page in memory (copy-on-write: a ledger a reader is holding is
+/// copied, otherwise changed in place) and returns the rows it changed, and
+/// the first unreadable event if there was one.
+fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Option<(u64, String)>) {
     let mut failure = None;
-    let mut rows: Vec<(GrantId, FactKind, String, String)> = Vec::new();
+    let mut rows: Vec<db::FactRow> = Vec::new();
     let mut programmes = BTreeMap::new();
-    let mut position = *shared.applied.borrow();
+    let mut position = shared.in_memory.load(Ordering::SeqCst);
     {
         let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
         let mut dirty = db::Dirty::new();
         for e in page {
-            let stream = e.stream_id.as_str();
-            let outcome = if let Some(grant) = crate::fold::grant_of(stream) {
+            let outcome = if let Some(grant) = crate::fold::grant_of(e.stream_id.as_str()) {
                 crate::fold::projected(e).map(|p| {
                     let ledger = Arc::make_mut(ledgers.entry(grant.clone()).or_default());
                     let (kind, key) = ledger.apply(&p);
@@ -316,24 +346,50 @@ async fn apply_page(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Resu
             }
         }
         for (grant, kind, key) in dirty {
-            let json = ledgers.get(&grant).map(|l| l.fact_json(kind, &key));
-            match json {
+            match ledgers.get(&grant).map(|l| l.fact_json(kind, &key)) {
                 Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
-                Some(Err(e)) => return Err((position, e.to_string())),
+                Some(Err(e)) => {
+                    failure = failure.or(Some((position, e.to_string())));
+                }
                 _ => {}
             }
         }
     }
     shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
-    let db_shared = Arc::clone(shared);
-    let saved = blocking(move || {
-        let mut conn = db_shared.db.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(db::save(&mut conn, position, &rows, &programmes)?)
-    })
-    .await;
-    if let Err(e) = saved {
-        return Err((page.first().map_or(position, |e| e.position.0), e.to_string()));
+    shared.in_memory.store(position, Ordering::SeqCst);
+    (Pending { position, rows, programmes }, failure)
+}
+
+/// Commits queued pages in order, several at once when they queue up (a
+/// fact changed by several of them is written once), each commit with its
+/// checkpoint; `applied` moves only after the commit.
+async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Receiver<Pending>) {
+    while let Some(first) = queue.recv().await {
+        let mut position = first.position;
+        let mut rows: BTreeMap<(GrantId, FactKind, String), String> = BTreeMap::new();
+        let mut programmes = BTreeMap::new();
+        let mut take = |p: Pending, rows: &mut BTreeMap<_, _>, programmes: &mut BTreeMap<_, _>| {
+            position = position.max(p.position);
+            for (g, k, key, json) in p.rows {
+                rows.insert((g, k, key), json);
+            }
+            programmes.extend(p.programmes);
+        };
+        take(first, &mut rows, &mut programmes);
+        while let Ok(more) = queue.try_recv() {
+            take(more, &mut rows, &mut programmes);
+        }
+        let rows: Vec<db::FactRow> = rows.into_iter().map(|((g, k, key), json)| (g, k, key, json)).collect();
+        let db_shared = Arc::clone(&shared);
+        let saved = blocking(move || {
+            let mut conn = db_shared.db.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(db::save(&mut conn, position, &rows, &programmes)?)
+        })
+        .await;
+        if let Err(e) = saved {
+            let next = *shared.applied.borrow() + 1;
+            return fail(&shared, next, e.to_string());
+        }
+        shared.applied.send_replace(position);
     }
-    shared.applied.send_replace(position);
-    failure.map_or(Ok(()), Err)
 }
