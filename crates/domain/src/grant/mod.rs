@@ -5,6 +5,8 @@ pub mod decide;
 pub mod state;
 
 #[cfg(test)]
+mod given_when_then;
+#[cfg(test)]
 mod tests;
 
 pub use command::{AwardGrant, Delta, GrantCommand};
