@@ -85,6 +85,7 @@ pub fn decide(state: &GrantState, command: &GrantCommand, ctx: &Context) -> Deci
         }
         GrantCommand::RejectAmendment { amendment_id } => {
             g.pending_amendment(amendment_id)?;
+            g.reason("reject an amendment")?;
             one(AmendmentRejected { amendment_id: amendment_id.clone() })
         }
         GrantCommand::RaiseCommitment { commitment_id, line, amount, conversion, supplier, reference } => {

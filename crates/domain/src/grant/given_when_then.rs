@@ -758,8 +758,16 @@ fn amendments_extend_the_period_only_once_approved() {
     assert!(approved.when(spend("E1", "WP1-PER", "1.00", "2023-01-10", "I1"), "pm", "2023-01-11", None).is_ok());
     let reject = GrantCommand::RejectAmendment { amendment_id: AmendmentId::parse("A1").unwrap() };
     assert_eq!(
-        approved.when(reject, "fo", "2022-11-11", None),
+        approved.when(reject.clone(), "fo", "2022-11-11", Some("x")),
         Err(DomainError::AmendmentNotPending { amendment: AmendmentId::parse("A1").unwrap() })
+    );
+    assert_eq!(
+        pending.when(reject.clone(), "fo", "2022-11-11", None),
+        Err(DomainError::ReasonRequired { action: "reject an amendment" })
+    );
+    assert_eq!(
+        pending.when(reject, "fo", "2022-11-11", Some("no budget")),
+        Ok(vec![AmendmentRejected { amendment_id: AmendmentId::parse("A1").unwrap() }.into()])
     );
 }
 
