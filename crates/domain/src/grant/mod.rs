@@ -6,8 +6,6 @@ pub mod state;
 
 #[cfg(test)]
 mod given_when_then;
-#[cfg(test)]
-mod tests;
 
 pub use command::{AwardGrant, Delta, GrantCommand};
 pub use decide::{GRANT_WORKSTREAM, decide};
