@@ -1001,3 +1001,204 @@ fn folding_moves_money_between_committed_spent_and_available() {
     assert_eq!((con.committed, con.spent), (eur("1000.00"), eur("0.00")));
     assert_eq!(reversed.commitments[&po].open, eur("1000.00"));
 }
+
+#[test]
+fn requests_and_things_are_created_once_and_must_exist_to_be_acted_on() {
+    let r1 = ReallocationId::parse("R1").unwrap();
+    let requested: GrantEvent = ReallocationRequested {
+        reallocation_id: r1.clone(),
+        deltas: vec![
+            LineDelta { line: line("WP1-CON"), amount: eur("-1.00") },
+            LineDelta { line: line("WP1-PER"), amount: eur("1.00") },
+        ],
+    }
+    .into();
+    let g = with(grant(), vec![(requested.clone(), "pm", "2022-03-01")]);
+    assert_eq!(
+        g.when(realloc("R1", &[("WP1-CON", "-1.00"), ("WP1-PER", "1.00")]), "pm", "2022-03-02", None),
+        Err(DomainError::ReallocationExists { reallocation: r1.clone() })
+    );
+    let decided = with(
+        grant(),
+        vec![
+            (requested, "pm", "2022-03-01"),
+            (ReallocationApproved { reallocation_id: r1.clone() }.into(), "fo", "2022-03-02"),
+        ],
+    );
+    assert_eq!(
+        decided.when(GrantCommand::ApproveReallocation { reallocation_id: r1.clone() }, "fo", "2022-03-03", None),
+        Err(DomainError::ReallocationNotPending { reallocation: r1.clone() })
+    );
+    let po9 = CommitmentId::parse("PO9").unwrap();
+    assert_eq!(
+        g.when(GrantCommand::CloseCommitment { commitment_id: po9.clone() }, "pm", "2022-03-02", None),
+        Err(DomainError::UnknownCommitment { commitment: po9 })
+    );
+    let a9 = AmendmentId::parse("A9").unwrap();
+    assert_eq!(
+        g.when(GrantCommand::ApproveAmendment { amendment_id: a9.clone() }, "fo", "2022-03-02", None),
+        Err(DomainError::UnknownAmendment { amendment: a9 })
+    );
+    let planned: GrantEvent = MilestonePlanned {
+        milestone_id: MilestoneId::parse("M1").unwrap(),
+        workstream: ws("WP1"),
+        kind: MilestoneKind::Report,
+        title: "R".into(),
+        due_on: d("2022-06-30"),
+    }
+    .into();
+    let with_m1 = with(grant(), vec![(planned, "co", "2022-01-02")]);
+    let plan_again = GrantCommand::PlanMilestone {
+        milestone_id: MilestoneId::parse("M1").unwrap(),
+        workstream: ws("WP1"),
+        kind: MilestoneKind::Report,
+        title: "R".into(),
+        due_on: d("2022-07-31"),
+        amendment: None,
+    };
+    assert_eq!(
+        with_m1.when(plan_again, "co", "2022-01-03", None),
+        Err(DomainError::MilestoneExists { milestone: MilestoneId::parse("M1").unwrap() })
+    );
+    assert_eq!(
+        g.when(
+            GrantCommand::DefineWorkstream { code: ws("GRANT"), title: "reserved".into(), lead: None },
+            "pm",
+            "2022-03-02",
+            None
+        ),
+        Err(DomainError::WorkstreamExists { workstream: ws("GRANT") })
+    );
+    assert_eq!(
+        g.when(
+            GrantCommand::DefineWorkstream {
+                code: ws("WP2"),
+                title: "Second".into(),
+                lead: Some(ActorId::parse("u-7").unwrap())
+            },
+            "pm",
+            "2022-03-02",
+            None
+        ),
+        Ok(vec![
+            WorkstreamDefined { code: ws("WP2"), title: "Second".into(), lead: Some(ActorId::parse("u-7").unwrap()) }
+                .into()
+        ])
+    );
+}
+
+#[test]
+fn a_grant_closes_after_its_start_and_a_closed_commitment_takes_no_liquidation() {
+    let g = given(grant());
+    assert_eq!(
+        g.when(GrantCommand::CloseGrant { closed_on: d("2023-02-28") }, "fo", "2023-02-28", None),
+        Ok(vec![GrantClosed { closed_on: d("2023-02-28") }.into()])
+    );
+    assert_eq!(
+        g.when(GrantCommand::CloseGrant { closed_on: d("2021-12-31") }, "fo", "2022-01-01", None),
+        Err(DomainError::DatesInverted { start: d("2022-01-01"), end: d("2021-12-31") })
+    );
+    let po = CommitmentId::parse("PO1").unwrap();
+    let closed = with(
+        grant(),
+        vec![
+            (
+                CommitmentRaised {
+                    commitment_id: po.clone(),
+                    line: line("WP1-CON"),
+                    amount: eur("100.00"),
+                    original: None,
+                    supplier: "s".into(),
+                    reference: "r".into(),
+                }
+                .into(),
+                "pm",
+                "2022-07-01",
+            ),
+            (CommitmentClosed { commitment_id: po.clone(), released: eur("100.00") }.into(), "pm", "2022-07-02"),
+        ],
+    );
+    let mut pay = spend("E1", "WP1-CON", "50.00", "2022-07-03", "I1");
+    if let GrantCommand::RecordExpenditure { commitment, .. } = &mut pay {
+        *commitment = Some(po.clone());
+    }
+    assert_eq!(
+        closed.when(pay, "pm", "2022-07-03", None),
+        Err(DomainError::CommitmentIsClosed { commitment: po.clone() })
+    );
+    // Closing released the whole open remainder back to the line.
+    let con = &closed.state.lines[&line("WP1-CON")];
+    assert_eq!((con.committed, con.available()), (eur("0.00"), eur("20000.00")));
+}
+
+#[test]
+fn a_rejected_amendment_backs_no_due_date_and_an_approved_one_does() {
+    let a1 = AmendmentId::parse("A1").unwrap();
+    let requested: GrantEvent = AmendmentRequested {
+        amendment_id: a1.clone(),
+        kind: AmendmentKind::NoCostExtension,
+        proposed_end: d("2023-03-31"),
+    }
+    .into();
+    let plan = GrantCommand::PlanMilestone {
+        milestone_id: MilestoneId::parse("M1").unwrap(),
+        workstream: ws("WP1"),
+        kind: MilestoneKind::Deliverable,
+        title: "D".into(),
+        due_on: d("2023-02-28"),
+        amendment: Some(a1.clone()),
+    };
+    let rejected = with(
+        grant(),
+        vec![
+            (requested.clone(), "pm", "2022-11-01"),
+            (AmendmentRejected { amendment_id: a1.clone() }.into(), "fo", "2022-11-30"),
+        ],
+    );
+    assert_eq!(
+        rejected.when(plan.clone(), "co", "2022-12-01", None),
+        Err(DomainError::AmendmentDoesNotReach { amendment: a1.clone(), due: d("2023-02-28") })
+    );
+    let approved = with(
+        grant(),
+        vec![
+            (requested, "pm", "2022-11-01"),
+            (AmendmentApproved { amendment_id: a1, new_end: d("2023-03-31") }.into(), "fo", "2022-11-30"),
+        ],
+    );
+    let mut no_citation = plan;
+    if let GrantCommand::PlanMilestone { amendment, .. } = &mut no_citation {
+        *amendment = None;
+    }
+    // Once approved, the extended end is the grant's end: no citation needed.
+    assert!(approved.when(no_citation, "co", "2022-12-01", None).is_ok());
+    assert_eq!(approved.state.grant.as_ref().unwrap().effective_end, d("2023-03-31"));
+}
+
+#[test]
+fn an_approved_reallocation_moves_current_between_its_lines() {
+    let r1 = ReallocationId::parse("R1").unwrap();
+    let g = with(
+        grant(),
+        vec![
+            (
+                ReallocationRequested {
+                    reallocation_id: r1.clone(),
+                    deltas: vec![
+                        LineDelta { line: line("WP1-CON"), amount: eur("-2500.00") },
+                        LineDelta { line: line("WP1-PER"), amount: eur("2500.00") },
+                    ],
+                }
+                .into(),
+                "pm",
+                "2022-03-01",
+            ),
+            (ReallocationApproved { reallocation_id: r1 }.into(), "fo", "2022-03-02"),
+        ],
+    );
+    let (con, per) = (&g.state.lines[&line("WP1-CON")], &g.state.lines[&line("WP1-PER")]);
+    assert_eq!((con.original, con.current), (eur("20000.00"), eur("17500.00")));
+    assert_eq!((per.original, per.current), (eur("40000.00"), eur("42500.00")));
+    // Before the approval's date the money was still on WP1-CON.
+    assert_eq!(con.lowest_available_from(d("2022-03-01")), (eur("17500.00"), d("2022-03-02")));
+}
