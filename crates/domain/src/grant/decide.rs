@@ -491,6 +491,9 @@ impl Checked<'_> {
             Some(_) if amount.currency() == currency => Err(DomainError::ConversionNotApplicable { currency }),
             Some(c) => {
                 let converted = c.convert(amount, currency)?;
+                // A foreign amount above zero can still round to nothing in the
+                // grant's currency (USD 0.01 at 3 USD per EUR); no cost is zero.
+                self.positive(field, &converted)?;
                 Ok((converted, Some(ForeignCost { amount: *amount, conversion: c.clone() })))
             }
         }

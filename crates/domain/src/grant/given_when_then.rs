@@ -612,6 +612,15 @@ fn expenditures_are_dated_in_the_period_outside_closed_periods_and_converted() {
         g.when(converted_euros, "pm", "2022-07-06", None),
         Err(DomainError::ConversionNotApplicable { currency: Currency::EUR })
     );
+    let mut rounds_to_nothing = spend("E3", "WP1-CON", "1.00", "2022-07-06", "I3");
+    if let GrantCommand::RecordExpenditure { amount, conversion, .. } = &mut rounds_to_nothing {
+        *amount = usd("0.01");
+        *conversion = Some(Conversion { rate: dec!(3), source: "ECB".into(), rate_date: d("2022-07-06") });
+    }
+    assert_eq!(
+        g.when(rounds_to_nothing, "pm", "2022-07-06", None),
+        Err(DomainError::AmountNotPositive { field: "amount", amount: eur("0.00") })
+    );
 }
 
 #[test]
