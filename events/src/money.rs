@@ -14,7 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What can go wrong building or combining money.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MoneyError {
     /// Not an ISO 4217 currency code.
     #[error("{code:?} is not an ISO 4217 currency code")]

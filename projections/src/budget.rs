@@ -8,6 +8,7 @@ use chrono::{Datelike, NaiveDate};
 use events::rules::{self, CategoryKind};
 use events::{CategoryCode, Currency, GrantId, LineId, Money, MoneyError, WorkstreamCode};
 use rust_decimal::{Decimal, RoundingStrategy};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::ledger::{AsOf, GrantLedger};
@@ -24,7 +25,7 @@ pub enum ViewError {
 }
 
 /// One budget line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct LineView {
     /// `<workstream>-<category>`.
     pub line: LineId,
@@ -48,13 +49,14 @@ pub struct LineView {
     pub available: Money,
     /// spent / current, percent.
     #[serde(with = "rust_decimal::serde::float")]
+    #[schemars(with = "f64")]
     pub spent_pct: Decimal,
     /// spent > current.
     pub overspent: bool,
 }
 
 /// Lines rolled up by workstream or category.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct GroupView {
     /// The workstream or category code.
     pub key: String,
@@ -71,10 +73,11 @@ pub struct GroupView {
 }
 
 /// Indirect costs accrued on the eligible base.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct IndirectView {
     /// The grant's rate.
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "String")]
     pub rate: Decimal,
     /// Direct costs spent, excluding subcontracting.
     pub base: Money,
@@ -83,7 +86,7 @@ pub struct IndirectView {
 }
 
 /// Direct spending in one calendar month.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct MonthView {
     /// `YYYY-MM`.
     pub month: String,
@@ -92,7 +95,7 @@ pub struct MonthView {
 }
 
 /// The budget view of a grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct BudgetView {
     /// The grant.
     pub grant: GrantId,
@@ -114,12 +117,15 @@ pub struct BudgetView {
     pub indirect: IndirectView,
     /// Share of the (effective) period elapsed at the as-of date, percent.
     #[serde(with = "rust_decimal::serde::float")]
+    #[schemars(with = "f64")]
     pub time_elapsed_pct: Decimal,
     /// Share of the award spent, percent.
     #[serde(with = "rust_decimal::serde::float")]
+    #[schemars(with = "f64")]
     pub spent_pct: Decimal,
     /// Spent share / time share.
     #[serde(with = "rust_decimal::serde::float")]
+    #[schemars(with = "f64")]
     pub burn_index: Decimal,
     /// The log position the view reflects.
     pub position: u64,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use events::{Currency, GrantId, Money, ProgrammeId};
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::budget::{ViewError, budget};
@@ -13,7 +14,7 @@ use crate::ledger::GrantLedger;
 use crate::timeline::{MilestoneStatus, timeline};
 
 /// One grant of the programme.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct PortfolioGrant {
     /// The grant.
     pub grant: GrantId,
@@ -27,6 +28,7 @@ pub struct PortfolioGrant {
     pub committed: Money,
     /// Spent share / time share.
     #[serde(with = "rust_decimal::serde::float")]
+    #[schemars(with = "f64")]
     pub burn_index: Decimal,
     /// Milestones overdue today.
     pub overdue_milestones: usize,
@@ -35,7 +37,7 @@ pub struct PortfolioGrant {
 }
 
 /// Totals in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct CurrencyTotals {
     /// The currency.
     pub currency: Currency,
@@ -48,7 +50,7 @@ pub struct CurrencyTotals {
 }
 
 /// A programme's portfolio.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct PortfolioView {
     /// The programme.
     pub programme: ProgrammeId,

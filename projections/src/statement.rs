@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use events::rules::{self, CategoryKind};
 use events::{CategoryCode, Currency, GrantId, Money, PeriodId, RuleSetId};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::budget::ViewError;
 use crate::ledger::{AsOf, GrantLedger};
 
 /// One category in one period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct CategoryLine {
     /// The funder's category code.
     pub category: CategoryCode,
@@ -25,7 +26,7 @@ pub struct CategoryLine {
 }
 
 /// One reporting period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct PeriodStatement {
     /// The period.
     pub period: PeriodId,
@@ -44,7 +45,7 @@ pub struct PeriodStatement {
 }
 
 /// The funder statement of a grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct FunderStatement {
     /// The grant.
     pub grant: GrantId,

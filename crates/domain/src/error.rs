@@ -9,7 +9,11 @@ use events::{
 use rust_decimal::Decimal;
 
 /// A command refused by the domain.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Serialises as `{"code": "<kebab-case variant>", ...its fields}`: the API's
+/// problem bodies carry exactly these members.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
 pub enum DomainError {
     // The grant as a whole.
     /// The grant has not been awarded yet.

@@ -18,6 +18,7 @@ use store::{
     RecordedEvent, StoreError, StreamId, StreamStart,
 };
 use tokio::sync::Mutex;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Context;
@@ -274,9 +275,51 @@ impl Handler {
         Ok((cached.state.clone(), cached.version))
     }
 
+    /// An awarded grant's header (programme, currency, dates); `None` for a
+    /// grant that does not exist, which is then not kept in the cache:
+    /// probing ids costs no memory.
+    pub async fn awarded(&self, grant: &GrantId) -> Result<Option<crate::grant::state::Grant>, HandlerError> {
+        let entry = self.entry(grant);
+        let found = {
+            let mut cached = entry.lock().await;
+            if !cached.loaded {
+                self.catch_up(&grant_stream(grant)?, &mut cached).await?;
+            }
+            cached.state.grant.clone()
+        };
+        if found.is_none() {
+            self.evict_if_empty(grant).await;
+        }
+        Ok(found)
+    }
+
+    async fn evict_if_empty(&self, grant: &GrantId) {
+        let entry = {
+            let grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+            grants.get(grant).map(Arc::clone)
+        };
+        if let Some(entry) = entry
+            && let Ok(cached) = entry.try_lock()
+            && cached.version.is_none()
+        {
+            drop(cached);
+            self.evict(grant);
+        }
+    }
+
     /// Executes a grant command.
     pub async fn execute(&self, grant: &GrantId, issued: &Issued<GrantCommand>) -> Result<CommandResult, HandlerError> {
-        let _span = tracing::debug_span!("command", grant = %grant, command = issued.command.name()).entered();
+        // A span entered across awaits would make the future !Send and
+        // mislabel other tasks' logs: instrument the future instead.
+        let span = tracing::debug_span!("command", grant = %grant, command = issued.command.name());
+        self.execute_in_span(grant, issued).instrument(span).await
+    }
+
+    async fn execute_in_span(
+        &self,
+        grant: &GrantId,
+        issued: &Issued<GrantCommand>,
+    ) -> Result<CommandResult, HandlerError> {
         let stream = grant_stream(grant)?;
         let entry = self.entry(grant);
         let mut cached = entry.lock().await;

@@ -192,6 +192,11 @@ impl StoredJson {
         self.0.get()
     }
 
+    /// The JSON as a raw value, to embed unchanged in other JSON.
+    pub fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+
     /// Decodes into a caller's type.
     pub fn decode<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
         serde_json::from_str(self.0.get())

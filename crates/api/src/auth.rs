@@ -1,0 +1,254 @@
+//! Bearer tokens, roles, programme scopes and the per-token rate limit.
+//!
+//! A token is 32 random bytes (`glt_` + 64 hex digits), stored only as its
+//! SHA-256. A presented token is hashed and compared with every stored
+//! digest in constant time, without stopping at a match, so timing reveals
+//! nothing about which digest (if any) matched. Tokens are never logged:
+//! the `Authorization` header is marked sensitive and only the name is put
+//! on spans.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use events::{ActorId, ProgrammeId};
+use rand::RngCore;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::apidb::{ApiDb, TokenRow};
+use crate::error::ApiError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Writes and reads the grants of its programmes.
+    Manager,
+    /// Reads everything: views, history, the log, verification, export.
+    Auditor,
+    /// Reads the views of its programmes.
+    Viewer,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Manager, Role::Auditor, Role::Viewer];
+
+    /// Its wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Auditor => "auditor",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The caller, as its token says.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's name: the actor recorded on every event it writes.
+    pub name: ActorId,
+    /// Its role.
+    pub role: Role,
+    /// The programmes a manager or viewer may see.
+    pub programmes: BTreeSet<ProgrammeId>,
+}
+
+impl Principal {
+    /// Refuses (403) unless the role is one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) { Ok(()) } else { Err(ApiError::Forbidden) }
+    }
+
+    /// Whether the caller sees the programme's grants at all.
+    pub fn sees(&self, programme: &ProgrammeId) -> bool {
+        match self.role {
+            Role::Admin | Role::Auditor => true,
+            Role::Manager | Role::Viewer => self.programmes.contains(programme),
+        }
+    }
+}
+
+/// A new token's secret and its digest.
+pub fn new_secret() -> (String, [u8; 32]) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!("glt_{}", hex::encode(bytes));
+    let digest = digest(&secret);
+    (secret, digest)
+}
+
+/// SHA-256 of a presented token.
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The tokens in memory, backed by the API database.
+#[derive(Debug)]
+pub struct Tokens {
+    db: ApiDb,
+    known: RwLock<Vec<([u8; 32], Arc<Principal>)>>,
+}
+
+impl Tokens {
+    /// Loads every stored token.
+    pub async fn load(db: ApiDb) -> Result<Self, ApiError> {
+        let mut known = Vec::new();
+        for row in db.tokens().await? {
+            known.push((row.digest, Arc::new(principal_of(&row)?)));
+        }
+        Ok(Self { db, known: RwLock::new(known) })
+    }
+
+    /// Whether any token exists (the bootstrap creates the first).
+    pub fn is_empty(&self) -> bool {
+        self.known.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// The principal of a presented secret.
+    pub fn authenticate(&self, secret: &str) -> Option<Arc<Principal>> {
+        let presented = digest(secret);
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let mut found = None;
+        for (digest, principal) in known.iter() {
+            if bool::from(digest.ct_eq(&presented)) {
+                found = Some(Arc::clone(principal));
+            }
+        }
+        found
+    }
+
+    /// Creates a token; `Ok(None)` if the name is taken.
+    pub async fn create(
+        &self,
+        principal: Principal,
+        created_by: &str,
+        secret: Option<String>,
+    ) -> Result<Option<String>, ApiError> {
+        let (secret, digest) = match secret {
+            Some(s) => {
+                let d = digest(&s);
+                (s, d)
+            }
+            None => new_secret(),
+        };
+        let programmes = serde_json::to_string(&principal.programmes).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let row =
+            TokenRow { name: principal.name.to_string(), role: principal.role.as_str().into(), programmes, digest };
+        if !self.db.insert_token(row, created_by.to_owned()).await? {
+            return Ok(None);
+        }
+        self.known.write().unwrap_or_else(|e| e.into_inner()).push((digest, Arc::new(principal)));
+        Ok(Some(secret))
+    }
+}
+
+fn principal_of(row: &TokenRow) -> Result<Principal, ApiError> {
+    let bad = |what: &str| ApiError::Internal(format!("stored token {:?}: bad {what}", row.name));
+    Ok(Principal {
+        name: ActorId::parse(row.name.clone()).map_err(|_| bad("name"))?,
+        role: Role::parse(&row.role).ok_or_else(|| bad("role"))?,
+        programmes: serde_json::from_str(&row.programmes).map_err(|_| bad("programmes"))?,
+    })
+}
+
+/// A token bucket per token name: `per_second` requests a second, bursts
+/// up to `per_second`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter; 0 disables it.
+    pub fn new(per_second: u32) -> Self {
+        Self { per_second, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one request's allowance, or says how long to wait.
+    pub fn take(&self, name: &str) -> Result<(), ApiError> {
+        if self.per_second == 0 {
+            return Ok(());
+        }
+        let rate = f64::from(self.per_second);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = buckets.entry(name.to_owned()).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - *tokens) / rate).ceil().max(1.0);
+            Err(ApiError::RateLimited { retry_after_secs: wait as u64 })
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Arc<Principal> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secret = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        let principal = state.tokens().authenticate(secret).ok_or(ApiError::Unauthorized)?;
+        state.rate_limiter().take(principal.name.as_str())?;
+        tracing::Span::current().record("actor", principal.name.as_str());
+        Ok(principal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_token_is_stored_hashed_and_found_by_its_secret_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
+        let tokens = Tokens::load(db.clone()).await.unwrap();
+        let p = Principal { name: ActorId::parse("pm").unwrap(), role: Role::Manager, programmes: BTreeSet::new() };
+        let secret = tokens.create(p.clone(), "admin", None).await.unwrap().unwrap();
+        assert!(tokens.create(p, "admin", None).await.unwrap().is_none(), "a name is used once");
+        assert_eq!(tokens.authenticate(&secret).unwrap().name.as_str(), "pm");
+        assert!(tokens.authenticate("glt_nope").is_none());
+        let stored = db.tokens().await.unwrap();
+        assert_eq!(stored[0].digest, digest(&secret));
+        assert!(!stored[0].programmes.contains(&secret));
+        // A restart finds it again.
+        let again = Tokens::load(db).await.unwrap();
+        assert_eq!(again.authenticate(&secret).unwrap().role, Role::Manager);
+    }
+
+    #[test]
+    fn the_rate_limit_answers_with_a_wait() {
+        let limiter = RateLimiter::new(2);
+        assert!(limiter.take("a").is_ok());
+        assert!(limiter.take("a").is_ok());
+        assert!(matches!(limiter.take("a"), Err(ApiError::RateLimited { retry_after_secs: 1 })));
+        assert!(limiter.take("b").is_ok(), "buckets are per token");
+        assert!(RateLimiter::new(0).take("a").is_ok());
+    }
+}

@@ -1,0 +1,530 @@
+//! Grant writes: every `POST /api/v1/grants...` of API.md. One path for all
+//! of them ([`write`]): role, programme scope, `Idempotency-Key`,
+//! `If-Match`, the command handler, the answer with its `ETag`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{NaiveDate, Utc};
+use domain::grant::GrantCommand;
+use domain::grant::state::Grant;
+use domain::handler::Issued;
+use events::{AmendmentId, CommitmentId, ExpenditureId, GrantId, MilestoneId, PeriodId, ReallocationId};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Route, WRITERS};
+use crate::AppState;
+use crate::apidb::IdempotentAnswer;
+use crate::auth::Principal;
+use crate::dto::{self, CommandAnswer, Envelope};
+use crate::error::{ApiError, FieldError};
+use crate::extract::Ids;
+use crate::json::Body;
+
+/// Longest `Idempotency-Key` accepted.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
+
+/// The grant as the caller may write it: 404 when it does not exist or is
+/// outside the caller's programmes, 403 for a role that never writes.
+async fn writable(state: &AppState, principal: &Principal, grant: &GrantId) -> Result<Grant, ApiError> {
+    principal.require(WRITERS)?;
+    match state.handler().awarded(grant).await? {
+        Some(g) if principal.sees(&g.programme) => Ok(g),
+        _ => Err(ApiError::NotFound(format!("grant {grant}"))),
+    }
+}
+
+/// What a write carries besides its command.
+pub(crate) struct Write<'a> {
+    pub principal: &'a Principal,
+    pub headers: &'a HeaderMap,
+    pub path: String,
+    pub body_digest: [u8; 32],
+    pub effective_date: Option<NaiveDate>,
+    pub reason: Option<String>,
+    pub status: StatusCode,
+}
+
+impl<'a> Write<'a> {
+    pub(crate) fn new(
+        principal: &'a Principal,
+        headers: &'a HeaderMap,
+        path: String,
+        body_digest: [u8; 32],
+        envelope: &impl Envelope,
+    ) -> Self {
+        Self {
+            principal,
+            headers,
+            path,
+            body_digest,
+            effective_date: envelope.effective_date(),
+            reason: envelope.reason(),
+            status: StatusCode::OK,
+        }
+    }
+
+    pub(crate) fn created(mut self) -> Self {
+        self.status = StatusCode::CREATED;
+        self
+    }
+
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(Method::POST.as_str());
+        h.update([0]);
+        h.update(self.path.as_bytes());
+        h.update([0]);
+        h.update(self.body_digest);
+        h.finalize().into()
+    }
+
+    fn idempotency_key(&self) -> Result<Option<String>, ApiError> {
+        let Some(v) = self.headers.get("idempotency-key") else { return Ok(None) };
+        let bad = |detail: &str| {
+            ApiError::InvalidQuery(vec![FieldError { pointer: "Idempotency-Key".into(), detail: detail.into() }])
+        };
+        let key = v.to_str().map_err(|_| bad("must be visible ASCII"))?;
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad("must be 1 to 255 visible ASCII characters"));
+        }
+        Ok(Some(key.to_owned()))
+    }
+
+    fn if_match(&self) -> Result<Option<u64>, ApiError> {
+        let Some(v) = self.headers.get(header::IF_MATCH) else { return Ok(None) };
+        let text = v.to_str().unwrap_or_default().trim();
+        if text == "*" {
+            return Ok(None);
+        }
+        text.trim_matches('"').parse().map(Some).map_err(|_| {
+            ApiError::InvalidQuery(vec![FieldError {
+                pointer: "If-Match".into(),
+                detail: "expected a quoted grant version, e.g. \"7\"".into(),
+            }])
+        })
+    }
+
+    /// The command id: derived from the caller and its key, so that the
+    /// log itself refuses a second effect even if the key's record is lost.
+    fn command_id(&self, key: Option<&str>) -> Uuid {
+        match key {
+            Some(key) => {
+                let digest = Sha256::new()
+                    .chain_update(self.principal.name.as_str())
+                    .chain_update([0])
+                    .chain_update(key)
+                    .finalize();
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(&digest[..16]);
+                uuid::Builder::from_custom_bytes(bytes).into_uuid()
+            }
+            None => Uuid::now_v7(),
+        }
+    }
+
+    pub(crate) fn issued<C>(&self, command: C, key: Option<&str>, expected_version: Option<u64>) -> Issued<C> {
+        let mut issued = Issued::new(command, self.principal.name.clone(), Utc::now().date_naive());
+        issued.command_id = self.command_id(key);
+        issued.reason = self.reason.clone();
+        issued.effective_date = self.effective_date;
+        issued.expected_version = expected_version;
+        issued.correlation_id = crate::request_id::current().and_then(|id| Uuid::parse_str(&id).ok());
+        issued
+    }
+}
+
+/// Replays a recorded answer, refuses a reused key, or runs `run` and
+/// records its answer.
+pub(crate) async fn idempotent<F, Fut>(state: &AppState, w: &Write<'_>, run: F) -> Result<Response, ApiError>
+where
+    F: FnOnce(Option<String>) -> Fut,
+    Fut: Future<Output = Result<CommandAnswer, ApiError>>,
+{
+    let key = w.idempotency_key()?;
+    let fingerprint = w.fingerprint();
+    let actor = w.principal.name.to_string();
+    if let Some(key) = &key
+        && let Some(answer) = state.idempotency().answer(actor.clone(), key.clone()).await?
+    {
+        if answer.fingerprint != fingerprint {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        return Ok(replay(&answer));
+    }
+    let answer = run(key.clone()).await?;
+    crate::metrics::events_appended(answer.events.len());
+    let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let etag = format!("\"{}\"", answer.version);
+    if let Some(key) = key {
+        let record =
+            IdempotentAnswer { fingerprint, status: w.status.as_u16(), etag: Some(etag.clone()), body: body.clone() };
+        state.idempotency().record_answer(actor, key, record).await?;
+    }
+    Ok(json_answer(w.status, Some(&etag), body))
+}
+
+fn replay(answer: &IdempotentAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut r = json_answer(status, answer.etag.as_deref(), answer.body.clone());
+    r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    r
+}
+
+fn json_answer(status: StatusCode, etag: Option<&str>, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        r.headers_mut().insert(header::ETAG, etag);
+    }
+    r
+}
+
+/// Runs a grant command through the handler.
+pub(crate) async fn write(
+    state: &AppState,
+    grant: &GrantId,
+    w: Write<'_>,
+    command: GrantCommand,
+) -> Result<Response, ApiError> {
+    let expected = w.if_match()?;
+    let w = &w;
+    idempotent(state, w, |key| async move {
+        let issued = w.issued(command, key.as_deref(), expected);
+        Ok(state.handler().execute(grant, &issued).await?.into())
+    })
+    .await
+}
+
+#[axum::debug_handler(state = AppState)]
+async fn create_grant(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    headers: HeaderMap,
+    Body(b, digest): Body<dto::CreateGrant>,
+) -> Result<Response, ApiError> {
+    principal.require(WRITERS)?;
+    if !principal.sees(&b.programme) {
+        return Err(ApiError::Forbidden);
+    }
+    let w = Write::new(&principal, &headers, "/api/v1/grants".into(), digest, &b).created();
+    write(&state, &b.id.clone(), w, b.command()).await
+}
+
+/// Declares a handler for a grant write: extract, check, build the command.
+macro_rules! grant_write {
+    ($name:ident, $body:ty, $ids:ty, |$b:ident, $g:ident, $id:pat_param| $command:expr, $status:ident) => {
+        async fn $name(
+            State(state): State<AppState>,
+            principal: Arc<Principal>,
+            uri: axum::http::Uri,
+            Ids((grant, $id)): Ids<(GrantId, $ids)>,
+            headers: HeaderMap,
+            Body($b, digest): Body<$body>,
+        ) -> Result<Response, ApiError> {
+            let $g = writable(&state, &principal, &grant).await?;
+            let _ = &$g;
+            let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &$b);
+            let w = if StatusCode::$status == StatusCode::CREATED { w.created() } else { w };
+            let command: GrantCommand = $command;
+            write(&state, &grant, w, command).await
+        }
+    };
+}
+
+macro_rules! grant_create {
+    ($name:ident, $body:ty, |$b:ident, $g:ident| $command:expr) => {
+        async fn $name(
+            State(state): State<AppState>,
+            principal: Arc<Principal>,
+            uri: axum::http::Uri,
+            Ids(grant): Ids<GrantId>,
+            headers: HeaderMap,
+            Body($b, digest): Body<$body>,
+        ) -> Result<Response, ApiError> {
+            let $g = writable(&state, &principal, &grant).await?;
+            let _ = &$g;
+            let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &$b).created();
+            let command: GrantCommand = $command;
+            write(&state, &grant, w, command).await
+        }
+    };
+}
+
+grant_create!(define_workstream, dto::CreateWorkstream, |b, g| GrantCommand::DefineWorkstream {
+    code: b.code.clone(),
+    title: b.title.clone(),
+    lead: b.lead.clone(),
+});
+grant_create!(open_budget_line, dto::OpenBudgetLine, |b, g| GrantCommand::OpenBudgetLine {
+    workstream: b.workstream.clone(),
+    category: b.category.clone(),
+    amount: b.amount,
+});
+grant_create!(define_period, dto::DefinePeriod, |b, g| GrantCommand::DefineReportingPeriod {
+    period_id: b.id.clone(),
+    start: b.start,
+    end: b.end,
+    report_due: b.report_due,
+});
+grant_create!(raise_commitment, dto::RaiseCommitment, |b, g| GrantCommand::RaiseCommitment {
+    commitment_id: b.id.clone(),
+    line: b.line.clone(),
+    amount: b.amount,
+    conversion: b.conversion.clone(),
+    supplier: b.supplier.clone(),
+    reference: b.reference.clone(),
+});
+grant_create!(request_reallocation, dto::RequestReallocation, |b, g| b.command(g.currency)?);
+grant_create!(request_amendment, dto::RequestAmendment, |b, g| GrantCommand::RequestAmendment {
+    amendment_id: b.id.clone(),
+    kind: b.kind,
+    proposed_end: b.proposed_end,
+});
+grant_create!(plan_milestone, dto::PlanMilestone, |b, g| GrantCommand::PlanMilestone {
+    milestone_id: b.id.clone(),
+    workstream: b.workstream.clone(),
+    kind: b.kind,
+    title: b.title.clone(),
+    due_on: b.due_on,
+    amendment: b.amendment.clone(),
+});
+
+async fn record_expenditure(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    uri: axum::http::Uri,
+    Ids(grant): Ids<GrantId>,
+    headers: HeaderMap,
+    Body(b, digest): Body<dto::RecordExpenditure>,
+) -> Result<Response, ApiError> {
+    writable(&state, &principal, &grant).await?;
+    let mut w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &b).created();
+    // An expenditure counts from the day it was incurred (API.md).
+    w.effective_date = Some(b.effective_date.unwrap_or(b.incurred_on));
+    let command = GrantCommand::RecordExpenditure {
+        expenditure_id: b.id,
+        line: b.line,
+        amount: b.amount,
+        conversion: b.conversion,
+        incurred_on: b.incurred_on,
+        supplier: b.supplier,
+        invoice: b.invoice,
+        commitment: b.commitment,
+        correction_of: b.correction_of,
+    };
+    write(&state, &grant, w, command).await
+}
+
+grant_write!(close_period, dto::Action, PeriodId, |b, g, id| GrantCommand::ClosePeriod { period_id: id }, OK);
+grant_write!(reopen_period, dto::Action, PeriodId, |b, g, id| GrantCommand::ReopenPeriod { period_id: id }, OK);
+grant_write!(
+    close_commitment,
+    dto::Action,
+    CommitmentId,
+    |b, g, id| GrantCommand::CloseCommitment { commitment_id: id },
+    OK
+);
+grant_write!(
+    reverse_expenditure,
+    dto::Action,
+    ExpenditureId,
+    |b, g, id| GrantCommand::ReverseExpenditure { expenditure_id: id },
+    OK
+);
+grant_write!(
+    approve_reallocation,
+    dto::Action,
+    ReallocationId,
+    |b, g, id| GrantCommand::ApproveReallocation { reallocation_id: id },
+    OK
+);
+grant_write!(
+    reject_reallocation,
+    dto::Action,
+    ReallocationId,
+    |b, g, id| GrantCommand::RejectReallocation { reallocation_id: id },
+    OK
+);
+grant_write!(
+    approve_amendment,
+    dto::Action,
+    AmendmentId,
+    |b, g, id| GrantCommand::ApproveAmendment { amendment_id: id },
+    OK
+);
+grant_write!(
+    reject_amendment,
+    dto::Action,
+    AmendmentId,
+    |b, g, id| GrantCommand::RejectAmendment { amendment_id: id },
+    OK
+);
+grant_write!(
+    reschedule_milestone,
+    dto::RescheduleMilestone,
+    MilestoneId,
+    |b, g, id| GrantCommand::RescheduleMilestone { milestone_id: id, due_on: b.due_on, amendment: b.amendment.clone() },
+    OK
+);
+grant_write!(
+    achieve_milestone,
+    dto::AchieveMilestone,
+    MilestoneId,
+    |b, g, id| GrantCommand::AchieveMilestone {
+        milestone_id: id,
+        achieved_on: b.achieved_on,
+        evidence: b.evidence.clone(),
+    },
+    OK
+);
+grant_write!(
+    cancel_milestone,
+    dto::Action,
+    MilestoneId,
+    |b, g, id| GrantCommand::CancelMilestone { milestone_id: id },
+    OK
+);
+
+/// The grant write routes.
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        w("/api/v1/grants", "create_grant", "Award a grant", create_grant)
+            .request::<dto::CreateGrant>()
+            .response::<CommandAnswer>(201),
+        w("/api/v1/grants/{grant}/workstreams", "define_workstream", "Define a workstream", define_workstream)
+            .request::<dto::CreateWorkstream>()
+            .response::<CommandAnswer>(201),
+        w("/api/v1/grants/{grant}/budget-lines", "open_budget_line", "Open a budget line", open_budget_line)
+            .request::<dto::OpenBudgetLine>()
+            .response::<CommandAnswer>(201),
+        w(
+            "/api/v1/grants/{grant}/reporting-periods",
+            "define_reporting_period",
+            "Define a reporting period",
+            define_period,
+        )
+        .request::<dto::DefinePeriod>()
+        .response::<CommandAnswer>(201),
+        w(
+            "/api/v1/grants/{grant}/reporting-periods/{id}/close",
+            "close_reporting_period",
+            "Close a reporting period",
+            close_period,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w(
+            "/api/v1/grants/{grant}/reporting-periods/{id}/reopen",
+            "reopen_reporting_period",
+            "Reopen a closed period (another actor, with a reason)",
+            reopen_period,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w("/api/v1/grants/{grant}/commitments", "raise_commitment", "Raise a commitment", raise_commitment)
+            .request::<dto::RaiseCommitment>()
+            .response::<CommandAnswer>(201),
+        w(
+            "/api/v1/grants/{grant}/commitments/{id}/close",
+            "close_commitment",
+            "Close a commitment, releasing its open remainder",
+            close_commitment,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w("/api/v1/grants/{grant}/expenditures", "record_expenditure", "Record an expenditure", record_expenditure)
+            .request::<dto::RecordExpenditure>()
+            .response::<CommandAnswer>(201),
+        w(
+            "/api/v1/grants/{grant}/expenditures/{id}/reversal",
+            "reverse_expenditure",
+            "Reverse an expenditure (with a reason)",
+            reverse_expenditure,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w(
+            "/api/v1/grants/{grant}/reallocations",
+            "request_reallocation",
+            "Request a reallocation",
+            request_reallocation,
+        )
+        .request::<dto::RequestReallocation>()
+        .response::<CommandAnswer>(201),
+        w(
+            "/api/v1/grants/{grant}/reallocations/{id}/approval",
+            "approve_reallocation",
+            "Approve a reallocation (another actor)",
+            approve_reallocation,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w(
+            "/api/v1/grants/{grant}/reallocations/{id}/rejection",
+            "reject_reallocation",
+            "Reject a reallocation (with a reason)",
+            reject_reallocation,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w("/api/v1/grants/{grant}/amendments", "request_amendment", "Request an amendment", request_amendment)
+            .request::<dto::RequestAmendment>()
+            .response::<CommandAnswer>(201),
+        w(
+            "/api/v1/grants/{grant}/amendments/{id}/approval",
+            "approve_amendment",
+            "Approve an amendment",
+            approve_amendment,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w(
+            "/api/v1/grants/{grant}/amendments/{id}/rejection",
+            "reject_amendment",
+            "Reject an amendment (with a reason)",
+            reject_amendment,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+        w("/api/v1/grants/{grant}/milestones", "plan_milestone", "Plan a milestone", plan_milestone)
+            .request::<dto::PlanMilestone>()
+            .response::<CommandAnswer>(201),
+        w(
+            "/api/v1/grants/{grant}/milestones/{id}/reschedule",
+            "reschedule_milestone",
+            "Reschedule a milestone (with a reason)",
+            reschedule_milestone,
+        )
+        .request::<dto::RescheduleMilestone>()
+        .response::<CommandAnswer>(200),
+        w(
+            "/api/v1/grants/{grant}/milestones/{id}/achieve",
+            "achieve_milestone",
+            "Mark a milestone achieved",
+            achieve_milestone,
+        )
+        .request::<dto::AchieveMilestone>()
+        .response::<CommandAnswer>(200),
+        w(
+            "/api/v1/grants/{grant}/milestones/{id}/cancel",
+            "cancel_milestone",
+            "Cancel a milestone (with a reason)",
+            cancel_milestone,
+        )
+        .request::<dto::Action>()
+        .response::<CommandAnswer>(200),
+    ]
+}
+
+fn w<H, T>(path: &'static str, id: &'static str, summary: &'static str, handler: H) -> Route
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    Route::new(Method::POST, path, id, post(handler)).summary(summary).roles(WRITERS).grant_write()
+}

@@ -1,0 +1,140 @@
+//! The route table: every endpoint once, with its method, path, roles,
+//! bodies and handler. [`crate::app`] builds the router from it and
+//! [`crate::openapi`] the OpenAPI document, so neither can miss a route.
+
+mod admin;
+mod commands;
+mod log;
+mod ops;
+mod views;
+
+use axum::http::Method;
+use axum::routing::MethodRouter;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use crate::AppState;
+use crate::auth::Role;
+
+/// Everyone who may write a grant.
+pub const WRITERS: &[Role] = &[Role::Admin, Role::Manager];
+/// Everyone who may read views.
+pub const VIEW_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Manager, Role::Viewer];
+/// Everyone who may read a grant's history.
+pub const HISTORY_READERS: &[Role] = &[Role::Admin, Role::Auditor, Role::Manager];
+/// Everyone who may read the whole log.
+pub const AUDITORS: &[Role] = &[Role::Admin, Role::Auditor];
+/// Admins only.
+pub const ADMINS: &[Role] = &[Role::Admin];
+
+/// A JSON Schema producer for the OpenAPI document.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The schema of `T`, as a reference into the document's components.
+pub fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// One query parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Name.
+    pub name: &'static str,
+    /// `string`, `integer`, `date` or `date-time`.
+    pub format: &'static str,
+    /// What it does.
+    pub description: &'static str,
+}
+
+/// One endpoint.
+#[derive(Debug)]
+pub struct Route {
+    /// Verb.
+    pub method: Method,
+    /// Path template (axum 0.8 syntax: `/{id}`).
+    pub path: &'static str,
+    /// Stable operation id.
+    pub operation_id: &'static str,
+    /// One line for the document.
+    pub summary: &'static str,
+    /// Roles that may call it at all (empty: no token needed).
+    pub roles: &'static [Role],
+    /// Request body schema.
+    pub request: Option<SchemaFn>,
+    /// Success status.
+    pub status: u16,
+    /// Success body schema (`None`: not JSON, see `content_type`).
+    pub response: Option<SchemaFn>,
+    /// Success content type.
+    pub content_type: &'static str,
+    /// Query parameters.
+    pub query: &'static [Param],
+    /// Whether it is a grant write (`If-Match`, `Idempotency-Key`, `ETag`).
+    pub grant_write: bool,
+    /// The handler.
+    pub handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new(method: Method, path: &'static str, operation_id: &'static str, handler: MethodRouter<AppState>) -> Self {
+        Self {
+            method,
+            path,
+            operation_id,
+            summary: "",
+            roles: &[],
+            request: None,
+            status: 200,
+            response: None,
+            content_type: "application/json",
+            query: &[],
+            grant_write: false,
+            handler,
+        }
+    }
+
+    fn summary(mut self, s: &'static str) -> Self {
+        self.summary = s;
+        self
+    }
+
+    fn roles(mut self, roles: &'static [Role]) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    fn request<T: JsonSchema>(mut self) -> Self {
+        self.request = Some(schema::<T>);
+        self
+    }
+
+    fn response<T: JsonSchema>(mut self, status: u16) -> Self {
+        self.status = status;
+        self.response = Some(schema::<T>);
+        self
+    }
+
+    fn content(mut self, content_type: &'static str) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    fn query(mut self, params: &'static [Param]) -> Self {
+        self.query = params;
+        self
+    }
+
+    fn grant_write(mut self) -> Self {
+        self.grant_write = true;
+        self
+    }
+}
+
+/// Every route.
+pub fn table() -> Vec<Route> {
+    let mut routes = ops::routes();
+    routes.extend(admin::routes());
+    routes.extend(commands::routes());
+    routes.extend(views::routes());
+    routes.extend(log::routes());
+    routes
+}

@@ -1,0 +1,70 @@
+//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use projections::Status;
+
+use super::Route;
+use crate::AppState;
+use crate::dto::Health;
+
+/// Views further behind the log than this are "catching up": not ready.
+pub const READY_LAG_EVENTS_MAX: u64 = 10_000;
+
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into(), head: None, projection_position: None, detail: None })
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let head = state.store().head().await;
+    let projector = state.projector();
+    let position = projector.position();
+    let (status, code, detail) = match (&head, projector.status()) {
+        (Err(e), _) => ("failed", StatusCode::SERVICE_UNAVAILABLE, Some(format!("log: {e}"))),
+        (_, Status::Failed { position, error }) => {
+            ("failed", StatusCode::SERVICE_UNAVAILABLE, Some(format!("views stopped at {position}: {error}")))
+        }
+        (_, Status::Running) if projector.lag() > READY_LAG_EVENTS_MAX => {
+            ("catching_up", StatusCode::SERVICE_UNAVAILABLE, Some(format!("{} events behind", projector.lag())))
+        }
+        _ => ("ok", StatusCode::OK, None),
+    };
+    let head = head.ok().flatten().map(|h| h.position.0);
+    let body =
+        Health { status: status.into(), head: Some(head.unwrap_or(0)), projection_position: Some(position), detail };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = crate::metrics::render(state.projector().lag(), state.projector().position());
+    let mut r = text.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+async fn openapi() -> Response {
+    let mut r = Json(crate::openapi::document()).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// The operational routes (no token needed).
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/healthz", "healthz", get(healthz))
+            .summary("The process is alive")
+            .response::<Health>(200),
+        Route::new(Method::GET, "/readyz", "readyz", get(readyz))
+            .summary("The log answers and the views are caught up (503 otherwise)")
+            .response::<Health>(200),
+        Route::new(Method::GET, "/metrics", "metrics", get(metrics))
+            .summary("Prometheus metrics")
+            .content("text/plain"),
+        Route::new(Method::GET, "/openapi.json", "openapi", get(openapi))
+            .summary("This document")
+            .content("application/json"),
+    ]
+}

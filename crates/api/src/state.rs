@@ -1,0 +1,204 @@
+//! What every handler shares: the log, the command handler, the projector,
+//! the history cache, tokens, limits.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use domain::handler::Handler;
+use projections::{HistoryCache, Projector};
+use store::{EventStore, SqliteStore};
+
+use crate::apidb::ApiDb;
+use crate::auth::{Principal, RateLimiter, Role, Tokens};
+use crate::error::ApiError;
+
+/// Limits and settings of a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the files live.
+    pub data_dir: PathBuf,
+    /// Largest request body.
+    pub request_body_bytes_max: usize,
+    /// Longest time to produce a response.
+    pub request_timeout_ms: u64,
+    /// Requests per second per token (0: no limit).
+    pub rate_limit_per_second: u32,
+    /// Longest wait for `min_position`.
+    pub min_position_wait_ms: u64,
+    /// The admin token to create on first start (else a random one).
+    pub admin_token: Option<String>,
+}
+
+impl Config {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            request_body_bytes_max: 64 * 1024,
+            request_timeout_ms: 10_000,
+            rate_limit_per_second: 1_000,
+            min_position_wait_ms: 3_000,
+            admin_token: None,
+        }
+    }
+}
+
+/// What the first start of an empty data directory created.
+#[derive(Debug, Clone)]
+pub enum Bootstrap {
+    /// Tokens existed already.
+    Existing,
+    /// The admin token came from the configuration.
+    Configured,
+    /// A random admin token, written to this file (mode 0600).
+    Generated {
+        /// The token.
+        token: String,
+        /// Where it was written.
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: Arc<SqliteStore>,
+    handler: Handler,
+    projector: Projector,
+    history: HistoryCache,
+    tokens: Tokens,
+    idempotency: ApiDb,
+    rate_limiter: RateLimiter,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Shared state: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The name of the bootstrap admin token.
+pub const ADMIN_TOKEN_NAME: &str = "admin";
+
+impl AppState {
+    /// Opens the data directory (creating it), starts the projector and
+    /// bootstraps the admin token.
+    pub async fn open(config: Config) -> Result<(Self, Bootstrap), ApiError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
+        let store = Arc::new(SqliteStore::open(dir.join("events.sqlite")).await?);
+        let dyn_store: Arc<dyn EventStore> = store.clone();
+        let projector = Projector::start(Arc::clone(&dyn_store), dir.join("views.sqlite")).await?;
+        let db = ApiDb::open(&dir.join("api.sqlite"))?;
+        let tokens = Tokens::load(db.clone()).await?;
+        let bootstrap = bootstrap(&tokens, &config, &dir).await?;
+        let inner = Inner {
+            rate_limiter: RateLimiter::new(config.rate_limit_per_second),
+            handler: Handler::new(Arc::clone(&dyn_store)),
+            history: HistoryCache::new(dyn_store, projections::history::HISTORY_EVENTS_MAX),
+            config,
+            store,
+            projector,
+            tokens,
+            idempotency: db,
+            shutdown: tokio::sync::watch::channel(false).0,
+        };
+        Ok((Self(Arc::new(inner)), bootstrap))
+    }
+
+    /// Tells long-lived responses (live streams) to end, so that a graceful
+    /// shutdown does not wait for them forever.
+    pub fn begin_shutdown(&self) {
+        self.0.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::begin_shutdown`] was called.
+    pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
+        }
+    }
+
+    /// Flushes and closes the log (after the server stopped serving).
+    pub async fn close(&self) {
+        self.0.store.close().await;
+    }
+
+    /// Limits and settings.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The event log.
+    pub fn store(&self) -> Arc<dyn EventStore> {
+        self.0.store.clone()
+    }
+
+    /// The command handler.
+    pub fn handler(&self) -> &Handler {
+        &self.0.handler
+    }
+
+    /// The projector.
+    pub fn projector(&self) -> &Projector {
+        &self.0.projector
+    }
+
+    /// Grants' decoded histories, for `known_at`.
+    pub fn history(&self) -> &HistoryCache {
+        &self.0.history
+    }
+
+    /// The tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+
+    /// Idempotency records.
+    pub fn idempotency(&self) -> &ApiDb {
+        &self.0.idempotency
+    }
+
+    /// The per-token rate limit.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.0.rate_limiter
+    }
+}
+
+async fn bootstrap(tokens: &Tokens, config: &Config, dir: &Path) -> Result<Bootstrap, ApiError> {
+    if !tokens.is_empty() {
+        return Ok(Bootstrap::Existing);
+    }
+    let admin = Principal {
+        name: events::ActorId::parse(ADMIN_TOKEN_NAME).map_err(|e| ApiError::Internal(e.to_string()))?,
+        role: Role::Admin,
+        programmes: Default::default(),
+    };
+    let configured = config.admin_token.clone().filter(|t| !t.is_empty());
+    let was_configured = configured.is_some();
+    let Some(token) = tokens.create(admin, "bootstrap", configured).await? else {
+        return Ok(Bootstrap::Existing);
+    };
+    if was_configured {
+        return Ok(Bootstrap::Configured);
+    }
+    let path = dir.join("admin-token");
+    write_private(&path, &token).map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?;
+    Ok(Bootstrap::Generated { token, path })
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}

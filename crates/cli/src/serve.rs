@@ -1,0 +1,175 @@
+//! `grantlog serve` and `grantlog demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use api::{AppState, Bootstrap, Config};
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::output;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `serve` and `demo`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "GRANTLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the log, the views and the tokens live.
+    #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
+    pub data_dir: PathBuf,
+    /// Load the NCTCR demo scenario first (into an empty log only).
+    #[arg(long, env = "GRANTLOG_DEMO")]
+    pub demo: bool,
+    /// Requests per second per token (bursts up to the same number); 0 disables.
+    #[arg(long, env = "GRANTLOG_RATE_LIMIT_PER_SECOND", default_value_t = 1_000)]
+    pub rate_limit_per_second: u32,
+    /// Largest request body.
+    #[arg(long, env = "GRANTLOG_REQUEST_BODY_BYTES_MAX", default_value_t = 64 * 1024)]
+    pub request_body_bytes_max: usize,
+    /// Longest time to produce a response.
+    #[arg(long, env = "GRANTLOG_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// The admin token to create on the first start (else a random one is
+    /// written to <data-dir>/admin-token).
+    #[arg(long, env = "GRANTLOG_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Log format (filter with RUST_LOG).
+    #[arg(long, env = "GRANTLOG_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the server until SIGTERM or SIGINT, then finishes in-flight
+/// requests, ends live streams and closes the log.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logs(args.log_format);
+    let mut config = Config::new(&args.data_dir);
+    config.rate_limit_per_second = args.rate_limit_per_second;
+    config.request_body_bytes_max = args.request_body_bytes_max;
+    config.request_timeout_ms = args.request_timeout_ms;
+    config.admin_token = args.admin_token.clone();
+    let (state, bootstrap) =
+        AppState::open(config).await.with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let demo = if args.demo { crate::serve::demo(&state).await? } else { None };
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    match &bootstrap {
+        Bootstrap::Generated { token, path } => {
+            output::line(&format!("admin token (also in {}): {token}", path.display()));
+        }
+        Bootstrap::Configured => tracing::info!("admin token taken from GRANTLOG_ADMIN_TOKEN"),
+        Bootstrap::Existing => {}
+    }
+    if let Some(tokens) = demo {
+        print_tour(&base, &tokens, &bootstrap);
+    }
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
+    output::line(&format!("grantlog listening on {base}"));
+    let app = api::app(state.clone());
+    let stopping = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            signal().await;
+            tracing::info!("stopping: finishing requests in flight");
+            stopping.begin_shutdown();
+        })
+        .await
+        .context("serving")?;
+    state.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Tokens the demo created.
+#[derive(Debug)]
+pub struct DemoTokens {
+    manager: Option<String>,
+}
+
+/// Loads the NCTCR scenario through the command handler the API uses, and
+/// creates a manager token for the scenario's programme manager.
+pub async fn demo(state: &AppState) -> anyhow::Result<Option<DemoTokens>> {
+    if state.store().head().await?.is_some() {
+        tracing::info!("the log is not empty: the demo scenario is not loaded again");
+        return Ok(Some(DemoTokens { manager: None }));
+    }
+    tracing::info!("loading the NCTCR scenario");
+    domain::scenario::nctcr(state.handler()).await.map_err(|e| anyhow::anyhow!("loading the scenario: {e}"))?;
+    let manager = api::auth::Principal {
+        name: events::ActorId::parse(domain::scenario::MANAGER)?,
+        role: api::auth::Role::Manager,
+        programmes: [events::ProgrammeId::parse(domain::scenario::PROGRAMME)?].into_iter().collect(),
+    };
+    let manager = state.tokens().create(manager, "demo", None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(DemoTokens { manager }))
+}
+
+fn print_tour(base: &str, tokens: &DemoTokens, bootstrap: &Bootstrap) {
+    let grant = domain::scenario::GRANT;
+    let admin = match bootstrap {
+        Bootstrap::Generated { token, .. } => token.clone(),
+        Bootstrap::Configured => "$GRANTLOG_ADMIN_TOKEN".into(),
+        Bootstrap::Existing => "<the admin token>".into(),
+    };
+    let writer = tokens.manager.clone().unwrap_or_else(|| admin.clone());
+    if let Some(m) = &tokens.manager {
+        output::line(&format!("manager token ({}): {m}", domain::scenario::MANAGER));
+    }
+    output::line("try:");
+    output::line(&format!(
+        "  curl -s -H \"Authorization: Bearer {admin}\" '{base}/api/v1/grants/{grant}/budget?as_of=2022-09-30'"
+    ));
+    output::line(&format!("  curl -s -H \"Authorization: Bearer {admin}\" '{base}/api/v1/grants/{grant}/timeline'"));
+    output::line(&format!(
+        "  curl -s -H 'Authorization: Bearer {writer}' -H 'Content-Type: application/json' \
+         -X POST '{base}/api/v1/grants/{grant}/expenditures' -d '{{\"id\": \"E-DEMO-1\", \"line\": \"FP1-CON\", \
+         \"amount\": {{\"amount\": \"120.00\", \"currency\": \"EUR\"}}, \"incurred_on\": \"2022-12-01\", \
+         \"supplier\": \"SUP-LAB\", \"invoice\": \"INV-DEMO-1\"}}'"
+    ));
+    output::line(&format!(
+        "  curl -s -H \"Authorization: Bearer {admin}\" '{base}/api/v1/grants/{grant}/history?limit=5'"
+    ));
+    output::line(&format!("  curl -sN -H \"Authorization: Bearer {admin}\" '{base}/api/v1/events/stream'"));
+}
