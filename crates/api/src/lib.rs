@@ -39,6 +39,8 @@ use crate::error::ApiError;
 /// The router for `state`: every route of the table, the limits, request
 /// ids, metrics and logs.
 pub fn app(state: AppState) -> Router {
+    // Install the metrics recorder before the first request records anything.
+    let _ = metrics::handle();
     let mut router = Router::new();
     for route in routes::table() {
         router = router.route(route.path, route.handler);

@@ -1,0 +1,131 @@
+//! The router and its OpenAPI document agree, and the request pipeline
+//! (auth, body checks, problem bodies) behaves, tested in process with
+//! `oneshot` on a real data directory. End-to-end tests over real sockets
+//! live in the workspace's `tests/` package.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+use api::{AppState, Config};
+use axum::body::{Body, to_bytes};
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "test-admin-token";
+
+async fn state() -> (AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.admin_token = Some(ADMIN.into());
+    let (state, _) = AppState::open(config).await.unwrap();
+    (state, dir)
+}
+
+async fn call(state: &AppState, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
+    let response = api::app(state.clone()).oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn concrete(path: &str) -> String {
+    path.split('/').map(|s| if s.starts_with('{') { "X1" } else { s }).collect::<Vec<_>>().join("/")
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_document_and_every_operation_is_routed() {
+    let (state, _dir) = state().await;
+    let (_, doc) = call(&state, Method::GET, "/openapi.json", None).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let table = api::routes::table();
+    let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
+    assert_eq!(operations, table.len(), "one operation per route");
+    for route in &table {
+        let op = &paths[route.path][route.method.as_str().to_lowercase()];
+        assert_eq!(op["operationId"], route.operation_id, "{} {}", route.method, route.path);
+        assert!(op["x-grantlog-roles"].is_array());
+    }
+    for (path, item) in paths {
+        let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
+        for method in &methods {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // A streaming route would not end: only check that it is routed.
+            if path.ends_with("/stream") {
+                continue;
+            }
+            let (status, body) = call(&state, m.clone(), &concrete(path), Some("{}")).await;
+            assert!(
+                !(status == StatusCode::NOT_FOUND && body["detail"] == "route not found"),
+                "{m} {path} is documented but not routed"
+            );
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
+        }
+        // The router answers no method the document does not list.
+        for other in [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            if !methods.iter().any(|m| m.eq_ignore_ascii_case(other.as_str())) {
+                let (status, _) = call(&state, other.clone(), &concrete(path), None).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path} is routed but not documented");
+            }
+        }
+    }
+    let (status, body) = call(&state, Method::GET, "/api/v1/nothing-here", None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not-found")));
+}
+
+#[tokio::test]
+async fn the_document_resolves_every_schema_reference() {
+    let (state, _dir) = state().await;
+    let (_, doc) = call(&state, Method::GET, "/openapi.json", None).await;
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "dangling reference to {name}");
+    }
+    for name in ["CreateGrant", "RecordExpenditure", "CommandAnswer", "Money"] {
+        assert!(schemas.contains_key(name), "{name} missing");
+    }
+}
+
+#[tokio::test]
+async fn a_client_cannot_set_what_the_server_records() {
+    let (state, _dir) = state().await;
+    for field in ["actor", "recorded_at", "hash"] {
+        let body = json!({"id": "P1", "name": "Programme", field: "x"}).to_string();
+        let (status, problem) = call(&state, Method::POST, "/api/v1/programmes", Some(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}");
+        assert_eq!(problem["code"], "invalid-body");
+        assert_eq!(problem["errors"][0]["pointer"], format!("/{field}"));
+    }
+    let (status, answer) = call(&state, Method::POST, "/api/v1/programmes", Some(r#"{"id": "P1", "name": "P"}"#)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (_, history) = call(&state, Method::GET, "/api/v1/events", None).await;
+    assert_eq!(history["events"][0]["actor"], "admin", "the token's name is the actor");
+}
+
+#[tokio::test]
+async fn an_unknown_grant_and_a_bad_id_are_not_found() {
+    let (state, _dir) = state().await;
+    for path in ["/api/v1/grants/nope/budget", "/api/v1/grants/no%20pe/budget", "/api/v1/grants/nope/history"] {
+        let (status, problem) = call(&state, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {problem}");
+        assert_eq!(problem["type"], "https://grantlog.dev/problems/not-found");
+    }
+}
+
+#[tokio::test]
+async fn page_sizes_are_bounded() {
+    let (state, _dir) = state().await;
+    let (status, problem) = call(&state, Method::GET, "/api/v1/events?limit=1001", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["errors"][0]["pointer"], "?limit");
+    let (status, problem) = call(&state, Method::GET, "/api/v1/events?lmit=10", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an unknown parameter is refused: {problem}");
+    let (status, _) = call(&state, Method::GET, "/api/v1/events?limit=1000", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
