@@ -8,17 +8,27 @@ use std::time::Duration;
 use axum::http::Method;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+/// Histogram buckets for request durations (Prometheus histograms, so
+/// several servers' figures can be aggregated).
+pub const DURATION_BUCKETS_SECONDS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// The process's recorder, installed on first use. `None` if another
 /// recorder was installed first (then `/metrics` says so).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "no Prometheus recorder: another one is installed");
-                None
+        .get_or_init(|| {
+            match PrometheusBuilder::new()
+                .set_buckets(DURATION_BUCKETS_SECONDS)
+                .and_then(PrometheusBuilder::install_recorder)
+            {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no Prometheus recorder: another one is installed");
+                    None
+                }
             }
         })
         .as_ref()

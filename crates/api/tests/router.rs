@@ -129,3 +129,21 @@ async fn page_sizes_are_bounded() {
     let (status, _) = call(&state, Method::GET, "/api/v1/events?limit=1000", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_events_appended() {
+    let (state, _dir) = state().await;
+    let (status, _) = call(&state, Method::POST, "/api/v1/programmes", Some(r#"{"id": "P9", "name": "P"}"#)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let response =
+        api::app(state.clone()).oneshot(Request::builder().uri("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(to_bytes(response.into_body(), 1 << 22).await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.contains(
+            r#"grantlog_http_request_duration_seconds_bucket{method="POST",route="/api/v1/programmes",status="201""#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("grantlog_events_appended_total"), "{text}");
+    assert!(text.contains("grantlog_projection_lag_events"), "{text}");
+}
