@@ -11,6 +11,7 @@ use store::{EventStore, SqliteStore};
 use crate::apidb::ApiDb;
 use crate::auth::{Principal, RateLimiter, Role, Tokens};
 use crate::error::ApiError;
+use crate::routes::views::ViewCache;
 
 /// Limits and settings of a server.
 #[derive(Debug, Clone)]
@@ -69,6 +70,7 @@ struct Inner {
     tokens: Tokens,
     idempotency: ApiDb,
     rate_limiter: RateLimiter,
+    views: ViewCache,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -100,6 +102,7 @@ impl AppState {
             projector,
             tokens,
             idempotency: db,
+            views: ViewCache::default(),
             shutdown: tokio::sync::watch::channel(false).0,
         };
         Ok((Self(Arc::new(inner)), bootstrap))
@@ -157,6 +160,11 @@ impl AppState {
     /// Idempotency records.
     pub fn idempotency(&self) -> &ApiDb {
         &self.0.idempotency
+    }
+
+    /// Serialised live views.
+    pub fn views(&self) -> &ViewCache {
+        &self.0.views
     }
 
     /// The per-token rate limit.

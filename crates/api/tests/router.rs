@@ -147,3 +147,58 @@ async fn metrics_count_requests_by_route_template_and_events_appended() {
     assert!(text.contains("grantlog_events_appended_total"), "{text}");
     assert!(text.contains("grantlog_projection_lag_events"), "{text}");
 }
+
+#[tokio::test]
+async fn a_cached_view_follows_every_write() {
+    let (state, _dir) = state().await;
+    let post = |path: &'static str, body: Value| {
+        let state = state.clone();
+        async move {
+            let (status, answer) = call(&state, Method::POST, path, Some(&body.to_string())).await;
+            assert!(status.is_success(), "{path}: {answer}");
+            answer["position"].as_u64().unwrap()
+        }
+    };
+    post("/api/v1/programmes", json!({"id": "P", "name": "P"})).await;
+    let eur = |a: &str| json!({"amount": a, "currency": "EUR"});
+    post(
+        "/api/v1/grants",
+        json!({"id": "G", "programme": "P", "funder": "FNR", "title": "T", "acronym": "A",
+        "award": eur("1000.00"), "start": "2022-01-01", "end": "2022-12-31", "rule_set": "FNR-2022"}),
+    )
+    .await;
+    post("/api/v1/grants/G/workstreams", json!({"code": "W", "title": "W"})).await;
+    let mut position = post(
+        "/api/v1/grants/G/budget-lines",
+        json!({"workstream": "W", "category": "PER", "amount": eur("500.00"), "effective_date": "2022-01-01"}),
+    )
+    .await;
+    for (i, amount) in ["10.00", "20.00", "30.00"].iter().enumerate() {
+        let (status, view) = call(
+            &state,
+            Method::GET,
+            &format!("/api/v1/grants/G/budget?min_position={position}&today=2022-06-30"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(view["position"].as_u64().unwrap() >= position);
+        let spent = ["0.00", "10.00", "30.00"][i];
+        assert_eq!(view["lines"][0]["spent"]["amount"], spent, "{view}");
+        // The same read again comes from the cache and says the same.
+        let (_, again) = call(
+            &state,
+            Method::GET,
+            &format!("/api/v1/grants/G/budget?min_position={position}&today=2022-06-30"),
+            None,
+        )
+        .await;
+        assert_eq!(again["lines"], view["lines"]);
+        position = post(
+            "/api/v1/grants/G/expenditures",
+            json!({"id": format!("E{i}"), "line": "W-PER", "amount": eur(amount), "incurred_on": "2022-03-01",
+                   "supplier": "S", "invoice": format!("I{i}")}),
+        )
+        .await;
+    }
+}

@@ -6,7 +6,7 @@ mod admin;
 mod commands;
 mod log;
 mod ops;
-mod views;
+pub mod views;
 
 use axum::http::Method;
 use axum::routing::MethodRouter;

@@ -2,12 +2,14 @@
 //! ledger (the live one, or one folded as known at an instant) and a
 //! business date, by the same functions the projector and rebuilds use.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::Method;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDate, Utc};
 use events::{GrantId, ProgrammeId};
@@ -86,16 +88,90 @@ fn view_error(grant: &GrantId) -> impl Fn(ViewError) -> ApiError + '_ {
     }
 }
 
+/// Which grant view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Budget,
+    Timeline,
+}
+
+/// Most views kept serialised; past it the cache starts over.
+pub const VIEW_CACHE_ENTRIES_MAX: usize = 10_000;
+
+type CacheKey = (GrantId, Kind, Option<NaiveDate>, NaiveDate);
+
+/// Serialised live views, valid while the grant's ledger has not moved:
+/// dashboards polling a grant cost a lookup, not a fold and a serialisation.
+#[derive(Debug, Default)]
+pub struct ViewCache {
+    entries: Mutex<HashMap<CacheKey, (u64, Arc<str>)>>,
+}
+
+impl ViewCache {
+    fn get(&self, key: &CacheKey, ledger_position: u64) -> Option<Arc<str>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).filter(|(p, _)| *p == ledger_position).map(|(_, body)| Arc::clone(body))
+    }
+
+    fn put(&self, key: CacheKey, ledger_position: u64, body: Arc<str>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= VIEW_CACHE_ENTRIES_MAX {
+            entries.clear();
+        }
+        entries.insert(key, (ledger_position, body));
+    }
+}
+
+/// `{"position":N,` + the view's own members.
+fn positioned(body: &str, position: u64) -> Response {
+    let members = body.strip_prefix('{').unwrap_or(body);
+    let sep = if members.starts_with('}') { "" } else { "," };
+    let text = format!("{{\"position\":{position}{sep}{members}");
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response()
+}
+
+async fn grant_view(
+    state: &AppState,
+    principal: &Principal,
+    grant: GrantId,
+    q: ViewQuery,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let (ledger, position) = ledger(state, principal, &grant, &q).await?;
+    let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
+    let render = || -> Result<String, ApiError> {
+        let json = match kind {
+            Kind::Budget => {
+                serde_json::to_string(&projections::budget(&ledger, q.as_of, today).map_err(view_error(&grant))?)
+            }
+            Kind::Timeline => {
+                serde_json::to_string(&projections::timeline(&ledger, q.as_of, today).map_err(view_error(&grant))?)
+            }
+        };
+        json.map_err(|e| ApiError::Internal(e.to_string()))
+    };
+    if q.known_at.is_some() {
+        return Ok(positioned(&render()?, position));
+    }
+    let key = (grant.clone(), kind, q.as_of, today);
+    let body = match state.views().get(&key, ledger.position) {
+        Some(body) => body,
+        None => {
+            let body: Arc<str> = render()?.into();
+            state.views().put(key, ledger.position, Arc::clone(&body));
+            body
+        }
+    };
+    Ok(positioned(&body, position))
+}
+
 async fn budget(
     State(state): State<AppState>,
     principal: Arc<Principal>,
     Ids(grant): Ids<GrantId>,
     Params(q): Params<ViewQuery>,
-) -> Result<Json<Positioned<BudgetView>>, ApiError> {
-    let (ledger, position) = ledger(&state, &principal, &grant, &q).await?;
-    let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
-    let view = projections::budget(&ledger, q.as_of, today).map_err(view_error(&grant))?;
-    Ok(Json(Positioned { view, position }))
+) -> Result<Response, ApiError> {
+    grant_view(&state, &principal, grant, q, Kind::Budget).await
 }
 
 async fn timeline(
@@ -103,11 +179,8 @@ async fn timeline(
     principal: Arc<Principal>,
     Ids(grant): Ids<GrantId>,
     Params(q): Params<ViewQuery>,
-) -> Result<Json<Positioned<TimelineView>>, ApiError> {
-    let (ledger, position) = ledger(&state, &principal, &grant, &q).await?;
-    let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
-    let view = projections::timeline(&ledger, q.as_of, today).map_err(view_error(&grant))?;
-    Ok(Json(Positioned { view, position }))
+) -> Result<Response, ApiError> {
+    grant_view(&state, &principal, grant, q, Kind::Timeline).await
 }
 
 /// Query of the portfolio.
