@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
@@ -104,16 +105,16 @@ type CacheKey = (GrantId, Kind, Option<NaiveDate>, NaiveDate);
 /// dashboards polling a grant cost a lookup, not a fold and a serialisation.
 #[derive(Debug, Default)]
 pub struct ViewCache {
-    entries: Mutex<HashMap<CacheKey, (u64, Arc<str>)>>,
+    entries: Mutex<HashMap<CacheKey, (u64, Bytes)>>,
 }
 
 impl ViewCache {
-    fn get(&self, key: &CacheKey, ledger_position: u64) -> Option<Arc<str>> {
+    fn get(&self, key: &CacheKey, ledger_position: u64) -> Option<Bytes> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(p, _)| *p == ledger_position).map(|(_, body)| Arc::clone(body))
+        entries.get(key).filter(|(p, _)| *p == ledger_position).map(|(_, body)| body.clone())
     }
 
-    fn put(&self, key: CacheKey, ledger_position: u64, body: Arc<str>) {
+    fn put(&self, key: CacheKey, ledger_position: u64, body: Bytes) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= VIEW_CACHE_ENTRIES_MAX {
             entries.clear();
@@ -122,12 +123,10 @@ impl ViewCache {
     }
 }
 
-/// `{"position":N,` + the view's own members.
-fn positioned(body: &str, position: u64) -> Response {
-    let members = body.strip_prefix('{').unwrap_or(body);
-    let sep = if members.starts_with('}') { "" } else { "," };
-    let text = format!("{{\"position\":{position}{sep}{members}");
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response()
+/// A view's JSON (which carries its own `position`: the last log position
+/// applied to the grant).
+fn json_body(body: impl Into<axum::body::Body>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.into()).into_response()
 }
 
 async fn grant_view(
@@ -137,7 +136,7 @@ async fn grant_view(
     q: ViewQuery,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    let (ledger, position) = ledger(state, principal, &grant, &q).await?;
+    let (ledger, _) = ledger(state, principal, &grant, &q).await?;
     let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
     let render = || -> Result<String, ApiError> {
         let json = match kind {
@@ -151,18 +150,18 @@ async fn grant_view(
         json.map_err(|e| ApiError::Internal(e.to_string()))
     };
     if q.known_at.is_some() {
-        return Ok(positioned(&render()?, position));
+        return Ok(json_body(render()?));
     }
     let key = (grant.clone(), kind, q.as_of, today);
     let body = match state.views().get(&key, ledger.position) {
         Some(body) => body,
         None => {
-            let body: Arc<str> = render()?.into();
-            state.views().put(key, ledger.position, Arc::clone(&body));
+            let body = Bytes::from(render()?);
+            state.views().put(key, ledger.position, body.clone());
             body
         }
     };
-    Ok(positioned(&body, position))
+    Ok(json_body(body))
 }
 
 async fn budget(
@@ -219,12 +218,12 @@ pub(super) fn routes() -> Vec<Route> {
             .summary("The budget view, as of a date and as known at an instant")
             .roles(VIEW_READERS)
             .query(&[AS_OF, KNOWN_AT, MIN_POSITION, TODAY])
-            .response::<Positioned<BudgetView>>(200),
+            .response::<BudgetView>(200),
         Route::new(Method::GET, "/api/v1/grants/{grant}/timeline", "get_timeline", get(timeline))
             .summary("The timeline view: milestones, periods, amendments")
             .roles(VIEW_READERS)
             .query(&[AS_OF, KNOWN_AT, MIN_POSITION, TODAY])
-            .response::<Positioned<TimelineView>>(200),
+            .response::<TimelineView>(200),
         Route::new(Method::GET, "/api/v1/programmes/{programme}/portfolio", "get_portfolio", get(portfolio))
             .summary("A programme's grants at a glance")
             .roles(VIEW_READERS)
