@@ -14,6 +14,9 @@ use crate::error::{ApiError, FieldError};
 /// Deepest nesting of arrays and objects accepted in a body.
 pub const JSON_DEPTH_MAX: usize = 32;
 
+/// Least excess read and dropped before answering 413.
+pub const DRAIN_BYTES_MIN: usize = 1 << 20;
+
 /// A JSON body of type `T`, checked as above, with the SHA-256 of its bytes
 /// (the idempotency fingerprint).
 #[derive(Debug)]
@@ -36,6 +39,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
             .and_then(|v| v.parse::<usize>().ok())
             .is_some_and(|n| n > bytes_max);
         if declared_too_large {
+            // Read (and drop) a bounded excess first, so that a client still
+            // sending gets the 413 rather than a broken pipe.
+            let _ = to_bytes(req.into_body(), bytes_max.saturating_mul(4).max(DRAIN_BYTES_MIN)).await;
             return Err(ApiError::PayloadTooLarge { bytes_max });
         }
         let bytes = to_bytes(req.into_body(), bytes_max).await.map_err(|_| ApiError::PayloadTooLarge { bytes_max })?;
@@ -64,13 +70,16 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let mut pointer = pointer(e.path());
         let detail = e.inner().to_string();
-        // serde names an unknown field only in its message: point at it.
-        if let Some(field) = detail.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
-            if pointer.ends_with(field) {
-                // already there
-            } else {
-                pointer = format!("{}/{}", pointer.trim_end_matches('/'), field);
-            }
+        // serde names an unknown or a missing field only in its message:
+        // point at it.
+        let named = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|prefix| detail.strip_prefix(prefix))
+            .and_then(|rest| rest.split('`').next());
+        if let Some(field) = named
+            && !pointer.ends_with(&format!("/{field}"))
+        {
+            pointer = format!("{}/{}", pointer.trim_end_matches('/'), field);
         }
         ApiError::InvalidBody(vec![FieldError { pointer, detail }])
     })
@@ -151,6 +160,12 @@ mod tests {
     fn a_number_for_money_names_the_field() {
         let (pointer, _) = pointer_of(r#"{"id": "x", "cost": {"amount": {"amount": 1.5, "currency": "EUR"}}}"#);
         assert_eq!(pointer, "/cost/amount/amount");
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let (pointer, detail) = pointer_of(r#"{"id": "x", "cost": {}}"#);
+        assert_eq!(pointer, "/cost/amount", "{detail}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! auditor's commands. Every flag is also an environment variable.
 
 mod output;
+mod replay;
 mod serve;
 
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ enum Command {
     /// Load the NCTCR demo scenario into an empty data directory, then serve
     /// (the same as `serve --demo`).
     Demo(serve::ServeArgs),
+    /// Print a grant's budget or timeline as it was: as of a business date
+    /// and/or as known at an instant, folded from the log.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
                 args.demo = true;
                 serve::run(args).await
             }
+            Command::Replay(args) => replay::run(args).await,
         }
     });
     match result {

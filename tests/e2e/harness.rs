@@ -1,0 +1,203 @@
+//! The harness: starts the real `grantlog` binary on a free port with a
+//! fresh data directory, restarts it on the same directory, and kills it
+//! when dropped.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::client::Api;
+
+/// The admin token every test server bootstraps with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-5c0ffee";
+/// How long a server may take to print its listening line.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// How long a graceful stop may take before the process is killed.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+/// What the listening line starts with.
+const LISTENING: &str = "grantlog listening on ";
+
+/// The binary under test: `GRANTLOG_BIN`, else `grantlog` next to the
+/// test executable's `deps/` directory.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("GRANTLOG_BIN") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "GRANTLOG_BIN={} is not a file", path.display());
+        return path;
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // The test executable is target/<profile>/deps/e2e-<hash>.
+    let profile = exe.parent().and_then(Path::parent).expect("the test executable lives in target/<profile>/deps");
+    let bin = profile.join(format!("grantlog{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "the grantlog binary is missing at {}: build it first (`cargo build -p cli`, or run \
+         `cargo test --workspace`), or set GRANTLOG_BIN to its path",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `grantlog` server on its own temporary data directory.
+#[derive(Debug)]
+pub struct Server {
+    root: tempfile::TempDir,
+    child: Option<Child>,
+    url: String,
+    args: Vec<String>,
+    starts: u32,
+}
+
+impl Server {
+    /// `grantlog serve` on a fresh data directory.
+    pub fn start() -> Self {
+        Self::start_with(&["serve"])
+    }
+
+    /// `grantlog <args>` (a subcommand and flags) on a fresh data directory.
+    pub fn start_with(args: &[&str]) -> Self {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let mut server = Self {
+            root,
+            child: None,
+            url: String::new(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            starts: 0,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A client for this server (make a new one after a restart).
+    pub fn api(&self) -> Api {
+        Api::new(&self.url)
+    }
+
+    /// The data directory, kept across restarts.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// Stops the server gracefully (SIGTERM) and starts it again on the same
+    /// data directory (on a new port).
+    pub fn restart(&mut self) {
+        self.stop_gracefully();
+        self.spawn();
+    }
+
+    /// Kills the server outright (SIGKILL, as a crash) and starts it again on
+    /// the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The server's logs (stderr) so far, for failure messages.
+    pub fn logs(&self) -> String {
+        let path = self.log_path(self.starts);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.root.path().join(format!("server-{start}.log"))
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = File::create(self.log_path(self.starts)).expect("a log file");
+        let mut child = Command::new(binary())
+            .args(&self.args)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("GRANTLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+        let stdout = child.stdout.take().expect("the child's stdout");
+        self.child = Some(child);
+        let (lines, rx) = mpsc::channel();
+        // Drains stdout for the server's whole life; the first line we want
+        // is the listening one. The channel closes when the process exits.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + READY_WITHIN;
+        let mut other = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => match line.strip_prefix(LISTENING) {
+                    Some(url) => {
+                        self.url = url.trim().trim_end_matches('/').to_owned();
+                        return;
+                    }
+                    None => other.push(line),
+                },
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.kill();
+                    panic!(
+                        "grantlog printed no `{LISTENING}...` line within {READY_WITHIN:?}; stdout: {other:?}\nstderr:\n{}",
+                        self.logs()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                    self.child = None;
+                    panic!(
+                        "grantlog exited ({status:?}) before listening; stdout: {other:?}\nstderr:\n{}",
+                        self.logs()
+                    );
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn stop_gracefully(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(status);
+        });
+        match rx.recv_timeout(STOP_WITHIN) {
+            Ok(status) => {
+                let status = status.expect("the server's exit status");
+                assert!(status.success(), "grantlog stopped on SIGTERM with {status}\nstderr:\n{}", self.logs());
+            }
+            Err(_) => {
+                // The waiting thread still owns the child: kill it by pid.
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                let _ = rx.recv_timeout(STOP_WITHIN);
+                panic!("grantlog did not stop within {STOP_WITHIN:?} of SIGTERM\nstderr:\n{}", self.logs());
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

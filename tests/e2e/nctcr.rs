@@ -1,0 +1,413 @@
+//! The NCTCR scenario of DOMAIN.md issued through the API step by step (as
+//! `crates/domain/src/scenario.rs` issues it through the handler), on a
+//! server shared by the tests that only read it or are refused.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use serde_json::{Value, json};
+
+use crate::bodies::{commitment, expenditure, reallocation};
+use crate::client::{Api, caught_up, eur};
+use crate::harness::{ADMIN_TOKEN, Server};
+
+/// The NCTCR grant.
+pub const GRANT: &str = "nctcr-2022";
+/// Its programme.
+pub const PROGRAMME: &str = "nctcr";
+/// The programme manager: requests reallocations, records costs.
+pub const MANAGER: &str = "pm-nctcr";
+/// The finance officer: awards, approves, closes periods.
+pub const FINANCE: &str = "fo-nctcr";
+/// The coordinator: plans and reports milestones.
+pub const COORDINATOR: &str = "coord-nctcr";
+
+/// The scenario's tokens by name (admin is [`ADMIN_TOKEN`]).
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// `pm-nctcr`, manager of `nctcr`.
+    pub manager: String,
+    /// `fo-nctcr`, manager of `nctcr`.
+    pub finance: String,
+    /// `coord-nctcr`, manager of `nctcr`.
+    pub coordinator: String,
+    /// `audit`, auditor.
+    pub auditor: String,
+    /// `view-nctcr`, viewer of `nctcr`.
+    pub viewer: String,
+}
+
+/// A server holding the NCTCR scenario.
+#[derive(Debug)]
+pub struct Nctcr {
+    /// The server.
+    pub server: Server,
+    /// Its tokens.
+    pub tokens: Tokens,
+    /// The log position of each step's first event, by step label (`E07`,
+    /// `E07/reversal`, `R1/approval`...).
+    pub positions: BTreeMap<String, u64>,
+    /// The position of the last write.
+    pub head: u64,
+    /// The grant's version after the last write.
+    pub version: u64,
+}
+
+/// One scenario step: day, actor, path under the grant (or absolute),
+/// body, label.
+struct Step {
+    day: &'static str,
+    actor: &'static str,
+    path: String,
+    body: Value,
+    label: String,
+}
+
+fn step(day: &'static str, actor: &'static str, path: &str, body: Value, label: &str) -> Step {
+    Step { day, actor, path: path.to_owned(), body, label: label.to_owned() }
+}
+
+/// The baseline budget: workstream, category, euros.
+const BUDGET: &[(&str, &str, &str)] = &[
+    ("C0", "PER", "30000.00"),
+    ("C0", "TRV", "4000.00"),
+    ("C0", "OTH", "8000.00"),
+    ("FP1", "PER", "24000.00"),
+    ("FP1", "CON", "10000.00"),
+    ("FP1", "SUB", "12000.00"),
+    ("FP2", "PER", "22000.00"),
+    ("FP2", "EQP", "6000.00"),
+    ("FP2", "OTH", "2000.00"),
+    ("FP3", "PER", "18000.00"),
+    ("FP3", "SUB", "8000.00"),
+    ("FP3", "OTH", "2000.00"),
+    ("FP4", "PER", "20000.00"),
+    ("FP4", "TRV", "1000.00"),
+    ("FP4", "OTH", "3000.00"),
+    ("FP5", "PER", "26000.00"),
+    ("FP5", "TRV", "3000.00"),
+    ("FP5", "OTH", "5000.00"),
+    ("GRANT", "IND", "46000.00"),
+];
+
+/// A planned milestone: id, workstream, kind, title, due, achieved on (if
+/// on plan).
+type Planned = (&'static str, &'static str, &'static str, &'static str, &'static str, Option<&'static str>);
+
+/// The milestones; M02 and M11 are rescheduled by [`timeline`].
+const MILESTONES: &[Planned] = &[
+    ("M01", "C0", "milestone", "Consortium agreement signed", "2022-03-15", Some("2022-03-10")),
+    ("M02", "C0", "milestone", "Stakeholder kick-off", "2022-03-31", None),
+    ("M03", "FP1", "deliverable", "Cohort selection criteria", "2022-03-31", Some("2022-03-28")),
+    ("M04", "FP2", "deliverable", "Data pipeline for tumour models", "2022-06-30", Some("2022-06-27")),
+    ("M05", "FP3", "milestone", "Monitoring app pilot", "2022-06-30", Some("2022-06-30")),
+    ("M06", "FP4", "deliverable", "Evaluation framework", "2022-06-15", Some("2022-06-14")),
+    ("M07", "FP5", "milestone", "Trial access protocol", "2022-05-31", Some("2022-05-31")),
+    ("M08", "C0", "report", "Interim report", "2022-08-31", Some("2022-08-29")),
+    ("M09", "FP1", "milestone", "First cohort genotyped", "2022-09-30", Some("2022-09-30")),
+    ("M10", "FP3", "milestone", "100 patients onboarded", "2022-09-15", Some("2022-09-20")),
+    ("M11", "FP2", "deliverable", "Proof-of-concept model", "2022-11-15", None),
+    ("M12", "FP4", "deliverable", "Prevention and care evaluation report", "2022-12-15", Some("2022-12-12")),
+    ("M13", "FP5", "milestone", "First patients enrolled in trials", "2022-12-01", Some("2022-11-28")),
+    ("M14", "FP1", "deliverable", "Stratification model v1", "2022-12-20", Some("2022-12-19")),
+    ("M15", "C0", "report", "Final report", "2022-12-31", None),
+];
+
+/// The award, the structure and the plan, all on 2022-01-01.
+fn set_up() -> Vec<Step> {
+    let day = "2022-01-01";
+    let mut steps = vec![step(
+        day,
+        FINANCE,
+        "/api/v1/grants",
+        json!({
+            "id": GRANT, "programme": PROGRAMME, "funder": "FNR",
+            "title": "National Centre of Translational Cancer Research", "acronym": "NCTCR",
+            "beneficiary": "org-nctcr", "award": eur("250000.00"), "start": "2022-01-01",
+            "end": "2022-12-31", "rule_set": "FNR-2022", "effective_date": day, "reason": "FNR award letter"
+        }),
+        "award",
+    )];
+    let workstreams = [
+        ("C0", "Coordination"),
+        ("FP1", "Genetic stratification"),
+        ("FP2", "Advanced personalized modelling"),
+        ("FP3", "Digital patient monitoring"),
+        ("FP4", "Detailed prevention and care evaluation"),
+        ("FP5", "Access to trial-based therapies"),
+    ];
+    for (code, title) in workstreams {
+        let body = json!({"code": code, "title": title, "effective_date": day});
+        steps.push(step(day, MANAGER, "workstreams", body, code));
+    }
+    for (id, start, end, due) in
+        [("P1", "2022-01-01", "2022-06-30", "2022-08-31"), ("P2", "2022-07-01", "2022-12-31", "2023-02-28")]
+    {
+        let body = json!({"id": id, "start": start, "end": end, "report_due": due, "effective_date": day});
+        steps.push(step(day, FINANCE, "reporting-periods", body, id));
+    }
+    for (workstream, category, amount) in BUDGET {
+        let body =
+            json!({"workstream": workstream, "category": category, "amount": eur(amount), "effective_date": day});
+        steps.push(step(day, MANAGER, "budget-lines", body, &format!("{workstream}-{category}")));
+    }
+    for (id, workstream, kind, title, due, _) in MILESTONES {
+        let body = json!({"id": id, "workstream": workstream, "kind": kind, "title": title, "due_on": due, "effective_date": day});
+        steps.push(step(day, COORDINATOR, "milestones", body, id));
+    }
+    steps
+}
+
+fn with_day(mut body: Value, day: &str) -> Value {
+    body["effective_date"] = json!(day);
+    body
+}
+
+fn money() -> Vec<Step> {
+    let e = |id, line, amount: &str, on, supplier, invoice, commitment| {
+        expenditure(id, line, eur(amount), on, supplier, invoice, commitment)
+    };
+    let mut e03 = expenditure(
+        "E03",
+        "FP5-OTH",
+        json!({"amount": "3000.00", "currency": "USD"}),
+        "2022-04-20",
+        "sup-trialnet",
+        "TN-4471",
+        None,
+    );
+    e03["conversion"] = json!({"rate": "1.0800", "source": "ECB reference rate", "rate_date": "2022-04-20"});
+    let mut e04 = e("E04", "C0-OTH", "6350.00", "2022-06-08", "sup-venue", "V-0608", None);
+    e04["reason"] = json!("stakeholder kick-off");
+    let mut e08 = e("E08", "FP5-TRV", "640.00", "2022-09-05", "sup-travel", "TR-0905", None);
+    e08["correction_of"] = json!("E07");
+    e08["reason"] = json!("replaces E07 on the right line");
+    let r1 = reallocation(
+        "R1",
+        &[("FP1-CON", "-3000.00"), ("FP5-PER", "3000.00"), ("FP4-OTH", "-1000.00"), ("FP5-TRV", "1000.00")],
+        "FP5 trial coordination needs more staff and travel",
+        "2022-07-20",
+    );
+    vec![
+        step(
+            "2022-02-15",
+            MANAGER,
+            "commitments",
+            commitment("PO-001", "FP1-CON", "4200.00", "PO-2022-001", "2022-02-15"),
+            "PO-001",
+        ),
+        step(
+            "2022-03-10",
+            MANAGER,
+            "expenditures",
+            e("E02", "FP1-CON", "4180.50", "2022-03-10", "sup-biolab", "BL-2022-0310", Some("PO-001")),
+            "E02",
+        ),
+        step(
+            "2022-03-10",
+            MANAGER,
+            "commitments/PO-001/close",
+            json!({"reason": "delivered in full; invoice below the order", "effective_date": "2022-03-10"}),
+            "PO-001/close",
+        ),
+        step(
+            "2022-03-31",
+            MANAGER,
+            "expenditures",
+            e("E01", "C0-PER", "7500.00", "2022-03-31", "payroll", "PAY-2022-Q1", None),
+            "E01",
+        ),
+        step("2022-04-20", MANAGER, "expenditures", e03, "E03"),
+        step("2022-06-08", MANAGER, "expenditures", e04, "E04"),
+        step(
+            "2022-06-20",
+            MANAGER,
+            "commitments",
+            commitment("PO-002", "FP3-SUB", "8000.00", "PO-2022-002", "2022-06-20"),
+            "PO-002",
+        ),
+        step(
+            "2022-06-30",
+            MANAGER,
+            "expenditures",
+            e("E05", "FP2-EQP", "5990.00", "2022-06-30", "sup-compute", "C-2206", None),
+            "E05",
+        ),
+        step(
+            "2022-06-30",
+            MANAGER,
+            "expenditures",
+            e("E09", "FP1-PER", "12000.00", "2022-06-30", "payroll", "PAY-2022-H1-FP1", None),
+            "E09",
+        ),
+        step(
+            "2022-07-15",
+            MANAGER,
+            "expenditures",
+            e("E06", "FP3-SUB", "4000.00", "2022-07-15", "sup-biolab", "BL-2022-0715", Some("PO-002")),
+            "E06",
+        ),
+        step("2022-07-20", MANAGER, "reallocations", r1, "R1"),
+        step(
+            "2022-07-27",
+            FINANCE,
+            "reallocations/R1/approval",
+            json!({"effective_date": "2022-07-27"}),
+            "R1/approval",
+        ),
+        step("2022-07-29", FINANCE, "reporting-periods/P1/close", json!({"effective_date": "2022-07-29"}), "P1/close"),
+        step(
+            "2022-09-05",
+            MANAGER,
+            "expenditures",
+            e("E07", "FP4-TRV", "640.00", "2022-09-05", "sup-travel", "TR-0905", None),
+            "E07",
+        ),
+        step(
+            "2022-09-20",
+            MANAGER,
+            "expenditures/E07/reversal",
+            json!({"reason": "charged to the wrong flagship: the trip was for FP5", "effective_date": "2022-09-20"}),
+            "E07/reversal",
+        ),
+        step("2022-09-20", MANAGER, "expenditures", e08, "E08"),
+    ]
+}
+
+fn timeline() -> Vec<Step> {
+    let reschedule = |to: &str, reason: &str, amendment: Option<&str>, day: &str| {
+        let mut body = json!({"due_on": to, "reason": reason, "effective_date": day});
+        if let Some(a) = amendment {
+            body["amendment"] = json!(a);
+        }
+        body
+    };
+    let mut steps = vec![step(
+        "2022-03-25",
+        COORDINATOR,
+        "milestones/M02/reschedule",
+        reschedule("2022-06-08", "stakeholders' availability", None, "2022-03-25"),
+        "M02/reschedule",
+    )];
+    let mut achievements: Vec<(&str, &'static str)> =
+        MILESTONES.iter().filter_map(|(id, _, _, _, _, done)| done.map(|d| (*id, d))).collect();
+    achievements.push(("M02", "2022-06-08"));
+    for (id, on) in achievements {
+        let body = json!({"achieved_on": on, "effective_date": on});
+        steps.push(step(on, COORDINATOR, &format!("milestones/{id}/achieve"), body, &format!("{id}/achieve")));
+    }
+    let amd = json!({"id": "AMD-1", "kind": "no_cost_extension", "proposed_end": "2023-03-31", "reason": "model validation needs three more months"});
+    steps.push(step("2022-11-08", MANAGER, "amendments", with_day(amd, "2022-11-08"), "AMD-1"));
+    let pending = reschedule("2023-01-31", "pending AMD-1", Some("AMD-1"), "2022-11-10");
+    steps.push(step("2022-11-10", COORDINATOR, "milestones/M11/reschedule", pending, "M11/reschedule-1"));
+    let reject = json!({"reason": "FNR: no extension for 2022 centres", "effective_date": "2022-11-30"});
+    steps.push(step("2022-11-30", FINANCE, "amendments/AMD-1/rejection", reject, "AMD-1/rejection"));
+    let back = reschedule("2022-12-20", "AMD-1 rejected", None, "2022-12-01");
+    steps.push(step("2022-12-01", COORDINATOR, "milestones/M11/reschedule", back, "M11/reschedule-2"));
+    let achieve = json!({"achieved_on": "2022-12-20", "effective_date": "2022-12-20"});
+    steps.push(step("2022-12-20", COORDINATOR, "milestones/M11/achieve", achieve, "M11/achieve"));
+    steps
+}
+
+/// Actions answer 200; creations 201.
+fn expected_status(path: &str) -> u16 {
+    let action = ["close", "reopen", "reversal", "approval", "rejection", "reschedule", "achieve", "cancel"];
+    if path.rsplit('/').next().is_some_and(|last| action.contains(&last)) { 200 } else { 201 }
+}
+
+/// The grant path of `path` relative to the NCTCR grant.
+pub fn grant_path(path: &str) -> String {
+    format!("/api/v1/grants/{GRANT}/{path}")
+}
+
+impl Nctcr {
+    /// A fresh server with the whole scenario.
+    pub async fn load() -> Self {
+        Self::load_until("9999-12-31").await
+    }
+
+    /// A fresh server with the scenario's steps dated up to `last_day`.
+    pub async fn load_until(last_day: &str) -> Self {
+        let server = Server::start();
+        let api = server.api();
+        api.post(
+            ADMIN_TOKEN,
+            "/api/v1/programmes",
+            &json!({"id": PROGRAMME, "name": "NCTCR", "effective_date": "2021-12-15"}),
+        )
+        .await
+        .written(201);
+        let tokens = Tokens {
+            manager: api.token(MANAGER, "manager", &[PROGRAMME]).await,
+            finance: api.token(FINANCE, "manager", &[PROGRAMME]).await,
+            coordinator: api.token(COORDINATOR, "manager", &[PROGRAMME]).await,
+            auditor: api.token("audit", "auditor", &[]).await,
+            viewer: api.token("view-nctcr", "viewer", &[PROGRAMME]).await,
+        };
+        let mut dated = money();
+        dated.extend(timeline());
+        // The rest happens through the year: issue it in date order (stable).
+        dated.sort_by_key(|s| s.day);
+        let mut steps = set_up();
+        steps.extend(dated.into_iter().filter(|s| s.day <= last_day));
+        let mut world = Self { server, tokens, positions: BTreeMap::new(), head: 0, version: 0 };
+        for s in steps {
+            world.issue(&api, s).await;
+        }
+        caught_up(&api, GRANT, world.head).await;
+        world
+    }
+
+    async fn issue(&mut self, api: &Api, s: Step) {
+        let token = self.token_of(s.actor).to_owned();
+        let path = if s.path.starts_with('/') { s.path.clone() } else { grant_path(&s.path) };
+        let reply = api.post(&token, &path, &s.body).await;
+        assert!(
+            reply.status.as_u16() == expected_status(&path),
+            "scenario step {} {} ({}) failed: {} {}\nserver log:\n{}",
+            s.day,
+            s.label,
+            s.actor,
+            reply.status,
+            reply.text,
+            self.server.logs()
+        );
+        let body = reply.written(expected_status(&path));
+        let position = body["position"].as_u64().unwrap_or_default();
+        let first = body["events"][0]["position"].as_u64().unwrap_or(position);
+        self.positions.insert(s.label, first);
+        self.head = position;
+        self.version = body["version"].as_u64().unwrap_or_default();
+    }
+
+    /// The token of a scenario actor.
+    pub fn token_of(&self, actor: &str) -> &str {
+        match actor {
+            MANAGER => &self.tokens.manager,
+            FINANCE => &self.tokens.finance,
+            COORDINATOR => &self.tokens.coordinator,
+            other => panic!("no token for {other}"),
+        }
+    }
+
+    /// A client.
+    pub fn api(&self) -> Api {
+        self.server.api()
+    }
+}
+
+static SHARED: tokio::sync::Mutex<Weak<Nctcr>> = tokio::sync::Mutex::const_new(Weak::new());
+
+/// The whole scenario on a server shared by the tests that only read it (or
+/// are refused). It lives while some test holds it, and is loaded again if a
+/// later test asks after the last holder finished: a static would never be
+/// dropped, leaving the process behind.
+pub async fn shared() -> Arc<Nctcr> {
+    let mut slot = SHARED.lock().await;
+    if let Some(world) = slot.upgrade() {
+        return world;
+    }
+    let world = Arc::new(Nctcr::load().await);
+    *slot = Arc::downgrade(&world);
+    world
+}
