@@ -8,9 +8,13 @@
 //!   their own SQLite file with an exactly-once checkpoint, rebuilds.
 //! - [`as_known_at`]: any grant's ledger as the log stood at an instant, by
 //!   folding its events with the same fold.
+//! - [`audit`]: per-line history with before / after figures, the
+//!   corrections register, the approvals log and the funder statement as
+//!   CSV, from a grant's decoded history.
 //!
 //! Projections read events only through the store's read API.
 
+pub mod audit;
 pub mod budget;
 pub mod db;
 pub mod fold;
@@ -25,6 +29,7 @@ use chrono::{DateTime, Utc};
 use events::GrantId;
 use store::{Direction, EventStore, READ_EVENTS_MAX, StreamStart};
 
+pub use audit::{Approval, Correction, LineHistory, approvals, corrections, line_history, statement_csv};
 pub use budget::{BudgetView, ViewError, budget};
 pub use history::HistoryCache;
 pub use ledger::GrantLedger;
