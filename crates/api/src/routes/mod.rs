@@ -3,6 +3,7 @@
 //! [`crate::openapi`] the OpenAPI document, so neither can miss a route.
 
 mod admin;
+mod audit;
 mod commands;
 mod log;
 mod ops;
@@ -136,5 +137,6 @@ pub fn table() -> Vec<Route> {
     routes.extend(commands::routes());
     routes.extend(views::routes());
     routes.extend(log::routes());
+    routes.extend(audit::routes());
     routes
 }
