@@ -18,6 +18,7 @@
 
 mod chain;
 mod error;
+pub mod export;
 pub mod hash;
 mod sqlite;
 mod subscription;

@@ -17,6 +17,7 @@ use self::read::ReadPool;
 use self::writer::{PreparedAppend, PreparedEvent, Request, Writer};
 use crate::EventStore;
 use crate::error::StoreError;
+use crate::export::RawEvent;
 use crate::types::{
     AppendResult, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, ExpectedVersion, Head, NewEvent, Position,
     RecordedEvent, StreamId, StreamStart, VerifyOutcome,
@@ -109,6 +110,22 @@ impl SqliteStore {
         if self.inner.requests.send(Request::Close { reply }).await.is_ok() {
             let _ = done.await;
         }
+    }
+
+    /// Up to `limit` (at most [`READ_EVENTS_MAX`](crate::READ_EVENTS_MAX))
+    /// rows after `after`, in position order, exactly as stored: nothing is
+    /// checked, so that an export of a tampered log shows the tampering to
+    /// its verifier (see [`RawEvent`] for the few rows that cannot be
+    /// represented).
+    pub async fn read_raw(&self, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        self.inner.reads.run(move |conn| read::read_raw(conn, after, limit)).await
+    }
+
+    /// The stored hash at `position`: what the first line of an export that
+    /// starts after `position` gives as `prev_hash`. [`GENESIS`](crate::hash::GENESIS)
+    /// for position 0; `None` when there is no event there.
+    pub async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
+        self.inner.reads.run(move |conn| read::hash_at(conn, position)).await
     }
 
     /// Makes the writer's next commit fail as an fsync error would, to test

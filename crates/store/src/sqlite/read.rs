@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use crate::chain::ChainChecker;
 use crate::error::StoreError;
-use crate::hash::CanonicalEvent;
+use crate::export::RawEvent;
+use crate::hash::{CanonicalEvent, GENESIS};
 use crate::types::{
     ChainProblem, Direction, EventMetadata, Head, Position, RecordedEvent, StoredJson, StreamId, StreamStart,
     VerifyOutcome,
@@ -251,4 +252,60 @@ fn canonical<'a>(row: &'a Row<'_>, position: i64) -> rusqlite::Result<CanonicalE
         metadata: row.get_ref(7)?.as_str()?,
         recorded_at_micros: row.get(8)?,
     })
+}
+
+/// Rows after `after` exactly as stored, without validating anything but
+/// what [`RawEvent`] cannot represent.
+pub fn read_raw(conn: &Connection, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
+    let mut rows = stmt.query(params![after.0.min(i64::MAX as u64) as i64, limit_of(limit)])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode_raw(row)?);
+    }
+    Ok(out)
+}
+
+fn decode_raw(row: &Row<'_>) -> Result<RawEvent, StoreError> {
+    let position: i64 = row.get(0)?;
+    let text = |i: usize| -> Result<String, StoreError> {
+        match row.get_ref(i)? {
+            rusqlite::types::ValueRef::Text(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+            other => Err(corrupt(position, format!("column {i} is {:?}, not text", other.data_type()))),
+        }
+    };
+    let blob = |i: usize| -> Result<&[u8], StoreError> {
+        row.get_ref(i)?.as_blob().map_err(|e| corrupt(position, format!("column {i}: {e}")))
+    };
+    let event_id = Uuid::from_slice(blob(3)?).map_err(|e| corrupt(position, e))?;
+    let hash: [u8; 32] = blob(9)?.try_into().map_err(|_| corrupt(position, "hash is not 32 bytes"))?;
+    let schema_version: u32 = row.get(5).map_err(|e| corrupt(position, e))?;
+    Ok(RawEvent {
+        position: Position(position as u64),
+        stream_id: text(1)?,
+        stream_version: row.get::<_, i64>(2)? as u64,
+        event_id,
+        event_type: text(4)?,
+        schema_version,
+        data: text(6)?,
+        metadata: text(7)?,
+        recorded_at_micros: row.get(8)?,
+        hash,
+    })
+}
+
+/// The stored hash at `position` ([`GENESIS`] at position 0); `None` when
+/// there is no such event.
+pub fn hash_at(conn: &Connection, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
+    if position == Position::START {
+        return Ok(Some(GENESIS));
+    }
+    let found = conn
+        .prepare_cached("SELECT hash FROM events WHERE position = ?1")?
+        .query_row([position.0.min(i64::MAX as u64) as i64], |r| r.get::<_, Vec<u8>>(0))
+        .optional()?;
+    found
+        .map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| corrupt(position.0 as i64, "hash is not 32 bytes")))
+        .transpose()
 }
