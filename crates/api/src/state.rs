@@ -137,6 +137,11 @@ impl AppState {
         self.0.store.clone()
     }
 
+    /// The SQLite log itself (for raw reads: the audit export).
+    pub fn sqlite(&self) -> &Arc<SqliteStore> {
+        &self.0.store
+    }
+
     /// The command handler.
     pub fn handler(&self) -> &Handler {
         &self.0.handler

@@ -1,6 +1,7 @@
 //! `grantlog`: the server (`serve`, `demo`) and, later, the operator's and
 //! auditor's commands. Every flag is also an environment variable.
 
+mod audit;
 mod output;
 mod replay;
 mod serve;
@@ -27,6 +28,33 @@ enum Command {
     /// Print a grant's budget or timeline as it was: as of a business date
     /// and/or as known at an instant, folded from the log.
     Replay(replay::ReplayArgs),
+    /// Verify the hash chain of a data directory; print the head to record.
+    /// Exit code 0 only when everything verifies.
+    Verify(audit::VerifyArgs),
+    /// Export the log, one event a line with its hashes (NDJSON or CloudEvents).
+    Export(audit::ExportArgs),
+    /// Verify an export offline: the chain, the head, nothing missing or
+    /// reordered. Needs no database and no server.
+    VerifyExport(audit::VerifyExportArgs),
+}
+
+/// What a command concluded.
+enum Outcome {
+    Done,
+    /// A check ran and found a problem (exit code 1).
+    Failed,
+}
+
+impl From<()> for Outcome {
+    fn from((): ()) -> Self {
+        Outcome::Done
+    }
+}
+
+impl From<bool> for Outcome {
+    fn from(ok: bool) -> Self {
+        if ok { Outcome::Done } else { Outcome::Failed }
+    }
 }
 
 fn main() -> ExitCode {
@@ -38,21 +66,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+    let result: anyhow::Result<Outcome> = runtime.block_on(async {
+        Ok(match cli.command {
+            Command::Serve(args) => serve::run(args).await?.into(),
             Command::Demo(mut args) => {
                 args.demo = true;
-                serve::run(args).await
+                serve::run(args).await?.into()
             }
-            Command::Replay(args) => replay::run(args).await,
-        }
+            Command::Replay(args) => replay::run(args).await?.into(),
+            Command::Verify(args) => audit::verify(args).await?.into(),
+            Command::Export(args) => audit::export(args).await?.into(),
+            Command::VerifyExport(args) => audit::verify_export_file(args)?.into(),
+        })
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
         Err(e) => {
             output::error(&format!("{e:#}"));
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -85,3 +85,86 @@ fn replay_known_before_anything_was_recorded_finds_no_grant() {
     let (ok, _, err) = grantlog(&["replay", "--grant", "nope", "--view", "budget"], &dir);
     assert!(!ok && err.contains("not been awarded"), "{err}");
 }
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_grantlog")).args(args).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap())
+}
+
+fn python_verdict(file: &std::path::Path, head: &str) -> (i32, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/verify_export.py");
+    let out = Command::new("python3").arg(script).arg(file).args(["--head", head]).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn verify_export_and_verify_export_agree_with_the_python_verifier() {
+    let dir = nctcr_data_dir();
+    let data = dir.path().to_str().unwrap();
+    let (code, text) = run(&["verify", "--data-dir", data]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("ok 79 events, head 79:"), "{text}");
+    let head = text.split_whitespace().nth(4).unwrap().to_owned();
+
+    let file = dir.path().join("export.ndjson");
+    let (code, text) = run(&["export", "--data-dir", data, "-o", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let (code, ours) = run(&["verify-export", file.to_str().unwrap(), "--head", &head]);
+    assert_eq!((code, ours.trim()), (0, format!("ok 79 events, head {head}").as_str()));
+    assert_eq!(python_verdict(&file, &head), (0, ours.clone()));
+
+    // One byte of one hashed payload changed: both verifiers name line 10.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // Only the hashed text changes (the first occurrence is in data_json).
+    lines[9] = lines[9].replacen("2022-12-31", "2022-12-30", 1);
+    assert_ne!(lines[9], text.lines().nth(9).unwrap(), "the tamper applied");
+    let tampered = dir.path().join("tampered.ndjson");
+    std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
+    let (code, ours) = run(&["verify-export", tampered.to_str().unwrap(), "--head", &head]);
+    assert_eq!(code, 1, "{ours}");
+    assert!(ours.starts_with("bad at line 10 position 10: "), "{ours}");
+    assert_eq!(python_verdict(&tampered, &head), (1, ours));
+
+    // The CloudEvents form verifies too.
+    let ce = dir.path().join("export.ce.json");
+    let (code, _) = run(&["export", "--data-dir", data, "--format", "cloudevents", "-o", ce.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let (code, ours) = run(&["verify-export", ce.to_str().unwrap(), "--head", &head]);
+    assert_eq!(code, 0, "{ours}");
+}
+
+#[test]
+fn verify_names_the_first_tampered_position_and_a_rollback() {
+    let dir = nctcr_data_dir();
+    let data = dir.path().to_str().unwrap();
+    let (_, text) = run(&["verify", "--data-dir", data]);
+    let head = text.split_whitespace().nth(4).unwrap().to_owned();
+    // An auditor recorded a head that today's log does not contain.
+    let forged = format!("40:{}", "ab".repeat(32));
+    let (code, text) = run(&["verify", "--data-dir", data, "--since", &forged]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.starts_with("bad at position 40: not-a-prefix"), "{text}");
+    let (code, text) = run(&["verify", "--data-dir", data, "--since", &head]);
+    assert_eq!(code, 0, "{text}");
+
+    // A forger drops the triggers and edits one stored payload.
+    let db = rusqlite::Connection::open(dir.path().join("events.sqlite")).unwrap();
+    let triggers: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for t in triggers {
+        db.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+    }
+    db.execute("UPDATE events SET data = replace(data, '0', '1') WHERE position = 33", []).unwrap();
+    drop(db);
+    let (code, text) = run(&["verify", "--data-dir", data]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.starts_with("bad at position 33: hash-mismatch"), "{text}");
+    let (code, text) = run(&["verify", "--data-dir", "/nonexistent/grantlog"]);
+    assert_eq!(code, 2, "{text}");
+}

@@ -17,6 +17,7 @@ use events::GrantId;
 use futures_util::StreamExt;
 use futures_util::stream;
 use serde::Deserialize;
+use store::export::{ExportFormat, Exporter};
 use store::{ChainProblem, Direction, Head, Position, RecordedEvent, StreamStart, Subscription, VerifyOutcome};
 
 use super::{AUDITORS, HISTORY_READERS, Param, Route};
@@ -151,34 +152,60 @@ async fn live(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response())
 }
 
+/// Query of the export.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Events after this position (resume an export).
+    pub after: Option<u64>,
+    /// `ndjson` (default) or `cloudevents`.
+    pub format: Option<String>,
+}
+
 async fn export(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Params(q): Params<StreamQuery>,
+    Params(q): Params<ExportQuery>,
 ) -> Result<Response, ApiError> {
     principal.require(AUDITORS)?;
-    let store = state.store();
+    let format = match q.format.as_deref() {
+        None | Some("ndjson") => ExportFormat::Ndjson,
+        Some("cloudevents") => ExportFormat::CloudEvents { source: "urn:grantlog".into() },
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(vec![FieldError {
+                pointer: "?format".into(),
+                detail: format!("{other:?} is neither ndjson nor cloudevents"),
+            }]));
+        }
+    };
+    let store = Arc::clone(state.sqlite());
     // The export ends at the head as it is when the request arrives.
-    let head = store.head().await?.map_or(0, |h| h.position.0);
+    let head = store::EventStore::head(store.as_ref()).await?.map_or(0, |h| h.position.0);
     let start = q.after.unwrap_or(0);
-    let pages = stream::unfold(start, move |after| {
+    let previous = store.hash_at(Position(start)).await?.ok_or_else(|| {
+        ApiError::InvalidQuery(vec![FieldError {
+            pointer: "?after".into(),
+            detail: "no event at that position".into(),
+        }])
+    })?;
+    let pages = stream::unfold((start, Exporter::new(format, previous)), move |(after, mut exporter)| {
         let store = Arc::clone(&store);
         async move {
             if after >= head {
                 return None;
             }
-            match store.read_all(Position(after), EXPORT_PAGE_EVENTS).await {
+            match store.read_raw(Position(after), EXPORT_PAGE_EVENTS).await {
                 Ok(page) if !page.is_empty() => {
                     let last = page.last().map_or(head, |e| e.position.0);
                     let mut text = String::new();
                     for e in page.iter().take_while(|e| e.position.0 <= head) {
-                        text.push_str(&json_line(e));
+                        text.push_str(&exporter.line(e));
                         text.push('\n');
                     }
-                    Some((Ok::<_, std::io::Error>(text), last))
+                    Some((Ok::<_, std::io::Error>(text), (last, exporter)))
                 }
                 Ok(_) => None,
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), head)),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (head, exporter))),
             }
         }
     });
@@ -256,9 +283,11 @@ pub(super) fn routes() -> Vec<Route> {
             .query(&[AFTER])
             .content("text/event-stream"),
         Route::new(Method::GET, "/api/v1/events/export", "export_events", get(export))
-            .summary("NDJSON export, one event a line with its hash, up to the head at the request")
+            .summary(
+                "Audit export (docs/audit.md): one event a line with the hashed texts, up to the head at the request",
+            )
             .roles(AUDITORS)
-            .query(&[AFTER])
+            .query(&[AFTER, Param { name: "format", format: "string", description: "ndjson (default) or cloudevents" }])
             .content("application/x-ndjson"),
         Route::new(Method::GET, "/api/v1/audit/verify", "verify_chain", get(verify))
             .summary("Recompute the hash chain; with `since`, prove an earlier head is a prefix")

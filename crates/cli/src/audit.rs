@@ -1,0 +1,198 @@
+//! The auditor's commands: `verify` (the chain of a data directory),
+//! `export` (NDJSON or CloudEvents lines carrying the hashed texts) and
+//! `verify-export` (an export checked with no database and no server).
+//! docs/audit.md describes the encoding, the line format and the codes.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use store::export::{ExportFormat, Exporter, verify_export};
+use store::{ChainChecker, ChainProblem, Head, Position, READ_EVENTS_MAX, VerifyOutcome};
+
+use crate::output;
+use crate::replay::open_log;
+
+/// Flags of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The data directory.
+    #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
+    pub data_dir: PathBuf,
+    /// A head recorded earlier (POSITION:HASH) that must be an unchanged prefix of today's log.
+    #[arg(long)]
+    pub since: Option<Head>,
+}
+
+/// Flags of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The data directory.
+    #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
+    pub data_dir: PathBuf,
+    /// Export the events after this position (resume an export).
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// Line format.
+    #[arg(long, value_enum, default_value = "ndjson")]
+    pub format: Format,
+    /// The CloudEvents `source` attribute.
+    #[arg(long, default_value = "urn:grantlog")]
+    pub source: String,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Export line formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// grantlog's NDJSON lines.
+    Ndjson,
+    /// CloudEvents 1.0 JSON, one event a line.
+    Cloudevents,
+}
+
+/// Flags of `verify-export`.
+#[derive(Debug, Args)]
+pub struct VerifyExportArgs {
+    /// The export file (NDJSON or CloudEvents lines).
+    pub file: PathBuf,
+    /// The head the export must end at exactly (POSITION:HASH).
+    #[arg(long)]
+    pub head: Option<Head>,
+    /// An earlier head that the export must contain unchanged.
+    #[arg(long)]
+    pub since: Option<Head>,
+}
+
+fn bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Runs `verify`; `Ok(false)` when the chain does not verify.
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
+    let store = open_log(&args.data_dir).await?;
+    let total = store::EventStore::head(store.as_ref()).await?.map_or(0, |h| h.position.0);
+    let progress = bar(total);
+    progress.set_message("verifying");
+    let mut checker = ChainChecker::new();
+    let mut found_since = None;
+    let mut after = Position::START;
+    let outcome = loop {
+        let page = match store.read_raw(after, READ_EVENTS_MAX).await {
+            Ok(page) => page,
+            Err(store::StoreError::Corrupt { position, detail }) => {
+                break VerifyOutcome::Broken {
+                    position: Position(position),
+                    problem: ChainProblem::Undecodable { detail },
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut broken = None;
+        for e in &page {
+            if let Err(outcome) = checker.check(&e.canonical(), &e.hash) {
+                broken = Some(outcome);
+                break;
+            }
+            if args.since.is_some_and(|s| s.position == e.position) {
+                found_since = Some(e.hash);
+            }
+        }
+        progress.set_position(checker.events());
+        if let Some(outcome) = broken {
+            break outcome;
+        }
+        match page.last() {
+            Some(last) if page.len() == READ_EVENTS_MAX => after = last.position,
+            _ => {
+                let since = args
+                    .since
+                    .map(|s| (s, if s.position == Position::START { Some(store::hash::GENESIS) } else { found_since }));
+                break checker.finish(since);
+            }
+        }
+    };
+    progress.finish_and_clear();
+    store.close().await;
+    match outcome {
+        VerifyOutcome::Intact { events, head } => {
+            let head = head.map_or_else(|| "-".to_owned(), |h| h.to_string());
+            output::line(&format!("ok {events} events, head {head}"));
+            Ok(true)
+        }
+        VerifyOutcome::Broken { position, problem } => {
+            output::line(&format!("bad at position {position}: {}", describe(&problem)));
+            Ok(false)
+        }
+    }
+}
+
+fn describe(problem: &ChainProblem) -> String {
+    match problem {
+        ChainProblem::HashMismatch { stored, computed } => {
+            format!("hash-mismatch: stored {} but the content hashes to {}", hex(stored), hex(computed))
+        }
+        ChainProblem::Gap { found } => format!("gap: the next stored event is at position {found}"),
+        ChainProblem::Undecodable { detail } => format!("undecodable: {detail}"),
+        ChainProblem::NotAPrefix { expected, found } => format!(
+            "not-a-prefix: the head {expected} you recorded is not in today's log (found {})",
+            found.map_or_else(|| "no event there".to_owned(), |h| hex(&h))
+        ),
+    }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `export`, up to the head as it is when the export starts.
+pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let store = open_log(&args.data_dir).await?;
+    let head = store::EventStore::head(store.as_ref()).await?.map_or(0, |h| h.position.0);
+    let previous = store
+        .hash_at(Position(args.after))
+        .await?
+        .with_context(|| format!("--after {}: no event at that position", args.after))?;
+    let format = match args.format {
+        Format::Ndjson => ExportFormat::Ndjson,
+        Format::Cloudevents => ExportFormat::CloudEvents { source: args.source.clone() },
+    };
+    let mut exporter = Exporter::new(format, previous);
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(File::create(path).with_context(|| path.display().to_string())?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let progress = bar(head.saturating_sub(args.after));
+    progress.set_message("exporting");
+    let mut after = Position(args.after);
+    while after.0 < head {
+        let page = store.read_raw(after, READ_EVENTS_MAX).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for e in page.iter().take_while(|e| e.position.0 <= head) {
+            writeln!(out, "{}", exporter.line(e))?;
+        }
+        progress.set_position(after.0.min(head) - args.after);
+    }
+    out.flush()?;
+    progress.finish_and_clear();
+    store.close().await;
+    Ok(())
+}
+
+/// Runs `verify-export`; `Ok(false)` when the export does not verify.
+pub fn verify_export_file(args: VerifyExportArgs) -> anyhow::Result<bool> {
+    let file = File::open(&args.file).with_context(|| args.file.display().to_string())?;
+    let verdict = verify_export(BufReader::new(file), args.head, args.since)?;
+    output::line(&verdict.to_string());
+    Ok(verdict.ok)
+}
