@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use store::export::{ExportFormat, Exporter, verify_export};
-use store::{ChainChecker, ChainProblem, Head, Position, READ_EVENTS_MAX, VerifyOutcome};
+use store::{ChainProblem, Head, Position, READ_EVENTS_MAX, VerifyOutcome};
 
 use crate::output;
 use crate::replay::open_log;
@@ -83,44 +83,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let total = store::EventStore::head(store.as_ref()).await?.map_or(0, |h| h.position.0);
     let progress = bar(total);
     progress.set_message("verifying");
-    let mut checker = ChainChecker::new();
-    let mut found_since = None;
-    let mut after = Position::START;
-    let outcome = loop {
-        let page = match store.read_raw(after, READ_EVENTS_MAX).await {
-            Ok(page) => page,
-            Err(store::StoreError::Corrupt { position, detail }) => {
-                break VerifyOutcome::Broken {
-                    position: Position(position),
-                    problem: ChainProblem::Undecodable { detail },
-                };
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut broken = None;
-        for e in &page {
-            if let Err(outcome) = checker.check(&e.canonical(), &e.hash) {
-                broken = Some(outcome);
-                break;
-            }
-            if args.since.is_some_and(|s| s.position == e.position) {
-                found_since = Some(e.hash);
-            }
-        }
-        progress.set_position(checker.events());
-        if let Some(outcome) = broken {
-            break outcome;
-        }
-        match page.last() {
-            Some(last) if page.len() == READ_EVENTS_MAX => after = last.position,
-            _ => {
-                let since = args
-                    .since
-                    .map(|s| (s, if s.position == Position::START { Some(store::hash::GENESIS) } else { found_since }));
-                break checker.finish(since);
-            }
-        }
-    };
+    let bar = progress.clone();
+    let outcome = store.verify_with_progress(args.since, move |checked| bar.set_position(checked)).await?;
     progress.finish_and_clear();
     store.close().await;
     match outcome {

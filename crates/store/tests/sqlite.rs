@@ -196,3 +196,18 @@ async fn after_an_io_error_the_writer_acknowledges_nothing_more() {
     let r = store.append(&sid("grant-a"), ExpectedVersion::Any, vec![lost]).await.unwrap();
     assert_eq!(r.first_position, Position(6));
 }
+
+#[tokio::test]
+async fn verify_reports_its_progress_up_to_every_event_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap();
+    for round in 0..25u64 {
+        let events = (0..1_000).map(|i| event(round * 1_000 + i)).collect();
+        store.append(&sid(&format!("grant-{round}")), ExpectedVersion::NoStream, events).await.unwrap();
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let outcome = store.verify_with_progress(None, move |n| record.lock().unwrap().push(n)).await.unwrap();
+    assert!(matches!(outcome, VerifyOutcome::Intact { events: 25_000, .. }), "{outcome:?}");
+    assert_eq!(*seen.lock().unwrap(), [10_000, 20_000, 25_000]);
+}

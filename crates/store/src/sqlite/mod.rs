@@ -121,6 +121,16 @@ impl SqliteStore {
         self.inner.reads.run(move |conn| read::read_raw(conn, after, limit)).await
     }
 
+    /// [`EventStore::verify`], calling `progress` with the number of events
+    /// checked so far every few thousand events (for progress bars).
+    pub async fn verify_with_progress(
+        &self,
+        since: Option<Head>,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> Result<VerifyOutcome, StoreError> {
+        self.inner.reads.run(move |conn| read::verify(conn, since, &progress)).await
+    }
+
     /// The stored hash at `position`: what the first line of an export that
     /// starts after `position` gives as `prev_hash`. [`GENESIS`](crate::hash::GENESIS)
     /// for position 0; `None` when there is no event there.
@@ -216,7 +226,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn verify(&self, since: Option<Head>) -> Result<VerifyOutcome, StoreError> {
-        self.inner.reads.run(move |conn| read::verify(conn, since)).await
+        self.verify_with_progress(since, |_| {}).await
     }
 
     fn watch_position(&self) -> watch::Receiver<Position> {

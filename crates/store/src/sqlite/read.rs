@@ -196,7 +196,14 @@ pub fn position_at_or_after(conn: &mut Connection, at: DateTime<Utc>) -> Result<
 }
 
 /// Recomputes the chain over one consistent snapshot of the log.
-pub fn verify(conn: &mut Connection, since: Option<Head>) -> Result<VerifyOutcome, StoreError> {
+/// How often (in events) a verification reports its progress.
+pub const VERIFY_PROGRESS_EVENTS: u64 = 10_000;
+
+pub fn verify(
+    conn: &mut Connection,
+    since: Option<Head>,
+    progress: &(dyn Fn(u64) + Send),
+) -> Result<VerifyOutcome, StoreError> {
     let tx = conn.transaction()?;
     let mut checker = ChainChecker::new();
     {
@@ -219,8 +226,12 @@ pub fn verify(conn: &mut Connection, since: Option<Head>) -> Result<VerifyOutcom
             if let Err(broken) = checker.check(&event, stored_hash) {
                 return Ok(broken);
             }
+            if checker.events() % VERIFY_PROGRESS_EVENTS == 0 {
+                progress(checker.events());
+            }
         }
     }
+    progress(checker.events());
     let since = match since {
         None => None,
         Some(expected) => {
