@@ -226,7 +226,7 @@ pub fn verify(
             if let Err(broken) = checker.check(&event, stored_hash) {
                 return Ok(broken);
             }
-            if checker.events() % VERIFY_PROGRESS_EVENTS == 0 {
+            if checker.events().is_multiple_of(VERIFY_PROGRESS_EVENTS) {
                 progress(checker.events());
             }
         }
