@@ -204,8 +204,12 @@ impl ApiError {
     /// The problem body.
     pub fn problem(&self) -> Value {
         let status = self.status_code();
-        let code = self.code();
         let mut body = self.members();
+        // A domain refusal's members already carry its code: serialise once.
+        let code = match body.get("code").and_then(Value::as_str) {
+            Some(code) => code.to_owned(),
+            None => self.code(),
+        };
         body.insert("type".into(), json!(format!("{PROBLEM_TYPE_BASE}{code}")));
         body.insert("title".into(), json!(title(&code)));
         body.insert("status".into(), json!(status.as_u16()));
@@ -264,12 +268,14 @@ fn domain_status(e: &DomainError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
+        let problem = self.problem();
+        let code = problem["code"].as_str().unwrap_or_default();
         if status.is_server_error() {
-            tracing::error!(code = %self.code(), error = ?self, "request failed");
+            tracing::error!(code, error = ?self, "request failed");
         } else {
-            tracing::debug!(code = %self.code(), error = %self, "request refused");
+            tracing::debug!(code, error = %self, "request refused");
         }
-        let body = self.problem().to_string();
+        let body = problem.to_string();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));

@@ -31,7 +31,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded_like(query);
+        let de = query_of(query);
         match de {
             Ok(v) => Ok(Params(v)),
             Err(detail) => Err(ApiError::InvalidQuery(vec![FieldError { pointer: pointer_of(&detail), detail }])),
@@ -39,7 +39,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<
     }
 }
 
-fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, String> {
+fn query_of<T: DeserializeOwned>(query: &str) -> Result<T, String> {
     Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| "malformed query string".to_owned())?)
         .map(|Query(v)| v)
         .map_err(|e| e.body_text())

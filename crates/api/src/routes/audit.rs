@@ -25,9 +25,7 @@ use crate::extract::{Ids, Params};
 /// The grant's decoded history, for auditors; 404 for an unknown grant.
 async fn history(state: &AppState, principal: &Principal, grant: &GrantId) -> Result<Arc<Vec<Projected>>, ApiError> {
     principal.require(AUDITORS)?;
-    if state.handler().awarded(grant).await?.is_none() {
-        return Err(ApiError::NotFound(format!("grant {grant}")));
-    }
+    super::readable_grant(state, principal, grant).await?;
     Ok(state.history().history(grant).await?)
 }
 

@@ -200,7 +200,6 @@ pub(crate) async fn write(
     .await
 }
 
-#[axum::debug_handler(state = AppState)]
 async fn create_grant(
     State(state): State<AppState>,
     principal: Arc<Principal>,
@@ -215,63 +214,49 @@ async fn create_grant(
     write(&state, &b.id.clone(), w, b.command()).await
 }
 
-/// Declares a handler for a grant write: extract, check, build the command.
+/// Declares a handler for a grant write: extract the path (the grant, and
+/// perhaps one more id) and the body, check the caller may write the grant,
+/// build the command, run it.
 macro_rules! grant_write {
-    ($name:ident, $body:ty, $ids:ty, |$b:ident, $g:ident, $id:pat_param| $command:expr, $status:ident) => {
+    ($name:ident, $body:ty, $status:ident, |$b:ident, $g:pat_param| $command:expr) => {
+        grant_write!(@handler $name, $body, GrantId, grant, grant, $status, |$b, $g| $command);
+    };
+    ($name:ident, $body:ty, $id:ident: $id_ty:ty, $status:ident, |$b:ident, $g:pat_param| $command:expr) => {
+        grant_write!(@handler $name, $body, (GrantId, $id_ty), (grant, $id), grant, $status, |$b, $g| $command);
+    };
+    (@handler $name:ident, $body:ty, $ids:ty, $path:pat, $grant:ident, $status:ident, |$b:ident, $g:pat_param| $command:expr) => {
         async fn $name(
             State(state): State<AppState>,
             principal: Arc<Principal>,
             uri: axum::http::Uri,
-            Ids((grant, $id)): Ids<(GrantId, $ids)>,
+            Ids($path): Ids<$ids>,
             headers: HeaderMap,
             Body($b, digest): Body<$body>,
         ) -> Result<Response, ApiError> {
-            let $g = writable(&state, &principal, &grant).await?;
-            let _ = &$g;
-            let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &$b);
-            let w = if StatusCode::$status == StatusCode::CREATED { w.created() } else { w };
+            let $g = &writable(&state, &principal, &$grant).await?;
+            let mut w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &$b);
+            w.status = StatusCode::$status;
             let command: GrantCommand = $command;
-            write(&state, &grant, w, command).await
+            write(&state, &$grant, w, command).await
         }
     };
 }
 
-macro_rules! grant_create {
-    ($name:ident, $body:ty, |$b:ident, $g:ident| $command:expr) => {
-        async fn $name(
-            State(state): State<AppState>,
-            principal: Arc<Principal>,
-            uri: axum::http::Uri,
-            Ids(grant): Ids<GrantId>,
-            headers: HeaderMap,
-            Body($b, digest): Body<$body>,
-        ) -> Result<Response, ApiError> {
-            let $g = writable(&state, &principal, &grant).await?;
-            let _ = &$g;
-            let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &$b).created();
-            let command: GrantCommand = $command;
-            write(&state, &grant, w, command).await
-        }
-    };
-}
-
-grant_create!(define_workstream, dto::CreateWorkstream, |b, g| GrantCommand::DefineWorkstream {
-    code: b.code.clone(),
-    title: b.title.clone(),
-    lead: b.lead.clone(),
+grant_write!(define_workstream, dto::CreateWorkstream, CREATED, |b, _| {
+    GrantCommand::DefineWorkstream { code: b.code.clone(), title: b.title.clone(), lead: b.lead.clone() }
 });
-grant_create!(open_budget_line, dto::OpenBudgetLine, |b, g| GrantCommand::OpenBudgetLine {
+grant_write!(open_budget_line, dto::OpenBudgetLine, CREATED, |b, _| GrantCommand::OpenBudgetLine {
     workstream: b.workstream.clone(),
     category: b.category.clone(),
     amount: b.amount,
 });
-grant_create!(define_period, dto::DefinePeriod, |b, g| GrantCommand::DefineReportingPeriod {
+grant_write!(define_period, dto::DefinePeriod, CREATED, |b, _| GrantCommand::DefineReportingPeriod {
     period_id: b.id.clone(),
     start: b.start,
     end: b.end,
     report_due: b.report_due,
 });
-grant_create!(raise_commitment, dto::RaiseCommitment, |b, g| GrantCommand::RaiseCommitment {
+grant_write!(raise_commitment, dto::RaiseCommitment, CREATED, |b, _| GrantCommand::RaiseCommitment {
     commitment_id: b.id.clone(),
     line: b.line.clone(),
     amount: b.amount,
@@ -279,13 +264,11 @@ grant_create!(raise_commitment, dto::RaiseCommitment, |b, g| GrantCommand::Raise
     supplier: b.supplier.clone(),
     reference: b.reference.clone(),
 });
-grant_create!(request_reallocation, dto::RequestReallocation, |b, g| b.command(g.currency)?);
-grant_create!(request_amendment, dto::RequestAmendment, |b, g| GrantCommand::RequestAmendment {
-    amendment_id: b.id.clone(),
-    kind: b.kind,
-    proposed_end: b.proposed_end,
+grant_write!(request_reallocation, dto::RequestReallocation, CREATED, |b, g| b.command(g.currency)?);
+grant_write!(request_amendment, dto::RequestAmendment, CREATED, |b, _| {
+    GrantCommand::RequestAmendment { amendment_id: b.id.clone(), kind: b.kind, proposed_end: b.proposed_end }
 });
-grant_create!(plan_milestone, dto::PlanMilestone, |b, g| GrantCommand::PlanMilestone {
+grant_write!(plan_milestone, dto::PlanMilestone, CREATED, |b, _| GrantCommand::PlanMilestone {
     milestone_id: b.id.clone(),
     workstream: b.workstream.clone(),
     kind: b.kind,
@@ -320,75 +303,39 @@ async fn record_expenditure(
     write(&state, &grant, w, command).await
 }
 
-grant_write!(close_period, dto::Action, PeriodId, |b, g, id| GrantCommand::ClosePeriod { period_id: id }, OK);
-grant_write!(reopen_period, dto::Action, PeriodId, |b, g, id| GrantCommand::ReopenPeriod { period_id: id }, OK);
-grant_write!(
-    close_commitment,
-    dto::Action,
-    CommitmentId,
-    |b, g, id| GrantCommand::CloseCommitment { commitment_id: id },
-    OK
-);
-grant_write!(
-    reverse_expenditure,
-    dto::Action,
-    ExpenditureId,
-    |b, g, id| GrantCommand::ReverseExpenditure { expenditure_id: id },
-    OK
-);
-grant_write!(
-    approve_reallocation,
-    dto::Action,
-    ReallocationId,
-    |b, g, id| GrantCommand::ApproveReallocation { reallocation_id: id },
-    OK
-);
-grant_write!(
-    reject_reallocation,
-    dto::Action,
-    ReallocationId,
-    |b, g, id| GrantCommand::RejectReallocation { reallocation_id: id },
-    OK
-);
-grant_write!(
-    approve_amendment,
-    dto::Action,
-    AmendmentId,
-    |b, g, id| GrantCommand::ApproveAmendment { amendment_id: id },
-    OK
-);
-grant_write!(
-    reject_amendment,
-    dto::Action,
-    AmendmentId,
-    |b, g, id| GrantCommand::RejectAmendment { amendment_id: id },
-    OK
-);
-grant_write!(
-    reschedule_milestone,
-    dto::RescheduleMilestone,
-    MilestoneId,
-    |b, g, id| GrantCommand::RescheduleMilestone { milestone_id: id, due_on: b.due_on, amendment: b.amendment.clone() },
-    OK
-);
-grant_write!(
-    achieve_milestone,
-    dto::AchieveMilestone,
-    MilestoneId,
-    |b, g, id| GrantCommand::AchieveMilestone {
-        milestone_id: id,
-        achieved_on: b.achieved_on,
-        evidence: b.evidence.clone(),
-    },
-    OK
-);
-grant_write!(
-    cancel_milestone,
-    dto::Action,
-    MilestoneId,
-    |b, g, id| GrantCommand::CancelMilestone { milestone_id: id },
-    OK
-);
+grant_write!(close_period, dto::Action, id: PeriodId, OK, |b, _| GrantCommand::ClosePeriod {
+    period_id: id
+});
+grant_write!(reopen_period, dto::Action, id: PeriodId, OK, |b, _| GrantCommand::ReopenPeriod {
+    period_id: id
+});
+grant_write!(close_commitment, dto::Action, id: CommitmentId, OK, |b, _| {
+    GrantCommand::CloseCommitment { commitment_id: id }
+});
+grant_write!(reverse_expenditure, dto::Action, id: ExpenditureId, OK, |b, _| {
+    GrantCommand::ReverseExpenditure { expenditure_id: id }
+});
+grant_write!(approve_reallocation, dto::Action, id: ReallocationId, OK, |b, _| {
+    GrantCommand::ApproveReallocation { reallocation_id: id }
+});
+grant_write!(reject_reallocation, dto::Action, id: ReallocationId, OK, |b, _| {
+    GrantCommand::RejectReallocation { reallocation_id: id }
+});
+grant_write!(approve_amendment, dto::Action, id: AmendmentId, OK, |b, _| {
+    GrantCommand::ApproveAmendment { amendment_id: id }
+});
+grant_write!(reject_amendment, dto::Action, id: AmendmentId, OK, |b, _| {
+    GrantCommand::RejectAmendment { amendment_id: id }
+});
+grant_write!(reschedule_milestone, dto::RescheduleMilestone, id: MilestoneId, OK, |b, _| {
+    GrantCommand::RescheduleMilestone { milestone_id: id, due_on: b.due_on, amendment: b.amendment.clone() }
+});
+grant_write!(achieve_milestone, dto::AchieveMilestone, id: MilestoneId, OK, |b, _| {
+    GrantCommand::AchieveMilestone { milestone_id: id, achieved_on: b.achieved_on, evidence: b.evidence.clone() }
+});
+grant_write!(cancel_milestone, dto::Action, id: MilestoneId, OK, |b, _| {
+    GrantCommand::CancelMilestone { milestone_id: id }
+});
 
 /// The grant write routes.
 pub(super) fn routes() -> Vec<Route> {

@@ -69,10 +69,7 @@ async fn history(
 ) -> Result<Response, ApiError> {
     principal.require(HISTORY_READERS)?;
     let limit = limit(q.limit)?;
-    match state.handler().awarded(&grant).await? {
-        Some(g) if principal.sees(&g.programme) => {}
-        _ => return Err(ApiError::NotFound(format!("grant {grant}"))),
-    }
+    super::readable_grant(&state, &principal, &grant).await?;
     let stream = domain::handler::grant_stream(&grant)?;
     let from = q.after_version.map_or(0, |v| v.saturating_add(1));
     let events = state.store().read_stream(&stream, StreamStart::Version(from), Direction::Forward, limit).await?;

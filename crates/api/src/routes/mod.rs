@@ -130,6 +130,25 @@ impl Route {
     }
 }
 
+/// The programme of a grant the caller may see, for reads: from the
+/// projector's in-memory ledgers, falling back to the log only for a grant
+/// the views have not applied yet. 404 when it does not exist or is outside
+/// the caller's programmes.
+pub(crate) async fn readable_grant(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    grant: &events::GrantId,
+) -> Result<events::ProgrammeId, crate::error::ApiError> {
+    let programme = match state.projector().ledger(grant).and_then(|l| l.grant.as_ref().map(|g| g.programme.clone())) {
+        Some(p) => Some(p),
+        None => state.handler().awarded(grant).await?.map(|g| g.programme),
+    };
+    match programme {
+        Some(p) if principal.sees(&p) => Ok(p),
+        _ => Err(crate::error::ApiError::NotFound(format!("grant {grant}"))),
+    }
+}
+
 /// Every route.
 pub fn table() -> Vec<Route> {
     let mut routes = ops::routes();

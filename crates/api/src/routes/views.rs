@@ -59,17 +59,16 @@ async fn caught_up(state: &AppState, min_position: Option<u64>) -> Result<(), Ap
         .map_err(|_| ApiError::NotReady { min_position, applied: state.projector().position() })
 }
 
-/// The grant's ledger for a view, and the position it reflects; 404 when
-/// the grant does not exist or is outside the caller's programmes.
+/// The grant's ledger for a view (which carries the position it reflects);
+/// 404 when the grant does not exist or is outside the caller's programmes.
 async fn ledger(
     state: &AppState,
     principal: &Principal,
     grant: &GrantId,
     q: &ViewQuery,
-) -> Result<(Arc<GrantLedger>, u64), ApiError> {
+) -> Result<Arc<GrantLedger>, ApiError> {
     principal.require(VIEW_READERS)?;
     caught_up(state, q.min_position).await?;
-    let position = state.projector().position();
     let not_found = || ApiError::NotFound(format!("grant {grant}"));
     let live = state.projector().ledger(grant).ok_or_else(not_found)?;
     let visible = live.grant.as_ref().is_some_and(|g| principal.sees(&g.programme));
@@ -77,8 +76,8 @@ async fn ledger(
         return Err(not_found());
     }
     match q.known_at {
-        None => Ok((live, position)),
-        Some(at) => Ok((Arc::new(state.history().ledger_known_at(grant, Some(at)).await?), position)),
+        None => Ok(live),
+        Some(at) => Ok(Arc::new(state.history().ledger_known_at(grant, Some(at)).await?)),
     }
 }
 
@@ -136,7 +135,7 @@ async fn grant_view(
     q: ViewQuery,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    let (ledger, _) = ledger(state, principal, &grant, &q).await?;
+    let ledger = ledger(state, principal, &grant, &q).await?;
     let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
     let render = || -> Result<String, ApiError> {
         let json = match kind {
