@@ -142,9 +142,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         let page = store.read_raw(after, READ_EVENTS_MAX).await?;
         let Some(last) = page.last() else { break };
         after = last.position;
-        for e in page.iter().take_while(|e| e.position.0 <= head) {
-            writeln!(out, "{}", exporter.line(e))?;
-        }
+        out.write_all(exporter.page(&page, Position(head)).as_bytes())?;
         progress.set_position(after.0.min(head) - args.after);
     }
     out.flush()?;

@@ -235,6 +235,17 @@ impl Exporter {
         Self { format, previous }
     }
 
+    /// The lines of a page of events, each ending in a newline, stopping
+    /// after `head` (an export ends at the head it started with).
+    pub fn page(&mut self, events: &[RawEvent], head: Position) -> String {
+        let mut text = String::new();
+        for e in events.iter().take_while(|e| e.position <= head) {
+            text.push_str(&self.line(e));
+            text.push('\n');
+        }
+        text
+    }
+
     /// The next line (no trailing newline).
     pub fn line(&mut self, e: &RawEvent) -> String {
         let line = match &self.format {

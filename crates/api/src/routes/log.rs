@@ -194,11 +194,7 @@ async fn export(
             match store.read_raw(Position(after), EXPORT_PAGE_EVENTS).await {
                 Ok(page) if !page.is_empty() => {
                     let last = page.last().map_or(head, |e| e.position.0);
-                    let mut text = String::new();
-                    for e in page.iter().take_while(|e| e.position.0 <= head) {
-                        text.push_str(&exporter.line(e));
-                        text.push('\n');
-                    }
+                    let text = exporter.page(&page, Position(head));
                     Some((Ok::<_, std::io::Error>(text), (last, exporter)))
                 }
                 Ok(_) => None,
