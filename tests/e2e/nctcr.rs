@@ -67,51 +67,10 @@ fn step(day: &'static str, actor: &'static str, path: &str, body: Value, label: 
     Step { day, actor, path: path.to_owned(), body, label: label.to_owned() }
 }
 
-/// The baseline budget: workstream, category, euros.
-const BUDGET: &[(&str, &str, &str)] = &[
-    ("C0", "PER", "30000.00"),
-    ("C0", "TRV", "4000.00"),
-    ("C0", "OTH", "8000.00"),
-    ("FP1", "PER", "24000.00"),
-    ("FP1", "CON", "10000.00"),
-    ("FP1", "SUB", "12000.00"),
-    ("FP2", "PER", "22000.00"),
-    ("FP2", "EQP", "6000.00"),
-    ("FP2", "OTH", "2000.00"),
-    ("FP3", "PER", "18000.00"),
-    ("FP3", "SUB", "8000.00"),
-    ("FP3", "OTH", "2000.00"),
-    ("FP4", "PER", "20000.00"),
-    ("FP4", "TRV", "1000.00"),
-    ("FP4", "OTH", "3000.00"),
-    ("FP5", "PER", "26000.00"),
-    ("FP5", "TRV", "3000.00"),
-    ("FP5", "OTH", "5000.00"),
-    ("GRANT", "IND", "46000.00"),
-];
-
-/// A planned milestone: id, workstream, kind, title, due, achieved on (if
-/// on plan).
-type Planned = (&'static str, &'static str, &'static str, &'static str, &'static str, Option<&'static str>);
-
-/// The milestones; M02 and M11 are rescheduled by [`timeline`].
-const MILESTONES: &[Planned] = &[
-    ("M01", "C0", "milestone", "Consortium agreement signed", "2022-03-15", Some("2022-03-10")),
-    ("M02", "C0", "milestone", "Stakeholder kick-off", "2022-03-31", None),
-    ("M03", "FP1", "deliverable", "Cohort selection criteria", "2022-03-31", Some("2022-03-28")),
-    ("M04", "FP2", "deliverable", "Data pipeline for tumour models", "2022-06-30", Some("2022-06-27")),
-    ("M05", "FP3", "milestone", "Monitoring app pilot", "2022-06-30", Some("2022-06-30")),
-    ("M06", "FP4", "deliverable", "Evaluation framework", "2022-06-15", Some("2022-06-14")),
-    ("M07", "FP5", "milestone", "Trial access protocol", "2022-05-31", Some("2022-05-31")),
-    ("M08", "C0", "report", "Interim report", "2022-08-31", Some("2022-08-29")),
-    ("M09", "FP1", "milestone", "First cohort genotyped", "2022-09-30", Some("2022-09-30")),
-    ("M10", "FP3", "milestone", "100 patients onboarded", "2022-09-15", Some("2022-09-20")),
-    ("M11", "FP2", "deliverable", "Proof-of-concept model", "2022-11-15", None),
-    ("M12", "FP4", "deliverable", "Prevention and care evaluation report", "2022-12-15", Some("2022-12-12")),
-    ("M13", "FP5", "milestone", "First patients enrolled in trials", "2022-12-01", Some("2022-11-28")),
-    ("M14", "FP1", "deliverable", "Stratification model v1", "2022-12-20", Some("2022-12-19")),
-    ("M15", "C0", "report", "Final report", "2022-12-31", None),
-];
+// The scenario's data (budget lines and milestones) is the domain's fixture
+// (DOMAIN.md's), so this run through the API and the domain's own run cannot
+// drift apart; every step is still sent over HTTP here.
+use domain::scenario::{BUDGET, MILESTONES};
 
 /// The award, the structure and the plan, all on 2022-01-01.
 fn set_up() -> Vec<Step> {

@@ -142,11 +142,13 @@ pub const BUDGET: &[(&str, &str, &str)] = &[
     (GRANT_WORKSTREAM, "IND", "46000.00"),
 ];
 
-type PlannedMilestone = (&'static str, &'static str, MilestoneKind, &'static str, &'static str, Option<&'static str>);
+/// A planned milestone: id, workstream, kind, title, due, achieved (if on plan).
+pub type PlannedMilestone =
+    (&'static str, &'static str, MilestoneKind, &'static str, &'static str, Option<&'static str>);
 
 /// The milestones: id, workstream, kind, title, due, achieved (if on plan).
 /// M02 and M11 are rescheduled by the script itself.
-const MILESTONES: &[PlannedMilestone] = &[
+pub const MILESTONES: &[PlannedMilestone] = &[
     ("M01", "C0", MilestoneKind::Milestone, "Consortium agreement signed", "2022-03-15", Some("2022-03-10")),
     ("M02", "C0", MilestoneKind::Milestone, "Stakeholder kick-off", "2022-03-31", None),
     ("M03", "FP1", MilestoneKind::Deliverable, "Cohort selection criteria", "2022-03-31", Some("2022-03-28")),
