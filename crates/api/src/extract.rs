@@ -30,19 +30,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let de = query_of(query);
-        match de {
-            Ok(v) => Ok(Params(v)),
-            Err(detail) => Err(ApiError::InvalidQuery(vec![FieldError { pointer: pointer_of(&detail), detail }])),
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => {
+                let detail = e.body_text();
+                Err(ApiError::InvalidQuery(vec![FieldError { pointer: pointer_of(&detail), detail }]))
+            }
         }
     }
-}
-
-fn query_of<T: DeserializeOwned>(query: &str) -> Result<T, String> {
-    Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| "malformed query string".to_owned())?)
-        .map(|Query(v)| v)
-        .map_err(|e| e.body_text())
 }
 
 /// `?name` for the first backquoted or named field in serde's message.
