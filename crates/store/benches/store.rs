@@ -43,6 +43,7 @@ fn expenditure(n: u64) -> NewEvent {
             command_id: Some(uuid::Uuid::now_v7()),
             correlation_id: Some(uuid::Uuid::now_v7()),
             causation_id: None,
+            fingerprint: None,
         },
     )
 }

@@ -12,8 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    ChainProblem, Direction, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, StoreError,
-    StreamId, StreamStart, Subscription, VerifyOutcome,
+    AppendResult, ChainProblem, Direction, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position,
+    RecordedCommand, StoreError, StreamId, StreamStart, Subscription, VerifyOutcome,
 };
 
 /// A fresh, empty store, plus whatever must live as long as it (a temporary
@@ -55,6 +55,10 @@ macro_rules! conformance_tests {
             subscription_batches_hold_every_event_once_within_the_limit,
             racing_appenders_one_winner_per_round,
             one_conflict_in_a_group_fails_only_itself,
+            a_command_id_has_one_effect_in_the_whole_log,
+            a_command_recorded_without_a_fingerprint_is_matched_by_its_stream,
+            racing_appends_of_one_command_id_have_one_effect,
+            an_append_carries_one_command,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -174,10 +178,11 @@ pub async fn same_event_ids_and_content_return_the_original_result(f: &Fixture) 
     let batch = vec![event(1), event(2)];
     let first = s.append(&a, ExpectedVersion::Exact(0), batch.clone()).await.unwrap();
     s.append(&a, ExpectedVersion::Exact(2), vec![event(3)]).await.unwrap();
+    assert!(!first.replayed);
     let again = s.append(&a, ExpectedVersion::Exact(0), batch.clone()).await.unwrap();
-    assert_eq!(again, first);
+    assert_eq!(again, AppendResult { replayed: true, ..first });
     let again = s.append(&a, ExpectedVersion::Any, batch).await.unwrap();
-    assert_eq!(again, first);
+    assert_eq!(again, AppendResult { replayed: true, ..first });
     assert_eq!(all(s).await.len(), 4);
 }
 
@@ -242,6 +247,7 @@ pub async fn metadata_round_trips_and_the_store_sets_recorded_at(f: &Fixture) {
         command_id: Some(Uuid::now_v7()),
         correlation_id: Some(Uuid::now_v7()),
         causation_id: Some(Uuid::now_v7()),
+        fingerprint: Some(crate::Fingerprint([7; 32])),
     };
     let before = Utc::now() - Duration::milliseconds(1);
     let mut e = NewEvent::new("ExpenditureRecorded", 3, json!({ "amount": "1250.00", "currency": "EUR" }), metadata);
@@ -505,4 +511,132 @@ pub async fn one_conflict_in_a_group_fails_only_itself(f: &Fixture) {
     assert_eq!(events.len(), 2 * 56);
     assert!(events.iter().all(|e| recorded.contains(e.stream_id.as_str())));
     assert!(matches!(f.store.verify(None).await.unwrap(), VerifyOutcome::Intact { events: 112, .. }));
+}
+
+/// A test event carrying `command` with `fingerprint` (one byte repeated).
+pub fn command_event(n: u64, command: Uuid, fingerprint: Option<u8>) -> NewEvent {
+    let mut e = event(n);
+    e.metadata.command_id = Some(command);
+    e.metadata.fingerprint = fingerprint.map(|b| crate::Fingerprint([b; 32]));
+    e
+}
+
+/// A command id is recorded with its fingerprint: a retry of the same
+/// request (fresh event ids, a stale expected version) gets the original
+/// result and records nothing; another request under the same id, or the
+/// same request to another stream, is refused; the log answers what it holds.
+pub async fn a_command_id_has_one_effect_in_the_whole_log(f: &Fixture) {
+    let s = &*f.store;
+    let (a, b) = (sid("grant-a"), sid("grant-b"));
+    let c = Uuid::now_v7();
+    s.append(&a, ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    let first =
+        s.append(&a, ExpectedVersion::Exact(0), vec![command_event(1, c, Some(1)), command_event(2, c, Some(1))]);
+    let first = first.await.unwrap();
+    assert!(!first.replayed);
+    s.append(&a, ExpectedVersion::Exact(2), vec![event(3)]).await.unwrap();
+    for expected in [ExpectedVersion::Exact(0), ExpectedVersion::Any, ExpectedVersion::NoStream] {
+        let again = s.append(&a, expected, vec![command_event(9, c, Some(1))]).await.unwrap();
+        assert_eq!(again, AppendResult { replayed: true, ..first }, "{expected}");
+    }
+    let reused = |r: Result<AppendResult, StoreError>| {
+        assert!(
+            matches!(&r, Err(StoreError::CommandIdReused { command_id, stream_id }) if *command_id == c && *stream_id == a),
+            "{r:?}"
+        );
+    };
+    reused(s.append(&a, ExpectedVersion::Any, vec![command_event(4, c, Some(2))]).await);
+    reused(s.append(&a, ExpectedVersion::Any, vec![command_event(4, c, None)]).await);
+    reused(s.append(&b, ExpectedVersion::Any, vec![command_event(4, c, Some(1))]).await);
+    reused(s.append(&b, ExpectedVersion::NoStream, vec![command_event(4, c, Some(2))]).await);
+    assert_eq!(all(s).await.len(), 4);
+    assert_eq!(s.stream_version(&b).await.unwrap(), None);
+    let recorded = s.command(c).await.unwrap().unwrap();
+    assert_eq!(
+        recorded,
+        RecordedCommand {
+            command_id: c,
+            fingerprint: Some(crate::Fingerprint([1; 32])),
+            stream_id: a.clone(),
+            first_position: first.first_position,
+            last_position: first.last_position,
+        }
+    );
+    assert_eq!(s.command(Uuid::now_v7()).await.unwrap(), None);
+    let events = all(s).await;
+    assert!(events[1..3].iter().all(|e| e.metadata.command_id == Some(c)));
+    assert_eq!(events[1].metadata.fingerprint, Some(crate::Fingerprint([1; 32])));
+}
+
+/// A command recorded without a fingerprint (a library caller, or a log
+/// written before fingerprints) is retried by any append to its stream.
+pub async fn a_command_recorded_without_a_fingerprint_is_matched_by_its_stream(f: &Fixture) {
+    let s = &*f.store;
+    let (a, b) = (sid("grant-a"), sid("grant-b"));
+    let c = Uuid::now_v7();
+    let first = s.append(&a, ExpectedVersion::Any, vec![command_event(1, c, None)]).await.unwrap();
+    let again = s.append(&a, ExpectedVersion::Any, vec![command_event(2, c, Some(5))]).await.unwrap();
+    assert_eq!(again, AppendResult { replayed: true, ..first });
+    let other = s.append(&b, ExpectedVersion::Any, vec![command_event(3, c, None)]).await;
+    assert!(matches!(other, Err(StoreError::CommandIdReused { .. })), "{other:?}");
+    assert_eq!(all(s).await.len(), 1);
+}
+
+/// Appends of one command id racing each other, to one stream and to many,
+/// with one request and with many: exactly one effect in the whole log; the
+/// same request's other appends are replays of it, every other one refused.
+pub async fn racing_appends_of_one_command_id_have_one_effect(f: &Fixture) {
+    for round in 0..10u8 {
+        let c = Uuid::now_v7();
+        let tasks: Vec<_> = (0..16u8)
+            .map(|i| {
+                let s = Arc::clone(&f.store);
+                // Half the racers send the winner's request (stream 0,
+                // fingerprint 0); the others another stream or another body.
+                let (stream, fingerprint) = if i % 2 == 0 { (0, 0) } else { (i % 4, i) };
+                let stream = sid(&format!("grant-{round}-{stream}"));
+                tokio::spawn(async move {
+                    let r = s.append(
+                        &stream,
+                        ExpectedVersion::Any,
+                        vec![command_event(u64::from(i), c, Some(fingerprint))],
+                    );
+                    (i, r.await)
+                })
+            })
+            .collect();
+        let mut effects = Vec::new();
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            match r {
+                Ok(r) if !r.replayed => effects.push((i, r)),
+                Ok(r) => assert_eq!(i % 2, 0, "a different request was answered as a replay: {r:?}"),
+                Err(StoreError::CommandIdReused { command_id, .. }) => assert_eq!(command_id, c),
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        let recorded = f.store.command(c).await.unwrap().unwrap();
+        assert_eq!(effects.len(), 1, "round {round}: {effects:?}");
+        assert_eq!(recorded.first_position, effects[0].1.first_position);
+        let carrying = all(&*f.store).await.into_iter().filter(|e| e.metadata.command_id == Some(c)).count();
+        assert_eq!(carrying, 1, "round {round}");
+    }
+}
+
+/// An append is the effect of one command: its events carry one command id
+/// and one fingerprint, or the append is refused before anything is written.
+pub async fn an_append_carries_one_command(f: &Fixture) {
+    let s = &*f.store;
+    let a = sid("grant-a");
+    let (c, d) = (Uuid::now_v7(), Uuid::now_v7());
+    for batch in [
+        vec![command_event(1, c, Some(1)), command_event(2, d, Some(1))],
+        vec![command_event(1, c, Some(1)), command_event(2, c, Some(2))],
+        vec![command_event(1, c, Some(1)), event(2)],
+    ] {
+        let r = s.append(&a, ExpectedVersion::Any, batch).await;
+        assert!(matches!(r, Err(StoreError::MixedCommands)), "{r:?}");
+    }
+    assert_eq!(all(s).await.len(), 0);
+    assert_eq!(s.command(c).await.unwrap(), None);
 }

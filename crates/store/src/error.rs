@@ -24,6 +24,19 @@ pub enum StoreError {
         /// The reused id.
         event_id: Uuid,
     },
+    /// A command id that the log already holds for another request (another
+    /// fingerprint) or another stream: a command id has at most one effect.
+    #[error("command {command_id} is already recorded for another request (in stream {stream_id})")]
+    CommandIdReused {
+        /// The reused command id.
+        command_id: Uuid,
+        /// The stream its effect is in.
+        stream_id: StreamId,
+    },
+    /// The events of one append carry different command ids or fingerprints:
+    /// an append is the effect of one command.
+    #[error("the events of one append must carry one command id and one fingerprint")]
+    MixedCommands,
     /// The same event id appears twice in one batch.
     #[error("event {event_id} appears more than once in the batch")]
     DuplicateEventInBatch {

@@ -37,7 +37,8 @@ pub use sqlite::{EVENT_JSON_BYTES_MAX, SCHEMA_VERSION, SqliteConfig, SqliteStore
 pub use subscription::{SUBSCRIPTION_PAGE_EVENTS, Subscription};
 pub use types::{
     AppendResult, ChainProblem, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, EventMetadata, ExpectedVersion,
-    Head, NewEvent, Position, RecordedEvent, STREAM_ID_BYTES_MAX, StoredJson, StreamId, StreamStart, VerifyOutcome,
+    Fingerprint, Head, NewEvent, Position, RecordedCommand, RecordedEvent, STREAM_ID_BYTES_MAX, StoredJson, StreamId,
+    StreamStart, VerifyOutcome,
 };
 
 /// Most events one read returns.
@@ -51,6 +52,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// `expected`. Acknowledged only once durable. Appending a batch whose
     /// event ids are all already stored, with the same content, in the same
     /// stream, returns the original result and records nothing.
+    ///
+    /// A command id (the events' `metadata.command_id`, one per append) has
+    /// at most one effect in the whole log, for ever: it is recorded with its
+    /// request's `fingerprint` in the same transaction as the events. An
+    /// append carrying a recorded command id returns the original result
+    /// (`replayed`) when it is to the same stream with the same fingerprint
+    /// (or the command was recorded without one), and is refused with
+    /// [`StoreError::CommandIdReused`] otherwise, whatever the expected
+    /// version. Both checks come before the version check.
     async fn append(
         &self,
         stream_id: &StreamId,
@@ -76,6 +86,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The first position recorded at or after `at`; `None` if nothing was.
     async fn position_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError>;
+
+    /// What the log holds for a command id; `None` if it was never recorded.
+    async fn command(&self, command_id: uuid::Uuid) -> Result<Option<RecordedCommand>, StoreError>;
 
     /// The last event's position and hash; `None` for an empty log.
     async fn head(&self) -> Result<Option<Head>, StoreError>;

@@ -144,6 +144,47 @@ pub struct EventMetadata {
     /// The message (command or event) that caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// What the request that carried the command was (for an HTTP write:
+    /// method, route and body digest), so that the log itself tells a retry
+    /// of the same request from another request under the same command id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// A SHA-256 digest of a request, written as 64 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fingerprint(#[serde(with = "hex_hash")] pub [u8; 32]);
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", hex::encode(self.0))
+    }
+}
+
+/// What the log holds for one command id: the one append that carried it.
+/// A command id has at most one effect in the whole log, whatever the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCommand {
+    /// The command id.
+    pub command_id: Uuid,
+    /// The fingerprint of the request it was recorded for; `None` for a
+    /// command recorded without one (or before fingerprints were stored).
+    pub fingerprint: Option<Fingerprint>,
+    /// The stream its events went to.
+    pub stream_id: StreamId,
+    /// Position of its first event.
+    pub first_position: Position,
+    /// Position of its last event.
+    pub last_position: Position,
+}
+
+impl RecordedCommand {
+    /// Whether an append to `stream_id` with `fingerprint` is a retry of
+    /// this command (rather than another request reusing its id). A command
+    /// stored without a fingerprint is matched by its stream alone.
+    pub fn is_retry(&self, stream_id: &StreamId, fingerprint: Option<&Fingerprint>) -> bool {
+        &self.stream_id == stream_id && self.fingerprint.is_none_or(|f| Some(&f) == fingerprint)
+    }
 }
 
 /// An event as a caller hands it to `append`. The store knows nothing of
@@ -257,6 +298,10 @@ pub struct AppendResult {
     pub last_position: Position,
     /// The stream's version after the append.
     pub stream_version: u64,
+    /// True when nothing was appended because this append was recorded
+    /// before (by its event ids, or by its command id and fingerprint): the
+    /// positions and version are then the original append's.
+    pub replayed: bool,
 }
 
 /// The last event of the log: what an auditor writes down to prove later

@@ -35,6 +35,7 @@ fn metadata(i: u64) -> EventMetadata {
         command_id: i.is_multiple_of(2).then(Uuid::now_v7),
         correlation_id: (!i.is_multiple_of(5)).then(Uuid::now_v7),
         causation_id: (i % 7 == 3).then(Uuid::now_v7),
+        fingerprint: (i % 6 == 2).then_some(store::Fingerprint([i as u8; 32])),
     }
 }
 
@@ -61,7 +62,12 @@ async fn fill(store: &SqliteStore, from: u64, to: u64) {
     let mut i = from;
     while i < to {
         let n = (1 + i % 4).min(to - i);
-        let batch = (i..i + n).map(new_event).collect();
+        let mut batch: Vec<NewEvent> = (i..i + n).map(new_event).collect();
+        // An append is one command's effect: its events share its id.
+        let (command, fingerprint) = (batch[0].metadata.command_id, batch[0].metadata.fingerprint);
+        for e in &mut batch {
+            (e.metadata.command_id, e.metadata.fingerprint) = (command, fingerprint);
+        }
         store.append(&sid(&format!("grant-{}", i % STREAMS)), ExpectedVersion::Any, batch).await.unwrap();
         i += n;
     }

@@ -94,6 +94,40 @@ async fn opening_a_new_file_applies_the_schema_once() {
     assert_eq!(version, store::SCHEMA_VERSION);
 }
 
+/// A log written before command ids were kept in their own table (schema 1)
+/// gets them from its events' metadata on upgrade: a command recorded then
+/// still has one effect.
+#[tokio::test]
+async fn upgrading_a_version_1_log_fills_the_commands_from_the_events() {
+    use store::conformance::command_event;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (c, d) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    store.append(&sid("grant-a"), ExpectedVersion::Any, vec![event(0)]).await.unwrap();
+    let first = store
+        .append(&sid("grant-a"), ExpectedVersion::Any, vec![command_event(1, c, None), command_event(2, c, None)])
+        .await
+        .unwrap();
+    store.append(&sid("grant-b"), ExpectedVersion::Any, vec![command_event(3, d, None)]).await.unwrap();
+    store.close().await;
+    // Back to schema 1: no commands table.
+    let conn = raw(&path);
+    conn.execute_batch("DROP TABLE commands; PRAGMA user_version = 1;").unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let recorded = store.command(c).await.unwrap().unwrap();
+    assert_eq!((recorded.first_position, recorded.last_position), (first.first_position, first.last_position));
+    assert_eq!((recorded.stream_id.as_str(), recorded.fingerprint), ("grant-a", None));
+    let again = store.append(&sid("grant-a"), ExpectedVersion::Any, vec![command_event(5, c, Some(1))]).await.unwrap();
+    assert!(again.replayed);
+    let elsewhere = store.append(&sid("grant-x"), ExpectedVersion::Any, vec![command_event(6, c, None)]).await;
+    assert!(matches!(elsewhere, Err(StoreError::CommandIdReused { .. })), "{elsewhere:?}");
+    assert_eq!(store.command(d).await.unwrap().unwrap().stream_id.as_str(), "grant-b");
+    assert_eq!(store.head().await.unwrap().unwrap().position, Position(4));
+}
+
 /// Runs `tamper` on a raw connection with the append-only triggers dropped,
 /// then returns what `verify` says.
 async fn tampered(events: u64, tamper: &str) -> VerifyOutcome {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
 
 use self::read::ReadPool;
 use self::writer::{PreparedAppend, PreparedEvent, Request, Writer};
@@ -19,8 +20,8 @@ use crate::EventStore;
 use crate::error::StoreError;
 use crate::export::RawEvent;
 use crate::types::{
-    AppendResult, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, ExpectedVersion, Head, NewEvent, Position,
-    RecordedEvent, StreamId, StreamStart, VerifyOutcome,
+    AppendResult, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, ExpectedVersion, Fingerprint, Head, NewEvent,
+    Position, RecordedCommand, RecordedEvent, StreamId, StreamStart, VerifyOutcome,
 };
 
 pub use self::schema::SCHEMA_VERSION;
@@ -159,6 +160,7 @@ fn prepare(
     }
     let mut seen = HashSet::with_capacity(events.len());
     let mut prepared = Vec::with_capacity(events.len());
+    let command = command_of(&events)?;
     for event in events {
         if !seen.insert(event.event_id) {
             return Err(StoreError::DuplicateEventInBatch { event_id: event.event_id });
@@ -180,7 +182,16 @@ fn prepare(
             metadata_text,
         });
     }
-    Ok(PreparedAppend { stream_id: stream_id.clone(), expected, events: prepared })
+    Ok(PreparedAppend { stream_id: stream_id.clone(), expected, events: prepared, command })
+}
+
+/// The one command id (and fingerprint) an append's events carry, if any.
+fn command_of(events: &[NewEvent]) -> Result<Option<(Uuid, Option<Fingerprint>)>, StoreError> {
+    let first = events.first().map(|e| (e.metadata.command_id, e.metadata.fingerprint));
+    if events.iter().any(|e| Some((e.metadata.command_id, e.metadata.fingerprint)) != first) {
+        return Err(StoreError::MixedCommands);
+    }
+    Ok(first.and_then(|(id, fingerprint)| id.map(|id| (id, fingerprint))))
 }
 
 #[async_trait]
@@ -223,6 +234,10 @@ impl EventStore for SqliteStore {
 
     async fn head(&self) -> Result<Option<Head>, StoreError> {
         self.inner.reads.run(|conn| read::head(conn)).await
+    }
+
+    async fn command(&self, command_id: Uuid) -> Result<Option<RecordedCommand>, StoreError> {
+        self.inner.reads.run(move |conn| Ok(read::command(conn, command_id)?)).await
     }
 
     async fn verify(&self, since: Option<Head>) -> Result<VerifyOutcome, StoreError> {

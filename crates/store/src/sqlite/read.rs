@@ -13,8 +13,8 @@ use crate::error::StoreError;
 use crate::export::RawEvent;
 use crate::hash::{CanonicalEvent, GENESIS};
 use crate::types::{
-    ChainProblem, Direction, EventMetadata, Head, Position, RecordedEvent, StoredJson, StreamId, StreamStart,
-    VerifyOutcome,
+    ChainProblem, Direction, EventMetadata, Fingerprint, Head, Position, RecordedCommand, RecordedEvent, StoredJson,
+    StreamId, StreamStart, VerifyOutcome,
 };
 
 const COLUMNS: &str =
@@ -319,4 +319,28 @@ pub fn hash_at(conn: &Connection, position: Position) -> Result<Option<[u8; 32]>
     found
         .map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| corrupt(position.0 as i64, "hash is not 32 bytes")))
         .transpose()
+}
+
+/// What the log holds for `command_id`; `None` for a command never recorded.
+pub fn command(conn: &Connection, command_id: Uuid) -> rusqlite::Result<Option<RecordedCommand>> {
+    conn.prepare_cached(
+        "SELECT fingerprint, stream_id, first_position, last_position FROM commands WHERE command_id = ?1",
+    )?
+    .query_row([command_id.as_bytes()], |r| {
+        let fingerprint: Option<Vec<u8>> = r.get(0)?;
+        let fingerprint = fingerprint
+            .map(|f| <[u8; 32]>::try_from(f.as_slice()).map(Fingerprint))
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))?;
+        let stream_id = StreamId::parse(r.get::<_, String>(1)?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
+        Ok(RecordedCommand {
+            command_id,
+            fingerprint,
+            stream_id,
+            first_position: Position(r.get::<_, i64>(2)? as u64),
+            last_position: Position(r.get::<_, i64>(3)? as u64),
+        })
+    })
+    .optional()
 }

@@ -26,6 +26,29 @@ const MIGRATIONS: &[&str] = &[
     BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;",
+    // 2: one row per command id, written in the same transaction as the
+    // command's events, so that a command id has at most one effect in the
+    // whole log and a retry is told from another request by its fingerprint.
+    // Filled from the events already stored (their metadata's command ids;
+    // where an older build let one id reach two streams, the first stays).
+    "CREATE TABLE commands (
+        command_id     BLOB    PRIMARY KEY,
+        fingerprint    BLOB,
+        stream_id      TEXT    NOT NULL,
+        first_position INTEGER NOT NULL,
+        last_position  INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TRIGGER commands_no_update BEFORE UPDATE ON commands
+    BEGIN SELECT RAISE(ABORT, 'commands are append-only: UPDATE refused'); END;
+    CREATE TRIGGER commands_no_delete BEFORE DELETE ON commands
+    BEGIN SELECT RAISE(ABORT, 'commands are append-only: DELETE refused'); END;
+    INSERT OR IGNORE INTO commands (command_id, fingerprint, stream_id, first_position, last_position)
+    SELECT unhex(replace(cid, '-', '')), unhex(fp), stream_id, min(position), max(position)
+    FROM (SELECT json_extract(metadata, '$.command_id') AS cid,
+                 json_extract(metadata, '$.fingerprint') AS fp, stream_id, position
+          FROM events WHERE json_extract(metadata, '$.command_id') IS NOT NULL)
+    GROUP BY cid, stream_id
+    ORDER BY min(position);",
 ];
 
 /// The schema version this build writes.

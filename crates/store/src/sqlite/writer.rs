@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::SqliteConfig;
 use crate::error::{StoreError, is_full};
 use crate::hash::{CanonicalEvent, GENESIS};
-use crate::types::{AppendResult, EventMetadata, ExpectedVersion, Position, StreamId};
+use crate::types::{AppendResult, EventMetadata, ExpectedVersion, Fingerprint, Position, StreamId};
 
 /// Largest WAL file kept after a checkpoint resets it.
 const WAL_BYTES_KEPT: i64 = 64 * 1024 * 1024;
@@ -38,6 +38,9 @@ pub(crate) struct PreparedAppend {
     pub stream_id: StreamId,
     pub expected: ExpectedVersion,
     pub events: Vec<PreparedEvent>,
+    /// The command id the events carry (one per append), and its request's
+    /// fingerprint.
+    pub command: Option<(Uuid, Option<Fingerprint>)>,
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
@@ -320,6 +323,11 @@ fn append_one(
     if existing.iter().any(Option::is_some) {
         return Ok(replayed(append, &existing));
     }
+    if let Some((command_id, fingerprint)) = &append.command
+        && let Some(answer) = recorded_command(conn, append, *command_id, fingerprint.as_ref())?
+    {
+        return Ok(answer);
+    }
 
     let actual: Option<u64> = conn
         .prepare_cached("SELECT max(stream_version) FROM events WHERE stream_id = ?1")?
@@ -369,11 +377,49 @@ fn append_one(
         *tip = Tip { position, hash };
         version += 1;
     }
+    if let Some((command_id, fingerprint)) = &append.command {
+        conn.prepare_cached(
+            "INSERT INTO commands (command_id, fingerprint, stream_id, first_position, last_position)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            command_id.as_bytes(),
+            fingerprint.map(|f| f.0),
+            append.stream_id.as_str(),
+            first as i64,
+            tip.position as i64,
+        ])?;
+    }
     Ok(Ok(AppendResult {
         first_position: Position(first),
         last_position: Position(tip.position),
         stream_version: version - 1,
+        replayed: false,
     }))
+}
+
+/// The answer to an append whose command id the log already holds: the
+/// original result for a retry of the same request to the same stream,
+/// otherwise a refusal. `None` when the command id is new.
+fn recorded_command(
+    conn: &Connection,
+    append: &PreparedAppend,
+    command_id: Uuid,
+    fingerprint: Option<&Fingerprint>,
+) -> rusqlite::Result<Option<Result<AppendResult, StoreError>>> {
+    let Some(recorded) = super::read::command(conn, command_id)? else { return Ok(None) };
+    if !recorded.is_retry(&append.stream_id, fingerprint) {
+        return Ok(Some(Err(StoreError::CommandIdReused { command_id, stream_id: recorded.stream_id })));
+    }
+    let stream_version: i64 = conn
+        .prepare_cached("SELECT stream_version FROM events WHERE position = ?1")?
+        .query_row([recorded.last_position.0 as i64], |r| r.get(0))?;
+    Ok(Some(Ok(AppendResult {
+        first_position: recorded.first_position,
+        last_position: recorded.last_position,
+        stream_version: stream_version as u64,
+        replayed: true,
+    })))
 }
 
 /// The answer to an append some of whose event ids are already stored: the
@@ -400,6 +446,7 @@ fn replayed(append: &PreparedAppend, existing: &[Option<Stored>]) -> Result<Appe
             first_position: Position(first.position),
             last_position: Position(last.position),
             stream_version: last.stream_version,
+            replayed: true,
         }),
         _ => Err(StoreError::EmptyAppend),
     }
