@@ -95,6 +95,17 @@ impl Server {
         self.spawn();
     }
 
+    /// Stops the server gracefully (SIGTERM), leaving its data directory.
+    pub fn stop(&mut self) {
+        self.stop_gracefully();
+    }
+
+    /// Starts a stopped server again on its data directory.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        self.spawn();
+    }
+
     /// The server's logs (stderr) so far, for failure messages.
     pub fn logs(&self) -> String {
         let path = self.log_path(self.starts);

@@ -1,14 +1,15 @@
 //! Retries and optimistic concurrency over HTTP: the same `Idempotency-Key`
-//! and body records once and answers the same, also after a restart and a
-//! crash; the same key with another body is 422; a stale `If-Match` is 412
-//! with the current `ETag`.
+//! and body records once and answers the same, also after a restart, a
+//! crash and the loss of the API's own file; the same key with another
+//! request is 422, also in parallel and across grants; a stale `If-Match`
+//! is 412 with the current `ETag`.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::bodies::small_expenditure;
 use crate::client::{Api, eur};
 use crate::harness::ADMIN_TOKEN;
-use crate::world::{GRANT_A, World};
+use crate::world::{GRANT_A, GRANT_B, World};
 
 fn expenditures() -> String {
     format!("/api/v1/grants/{GRANT_A}/expenditures")
@@ -98,4 +99,138 @@ async fn a_stale_if_match_is_412_with_the_current_etag() {
     let close = json!({"effective_date": "2022-07-10"});
     let path = format!("/api/v1/grants/{GRANT_A}/reporting-periods/P1/close");
     api.post_with(token, &path, &close, &[("If-Match", &next)]).await.problem(412, "precondition-failed");
+}
+
+fn expenditure_on(grant: &str) -> String {
+    format!("/api/v1/grants/{grant}/expenditures")
+}
+
+/// The expenditure ids recorded on `grant`.
+async fn expenditure_ids(api: &Api, grant: &str) -> Vec<String> {
+    let history = api.history(ADMIN_TOKEN, grant).await;
+    history
+        .iter()
+        .filter(|e| e["type"] == "ExpenditureRecorded")
+        .filter_map(|e| e["data"]["expenditure_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn spend(id: &str, amount: &str) -> Value {
+    crate::bodies::expenditure(id, "WP1-PER", eur(amount), "2022-03-01", "sup-race", id, None)
+}
+
+/// Two requests with one key and different bodies, in parallel on one grant
+/// and across two grants: one is recorded and answered 201, the other is
+/// 422 `idempotency-key-reused`, every round; nothing else is recorded.
+#[tokio::test]
+async fn one_key_sent_in_parallel_with_two_requests_has_one_effect() {
+    let w = World::new().await;
+    let (api, other) = (w.api(), w.api());
+    let rounds = 40;
+    for round in 0..rounds {
+        let key = format!("race-{round}");
+        let headers = [("Idempotency-Key", key.as_str())];
+        // Even rounds: one grant, two bodies. Odd rounds: the same body shape
+        // on two grants (an admin may write both).
+        let (a_grant, b_grant) = if round % 2 == 0 { (GRANT_A, GRANT_A) } else { (GRANT_A, GRANT_B) };
+        let (a_id, b_id) = (format!("RA-{round}"), format!("RB-{round}"));
+        let a_body = spend(&a_id, "1.00");
+        let b_body = spend(&b_id, "2.00");
+        let (a_path, b_path) = (expenditure_on(a_grant), expenditure_on(b_grant));
+        let (a, b) = tokio::join!(
+            api.post_with(ADMIN_TOKEN, &a_path, &a_body, &headers),
+            other.post_with(ADMIN_TOKEN, &b_path, &b_body, &headers),
+        );
+        let statuses = [a.status.as_u16(), b.status.as_u16()];
+        assert!(
+            statuses == [201, 422] || statuses == [422, 201],
+            "round {round}: {statuses:?}: {} / {}",
+            a.text,
+            b.text
+        );
+        let loser = if a.status == 422 { &a } else { &b };
+        loser.problem(422, "idempotency-key-reused");
+        let mut recorded = expenditure_ids(&api, a_grant).await;
+        if b_grant != a_grant {
+            recorded.extend(expenditure_ids(&api, b_grant).await);
+        }
+        let winners = recorded.iter().filter(|id| **id == a_id || **id == b_id).count();
+        assert_eq!(winners, 1, "round {round}: recorded {recorded:?}");
+        let winner_id = if a.status == 201 { &a_id } else { &b_id };
+        assert!(recorded.contains(winner_id), "round {round}: the 201 is not what was recorded");
+    }
+}
+
+/// The same request sent several times at once: one effect; one answer is
+/// the first, the others are it again with `Idempotent-Replayed: true`.
+#[tokio::test]
+async fn one_request_sent_in_parallel_records_once_and_every_answer_is_the_first() {
+    let w = World::new().await;
+    let clients: Vec<Api> = (0..6).map(|_| w.api()).collect();
+    for round in 0..10 {
+        let key = format!("same-{round}");
+        let body = spend(&format!("S-{round}"), "3.00");
+        let path = expenditure_on(GRANT_A);
+        let headers = [("Idempotency-Key", key.as_str())];
+        let replies =
+            futures_util::future::join_all(clients.iter().map(|c| c.post_with(&w.manager_a, &path, &body, &headers)))
+                .await;
+        let first = replies.iter().find(|r| r.header("idempotent-replayed").is_none()).expect("an original answer");
+        let originals = replies.iter().filter(|r| r.header("idempotent-replayed").is_none()).count();
+        assert_eq!(originals, 1, "round {round}: {:?}", replies.iter().map(|r| &r.text).collect::<Vec<_>>());
+        for r in &replies {
+            assert_eq!((r.status.as_u16(), &r.body, r.etag()), (201, &first.body, first.etag()), "{}", r.text);
+        }
+        let ids = expenditure_ids(&clients[0], GRANT_A).await;
+        assert_eq!(ids.iter().filter(|id| **id == format!("S-{round}")).count(), 1);
+    }
+}
+
+/// The key's record is the log: with the API's own file lost (and the
+/// token made again under its name), a retry still gets the first answer
+/// (status, ETag, body, `Idempotent-Replayed`), another request with the
+/// key is still 422, and a replay is not counted as an appended event.
+#[tokio::test]
+async fn a_key_is_remembered_by_the_log_when_the_api_file_is_lost() {
+    let mut w = World::new().await;
+    let api = w.api();
+    let body = small_expenditure(7);
+    let key = [("Idempotency-Key", "kept-by-the-log")];
+    let first = api.post_with(&w.manager_a, &expenditures(), &body, &key).await;
+    let first_body = first.clone().written(201);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let appended_before = appended_total(&api).await;
+    let again = api.post_with(&w.manager_a, &expenditures(), &body, &key).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(appended_total(&api).await, appended_before, "a replay was counted as appended");
+
+    w.server.stop();
+    for name in ["api.sqlite", "api.sqlite-wal", "api.sqlite-shm"] {
+        let _ = std::fs::remove_file(w.server.data_dir().join(name));
+    }
+    w.server.start_again();
+    let api = w.api();
+    let token = api.token("manager-a", "manager", &[crate::world::PROG_A]).await;
+    let again = api.post_with(&token, &expenditures(), &body, &key).await;
+    assert_eq!((again.status.as_u16(), &again.body, again.etag()), (201, &first_body, first.etag()), "{}", again.text);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let mut other = body.clone();
+    other["amount"] = eur("9.00");
+    api.post_with(&token, &expenditures(), &other, &key).await.problem(422, "idempotency-key-reused");
+    // The same key on another route is another request too.
+    let commitment = json!({"id": "PO-K", "line": "WP1-CON", "amount": eur("5.00"), "supplier": "s", "reference": "r"});
+    let path = format!("/api/v1/grants/{GRANT_A}/commitments");
+    api.post_with(&token, &path, &commitment, &key).await.problem(422, "idempotency-key-reused");
+    let recorded = expenditure_ids(&api, GRANT_A).await;
+    assert_eq!(recorded.iter().filter(|id| **id == body["id"].as_str().unwrap()).count(), 1, "{recorded:?}");
+}
+
+/// `grantlog_events_appended_total` from `/metrics`.
+async fn appended_total(api: &Api) -> u64 {
+    let text = api.get(ADMIN_TOKEN, "/metrics").await.expect_status(200).text;
+    text.lines()
+        .find(|l| l.starts_with("grantlog_events_appended_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }

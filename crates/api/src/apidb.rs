@@ -1,11 +1,12 @@
 //! The API's own SQLite file (`api.sqlite`): bearer tokens (as SHA-256
-//! digests) and idempotency records. Not the log's file: one writer per
-//! file. Calls run on the blocking pool, never on a runtime worker.
+//! digests). Not the log's file: one writer per file. Calls run on the
+//! blocking pool, never on a runtime worker. (Its `idempotency` table is
+//! no longer written: idempotency is decided by the event log.)
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::error::ApiError;
 
@@ -46,19 +47,6 @@ pub struct TokenRow {
     pub digest: [u8; 32],
 }
 
-/// A recorded answer to a keyed request.
-#[derive(Debug, Clone)]
-pub struct IdempotentAnswer {
-    /// SHA-256 of the request (method, path, body).
-    pub fingerprint: [u8; 32],
-    /// Status sent.
-    pub status: u16,
-    /// `ETag` sent, if any.
-    pub etag: Option<String>,
-    /// Body sent.
-    pub body: String,
-}
-
 /// The API database.
 #[derive(Debug, Clone)]
 pub struct ApiDb {
@@ -75,10 +63,8 @@ impl ApiDb {
         let mut conn = Connection::open(path).map_err(internal)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(internal)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(internal)?;
-        // Idempotency records are written after the command's events are
-        // durable in the log; the log's command ids (derived from the key)
-        // are what guarantees no double effect, so NORMAL suffices here.
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(internal)?;
+        // A token is acknowledged to the admin only once it is durable.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(internal)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(internal)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(internal)?;
         if version > API_SCHEMA_VERSION {
@@ -147,47 +133,6 @@ impl ApiDb {
                 ],
             )?;
             Ok(n == 1)
-        })
-        .await
-    }
-
-    /// The answer recorded for `(actor, key)`.
-    pub async fn answer(&self, actor: String, key: String) -> Result<Option<IdempotentAnswer>, ApiError> {
-        self.with(move |c| {
-            c.query_row(
-                "SELECT fingerprint, status, etag, body FROM idempotency WHERE actor = ?1 AND key = ?2",
-                params![actor, key],
-                |r| {
-                    let f: Vec<u8> = r.get(0)?;
-                    let mut fingerprint = [0u8; 32];
-                    if f.len() == 32 {
-                        fingerprint.copy_from_slice(&f);
-                    }
-                    Ok(IdempotentAnswer { fingerprint, status: r.get(1)?, etag: r.get(2)?, body: r.get(3)? })
-                },
-            )
-            .optional()
-        })
-        .await
-    }
-
-    /// Records the answer to `(actor, key)` unless one is recorded already.
-    pub async fn record_answer(&self, actor: String, key: String, answer: IdempotentAnswer) -> Result<(), ApiError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO idempotency (actor, key, fingerprint, status, etag, body, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                params![
-                    actor,
-                    key,
-                    answer.fingerprint.to_vec(),
-                    answer.status,
-                    answer.etag,
-                    answer.body,
-                    chrono::Utc::now().to_rfc3339()
-                ],
-            )?;
-            Ok(())
         })
         .await
     }

@@ -305,6 +305,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::StorageFull { .. } => ApiError::StorageFull,
             StoreError::WriterStopped { .. } | StoreError::Closed => ApiError::Unavailable,
+            StoreError::CommandIdReused { .. } => ApiError::IdempotencyKeyReused,
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -318,6 +319,7 @@ impl From<HandlerError> for ApiError {
                 ApiError::PreconditionFailed { expected, current: actual }
             }
             HandlerError::TooManyConflicts { attempts } => ApiError::TooManyConflicts { attempts },
+            HandlerError::CommandReused { .. } => ApiError::IdempotencyKeyReused,
             HandlerError::Store(s) => s.into(),
             unreadable @ HandlerError::Unreadable { .. } => ApiError::Internal(unreadable.to_string()),
         }

@@ -5,7 +5,9 @@
 //!   which also generates the OpenAPI document, so the two cannot drift.
 //! - [`AppState::open`] opens a data directory: the log (`events.sqlite`),
 //!   the views (`views.sqlite`) and the API's own file (`api.sqlite`:
-//!   tokens and idempotency records), and bootstraps the admin token.
+//!   tokens), and bootstraps the admin token. Idempotency is decided by the
+//!   log: a key's command id and request fingerprint are stored with the
+//!   events it recorded.
 //! - Every error is RFC 9457 problem+json ([`error::ApiError`]).
 //!
 //! Only this crate knows HTTP.
@@ -22,6 +24,8 @@ pub mod request_id;
 pub mod routes;
 mod state;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -54,12 +58,30 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+tokio::task_local! {
+    /// Set once a write has handed its command to the log.
+    static WRITE_SUBMITTED: Arc<AtomicBool>;
+}
+
+/// Called by a write just before its command may reach the log: from then
+/// on the request is not timed out, because an error answer could then
+/// belong to a write that is recorded. The log itself bounds how long that
+/// takes (its queue is bounded and it answers every append).
+pub(crate) fn write_submitted() {
+    let _ = WRITE_SUBMITTED.try_with(|flag| flag.store(true, Ordering::Release));
+}
+
 /// Answers 503 when producing a response takes longer than the limit
-/// (a streaming body, like SSE, is not limited once it has started).
+/// (a streaming body, like SSE, is not limited once it has started; a write
+/// is not limited once submitted to the log, see [`write_submitted`]).
 async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let timeout_ms = state.config().request_timeout_ms;
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(request)).await {
+    let submitted = Arc::new(AtomicBool::new(false));
+    let run = WRITE_SUBMITTED.scope(Arc::clone(&submitted), next.run(request));
+    tokio::pin!(run);
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), &mut run).await {
         Ok(response) => response,
+        Err(_) if submitted.load(Ordering::Acquire) => run.await,
         Err(_) => ApiError::Timeout { timeout_ms }.into_response(),
     }
 }

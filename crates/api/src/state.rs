@@ -68,7 +68,6 @@ struct Inner {
     projector: Projector,
     history: HistoryCache,
     tokens: Tokens,
-    idempotency: ApiDb,
     rate_limiter: RateLimiter,
     views: ViewCache,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -101,7 +100,6 @@ impl AppState {
             store,
             projector,
             tokens,
-            idempotency: db,
             views: ViewCache::default(),
             shutdown: tokio::sync::watch::channel(false).0,
         };
@@ -160,11 +158,6 @@ impl AppState {
     /// The tokens.
     pub fn tokens(&self) -> &Tokens {
         &self.0.tokens
-    }
-
-    /// Idempotency records.
-    pub fn idempotency(&self) -> &ApiDb {
-        &self.0.idempotency
     }
 
     /// Serialised live views.

@@ -5,8 +5,13 @@
 //! process appends, never replayed per command), decides, and appends with
 //! the exact expected version. On a version conflict (another writer got
 //! there first) it reads only the events it has not seen, decides again, and
-//! retries, a bounded number of times. Command ids are idempotent: the same
-//! command id again returns the first result and records nothing.
+//! retries, a bounded number of times.
+//!
+//! Command ids are idempotent, and the log decides: a command id has at most
+//! one effect in the whole log (the store's rule). The same command id with
+//! the same request fingerprint returns the first result (`replayed`) and
+//! records nothing; with another fingerprint, or for another grant, it is
+//! refused with [`HandlerError::CommandReused`], before anything is decided.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -14,8 +19,8 @@ use std::sync::{Arc, Mutex as SyncMutex};
 use chrono::NaiveDate;
 use events::{ActorId, Envelope, EventContext, GrantEvent, GrantId, ProgrammeEvent, ProgrammeId};
 use store::{
-    AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, READ_EVENTS_MAX,
-    RecordedEvent, StoreError, StreamId, StreamStart,
+    AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, Fingerprint, NewEvent, Position,
+    READ_EVENTS_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart,
 };
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -51,6 +56,9 @@ pub struct Issued<C> {
     pub correlation_id: Option<Uuid>,
     /// What caused it.
     pub causation_id: Option<Uuid>,
+    /// What the request was (method, route, body digest), recorded with the
+    /// command id so that a retry is told from another request.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 impl<C> Issued<C> {
@@ -66,6 +74,7 @@ impl<C> Issued<C> {
             expected_version: None,
             correlation_id: None,
             causation_id: None,
+            fingerprint: None,
         }
     }
 
@@ -106,6 +115,15 @@ pub struct CommandResult {
     pub position: Position,
     /// The events recorded.
     pub events: Vec<Appended>,
+    /// True when the command had been recorded before: this is its first
+    /// result again, and nothing new was recorded.
+    pub replayed: bool,
+}
+
+impl CommandResult {
+    fn replay(&self) -> Self {
+        Self { replayed: true, ..self.clone() }
+    }
 }
 
 /// Why a command was not carried out.
@@ -127,6 +145,13 @@ pub enum HandlerError {
     TooManyConflicts {
         /// Attempts made.
         attempts: usize,
+    },
+    /// The command id is recorded already for another request (another
+    /// fingerprint, or another grant or programme).
+    #[error("command {command_id} is already recorded for another request")]
+    CommandReused {
+        /// The command id.
+        command_id: Uuid,
     },
     /// A stored event could not be read.
     #[error("stored event at position {position} cannot be read: {detail}")]
@@ -183,8 +208,28 @@ fn encode(event_type: &str, version: u32, data: serde_json::Value, c: &EventCont
             command_id: Some(c.command_id),
             correlation_id: c.correlation_id,
             causation_id: c.causation_id,
+            fingerprint: None,
         },
     )
+}
+
+/// A recorded command, as the handler remembers it.
+#[derive(Debug, Clone)]
+struct Done {
+    fingerprint: Option<Fingerprint>,
+    result: CommandResult,
+}
+
+impl Done {
+    /// The first result again for a retry of the same request; a refusal for
+    /// another request under the same id (the store's `is_retry` rule).
+    fn answer(&self, command_id: Uuid, fingerprint: Option<&Fingerprint>) -> Result<CommandResult, HandlerError> {
+        if self.fingerprint.is_none_or(|f| Some(&f) == fingerprint) {
+            Ok(self.result.replay())
+        } else {
+            Err(HandlerError::CommandReused { command_id })
+        }
+    }
 }
 
 /// A grant as the handler keeps it.
@@ -192,8 +237,8 @@ fn encode(event_type: &str, version: u32, data: serde_json::Value, c: &EventCont
 struct CachedGrant {
     state: GrantState,
     version: Option<u64>,
-    /// Results of the commands recorded on this grant, by command id.
-    commands: HashMap<Uuid, CommandResult>,
+    /// The commands recorded on this grant, by command id.
+    commands: HashMap<Uuid, Done>,
     /// Whether it was loaded from the log (a fresh entry is not).
     loaded: bool,
 }
@@ -242,12 +287,17 @@ impl Handler {
             for e in &page {
                 let envelope = decode_grant_event(e)?;
                 cached.state.apply(&envelope);
-                let result = cached.commands.entry(envelope.context.command_id).or_insert_with(|| CommandResult {
-                    stream: stream.clone(),
-                    version: e.stream_version,
-                    position: e.position,
-                    events: Vec::new(),
+                let done = cached.commands.entry(envelope.context.command_id).or_insert_with(|| Done {
+                    fingerprint: e.metadata.fingerprint,
+                    result: CommandResult {
+                        stream: stream.clone(),
+                        version: e.stream_version,
+                        position: e.position,
+                        events: Vec::new(),
+                        replayed: false,
+                    },
                 });
+                let result = &mut done.result;
                 result.version = e.stream_version;
                 result.position = e.position;
                 result.events.push(Appended {
@@ -326,9 +376,13 @@ impl Handler {
         if !cached.loaded {
             self.catch_up(&stream, &mut cached).await?;
         }
+        let (id, fingerprint) = (issued.command_id, issued.fingerprint.as_ref());
+        if issued.fingerprint.is_some() && !cached.commands.contains_key(&id) {
+            self.recorded_elsewhere(&stream, &mut cached, id).await?;
+        }
         for attempt in 0..=CONFLICT_RETRIES_MAX {
-            if let Some(done) = cached.commands.get(&issued.command_id) {
-                return Ok(done.clone());
+            if let Some(done) = cached.commands.get(&id) {
+                return done.answer(id, fingerprint);
             }
             if let Some(expected) = issued.expected_version
                 && cached.version != Some(expected)
@@ -345,24 +399,32 @@ impl Handler {
                     .event
                     .to_json()
                     .map_err(|x| HandlerError::Unreadable { position: Position::START, detail: x.to_string() })?;
-                new_events.push(encode(e.event.event_type(), e.event.schema_version(), data, &e.context));
+                let mut event = encode(e.event.event_type(), e.event.schema_version(), data, &e.context);
+                event.metadata.fingerprint = issued.fingerprint;
+                new_events.push(event);
             }
             let ids: Vec<Uuid> = new_events.iter().map(|e| e.event_id).collect();
             let expected = cached.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
             match self.store.append(&stream, expected, new_events).await {
+                Ok(appended) if appended.replayed => {
+                    // Recorded by another writer since this grant was read:
+                    // the log has it, so read it and answer from it.
+                    self.catch_up(&stream, &mut cached).await?;
+                }
                 Ok(appended) => {
                     for e in &envelopes {
                         cached.state.apply(e);
                     }
                     cached.version = Some(appended.stream_version);
                     let result = result_of(&stream, &appended, &ids, &envelopes);
-                    cached.commands.insert(issued.command_id, result.clone());
+                    cached.commands.insert(id, Done { fingerprint: issued.fingerprint, result: result.clone() });
                     return Ok(result);
                 }
                 Err(StoreError::Conflict { .. }) => {
                     tracing::debug!(attempt, "lost a race for the grant; catching up");
                     self.catch_up(&stream, &mut cached).await?;
                 }
+                Err(StoreError::CommandIdReused { .. }) => return Err(HandlerError::CommandReused { command_id: id }),
                 Err(e) => {
                     // Whether the append committed is unknown: forget the
                     // cached grant so the next command reads the truth.
@@ -373,6 +435,21 @@ impl Handler {
             }
         }
         Err(HandlerError::TooManyConflicts { attempts: CONFLICT_RETRIES_MAX + 1 })
+    }
+
+    /// Refuses a command id the log holds for another stream; catches up
+    /// when it holds it for this one (recorded by another writer).
+    async fn recorded_elsewhere(
+        &self,
+        stream: &StreamId,
+        cached: &mut CachedGrant,
+        command_id: Uuid,
+    ) -> Result<(), HandlerError> {
+        match self.store.command(command_id).await? {
+            Some(recorded) if &recorded.stream_id != stream => Err(HandlerError::CommandReused { command_id }),
+            Some(_) => self.catch_up(stream, cached).await,
+            None => Ok(()),
+        }
     }
 
     async fn context(&self, issued: &Issued<GrantCommand>, state: &GrantState) -> Result<Context, HandlerError> {
@@ -402,22 +479,13 @@ impl Handler {
         issued: &Issued<ProgrammeCommand>,
     ) -> Result<CommandResult, HandlerError> {
         let stream = programme_stream(programme)?;
+        let fingerprint = issued.fingerprint.as_ref();
+        if let Some(done) = self.store.command(issued.command_id).await? {
+            return self.answer_from_log(&done, &stream, fingerprint).await;
+        }
         let recorded = self.store.read_stream(&stream, StreamStart::End, Direction::Forward, READ_EVENTS_MAX).await?;
         let mut state = ProgrammeState::default();
         for e in &recorded {
-            if e.metadata.command_id == Some(issued.command_id) {
-                return Ok(CommandResult {
-                    stream: stream.clone(),
-                    version: e.stream_version,
-                    position: e.position,
-                    events: vec![Appended {
-                        id: e.event_id,
-                        event_type: e.event_type.clone(),
-                        version: e.stream_version,
-                        position: e.position,
-                    }],
-                });
-            }
             let event = ProgrammeEvent::decode(&e.event_type, e.schema_version, e.data.get())
                 .map_err(|x| HandlerError::Unreadable { position: e.position, detail: x.to_string() })?;
             state = state.evolve(&event);
@@ -436,13 +504,68 @@ impl Handler {
             let data = e
                 .to_json()
                 .map_err(|x| HandlerError::Unreadable { position: Position::START, detail: x.to_string() })?;
-            new_events.push(encode(e.event_type(), e.schema_version(), data, &ctx));
+            let mut event = encode(e.event_type(), e.schema_version(), data, &ctx);
+            event.metadata.fingerprint = issued.fingerprint;
+            new_events.push(event);
         }
         let ids: Vec<Uuid> = new_events.iter().map(|e| e.event_id).collect();
         let expected = recorded.last().map_or(ExpectedVersion::NoStream, |e| ExpectedVersion::Exact(e.stream_version));
-        let appended = self.store.append(&stream, expected, new_events).await?;
-        let types: Vec<&str> = decided.iter().map(ProgrammeEvent::event_type).collect();
-        Ok(summarise(&stream, &appended, &ids, &types))
+        match self.store.append(&stream, expected, new_events).await {
+            Ok(appended) if appended.replayed => match self.store.command(issued.command_id).await? {
+                Some(done) => self.answer_from_log(&done, &stream, fingerprint).await,
+                None => Err(HandlerError::Unreadable {
+                    position: appended.last_position,
+                    detail: format!(
+                        "the log answered command {} as recorded but holds no record of it",
+                        ctx.command_id
+                    ),
+                }),
+            },
+            Ok(appended) => {
+                let types: Vec<&str> = decided.iter().map(ProgrammeEvent::event_type).collect();
+                Ok(summarise(&stream, &appended, &ids, &types))
+            }
+            Err(StoreError::CommandIdReused { command_id, .. }) => Err(HandlerError::CommandReused { command_id }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The first result of a command the log holds, read from the log, for
+    /// a retry of the same request to `stream`; a refusal otherwise.
+    async fn answer_from_log(
+        &self,
+        done: &RecordedCommand,
+        stream: &StreamId,
+        fingerprint: Option<&Fingerprint>,
+    ) -> Result<CommandResult, HandlerError> {
+        if !done.is_retry(stream, fingerprint) {
+            return Err(HandlerError::CommandReused { command_id: done.command_id });
+        }
+        let count = (done.last_position.0 + 1).saturating_sub(done.first_position.0) as usize;
+        let before = Position(done.first_position.0.saturating_sub(1));
+        let events = self.store.read_all(before, count).await?;
+        let last = events.last().filter(|e| e.position == done.last_position && events.len() == count);
+        let Some(last) = last else {
+            return Err(HandlerError::Unreadable {
+                position: done.first_position,
+                detail: format!("the events of command {} are not where the log says", done.command_id),
+            });
+        };
+        Ok(CommandResult {
+            stream: stream.clone(),
+            version: last.stream_version,
+            position: last.position,
+            events: events
+                .iter()
+                .map(|e| Appended {
+                    id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    version: e.stream_version,
+                    position: e.position,
+                })
+                .collect(),
+            replayed: true,
+        })
     }
 }
 
@@ -480,5 +603,11 @@ fn summarise(stream: &StreamId, appended: &AppendResult, ids: &[Uuid], types: &[
             position: Position(appended.first_position.0 + i as u64),
         })
         .collect();
-    CommandResult { stream: stream.clone(), version: appended.stream_version, position: appended.last_position, events }
+    CommandResult {
+        stream: stream.clone(),
+        version: appended.stream_version,
+        position: appended.last_position,
+        events,
+        replayed: false,
+    }
 }

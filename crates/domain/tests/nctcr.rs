@@ -10,7 +10,7 @@ use std::sync::Arc;
 use domain::DomainError;
 use domain::grant::state::Decision;
 use domain::grant::{GrantCommand, GrantState};
-use domain::handler::{Handler, HandlerError};
+use domain::handler::{CommandResult, Handler, HandlerError};
 use domain::scenario::{self, FINANCE, MANAGER, Script, eur, expenditure, reallocation};
 use events::*;
 use rust_decimal_macros::dec;
@@ -328,11 +328,13 @@ async fn the_same_command_id_twice_records_once_and_answers_the_same() {
         expenditure("E50", "FP2-OTH", eur("99.00").unwrap(), None, "2022-10-12", "sup-paper", "P-77", None).unwrap();
     let issued = domain::handler::Issued::new(command, ActorId::parse(MANAGER).unwrap(), d("2022-10-12"));
     let first = t.handler.execute(&gid(), &issued).await.unwrap();
+    assert!(!first.replayed);
+    let replay = CommandResult { replayed: true, ..first.clone() };
     let second = t.handler.execute(&gid(), &issued).await.unwrap();
-    assert_eq!(first, second);
+    assert_eq!(second, replay);
     // Also from a handler that never saw it (after a restart).
     let fresh = Handler::new(Arc::clone(t.handler.store()));
-    assert_eq!(fresh.execute(&gid(), &issued).await.unwrap(), first);
+    assert_eq!(fresh.execute(&gid(), &issued).await.unwrap(), replay);
     let (state, version) = fresh.grant(&gid()).await.unwrap();
     assert_eq!(version, Some(first.version));
     assert_eq!(state.expenditures.len(), 10);
@@ -369,4 +371,44 @@ async fn two_handlers_racing_on_one_grant_both_succeed_by_retrying() {
     assert_eq!(rb.version, ra.version + 1);
     let state: GrantState = Handler::new(Arc::clone(t.handler.store())).grant(&gid()).await.unwrap().0;
     assert_eq!(state.lines.get(&l("FP2-OTH")).unwrap().spent, eur("30.00").unwrap());
+}
+
+fn keyed<C>(command: C, on: &str, command_id: uuid::Uuid, fingerprint: u8) -> domain::handler::Issued<C> {
+    let mut issued = domain::handler::Issued::new(command, ActorId::parse(MANAGER).unwrap(), d(on));
+    issued.command_id = command_id;
+    issued.fingerprint = Some(store::Fingerprint([fingerprint; 32]));
+    issued
+}
+
+fn reused(r: Result<CommandResult, HandlerError>, id: uuid::Uuid) {
+    assert!(matches!(r, Err(HandlerError::CommandReused { command_id }) if command_id == id), "{r:?}");
+}
+
+/// A command id recorded for one request refuses every other request, on
+/// this grant or another, from a warm cache, a cold one or a stale one, and
+/// before any rule is consulted; the same request gets its first answer.
+#[tokio::test]
+async fn a_command_id_answers_only_the_request_it_was_recorded_for() {
+    let t = loaded().await;
+    let stale = Handler::new(Arc::clone(t.handler.store()));
+    stale.grant(&gid()).await.unwrap();
+    let id = uuid::Uuid::now_v7();
+    let spend = |n: &str, amount: &str| {
+        expenditure(n, "FP2-OTH", eur(amount).unwrap(), None, "2022-10-12", "sup-paper", n, None).unwrap()
+    };
+    let first = t.handler.execute(&gid(), &keyed(spend("E70", "10.00"), "2022-10-12", id, 1)).await.unwrap();
+    let replay = CommandResult { replayed: true, ..first.clone() };
+    let fresh = Handler::new(Arc::clone(t.handler.store()));
+    for h in [&t.handler, &stale, &fresh] {
+        assert_eq!(h.execute(&gid(), &keyed(spend("E70", "10.00"), "2022-10-12", id, 1)).await.unwrap(), replay);
+        reused(h.execute(&gid(), &keyed(spend("E71", "20.00"), "2022-10-12", id, 2)).await, id);
+        // A different request that a rule would refuse is still a reused id.
+        reused(h.execute(&gid(), &keyed(spend("E72", "999999.00"), "2022-10-12", id, 3)).await, id);
+    }
+    // Another grant: refused before the grant is even looked at.
+    let other = GrantId::parse("no-such-grant").unwrap();
+    reused(fresh.execute(&other, &keyed(spend("E70", "10.00"), "2022-10-12", id, 1)).await, id);
+    let (state, _) = fresh.grant(&gid()).await.unwrap();
+    assert!(state.expenditures.contains_key(&ExpenditureId::parse("E70").unwrap()));
+    assert!(!state.expenditures.contains_key(&ExpenditureId::parse("E71").unwrap()));
 }

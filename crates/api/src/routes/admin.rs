@@ -27,10 +27,10 @@ async fn create_programme(
     let w = Write::new(&principal, &headers, "/api/v1/programmes".into(), digest, &b).created();
     let programme = b.id.clone();
     let command = ProgrammeCommand::Create { programme_id: b.id.clone(), name: b.name.clone() };
-    idempotent(&state, &w, |key| {
+    idempotent(&w, |key| {
         let issued = w.issued(command, key.as_deref(), None);
         let state = state.clone();
-        async move { Ok(state.handler().execute_programme(&programme, &issued).await?.into()) }
+        async move { Ok(state.handler().execute_programme(&programme, &issued).await?) }
     })
     .await
 }

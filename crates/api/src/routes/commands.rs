@@ -11,14 +11,14 @@ use axum::routing::post;
 use chrono::{NaiveDate, Utc};
 use domain::grant::GrantCommand;
 use domain::grant::state::Grant;
-use domain::handler::Issued;
+use domain::handler::{CommandResult, Issued};
 use events::{AmendmentId, CommitmentId, ExpenditureId, GrantId, MilestoneId, PeriodId, ReallocationId};
 use sha2::{Digest, Sha256};
+use store::Fingerprint;
 use uuid::Uuid;
 
 use super::{Route, WRITERS};
 use crate::AppState;
-use crate::apidb::IdempotentAnswer;
 use crate::auth::Principal;
 use crate::dto::{self, CommandAnswer, Envelope};
 use crate::error::{ApiError, FieldError};
@@ -130,6 +130,7 @@ impl<'a> Write<'a> {
     pub(crate) fn issued<C>(&self, command: C, key: Option<&str>, expected_version: Option<u64>) -> Issued<C> {
         let mut issued = Issued::new(command, self.principal.name.clone(), Utc::now().date_naive());
         issued.command_id = self.command_id(key);
+        issued.fingerprint = key.map(|_| Fingerprint(self.fingerprint()));
         issued.reason = self.reason.clone();
         issued.effective_date = self.effective_date;
         issued.expected_version = expected_version;
@@ -138,41 +139,31 @@ impl<'a> Write<'a> {
     }
 }
 
-/// Replays a recorded answer, refuses a reused key, or runs `run` and
-/// records its answer.
-pub(crate) async fn idempotent<F, Fut>(state: &AppState, w: &Write<'_>, run: F) -> Result<Response, ApiError>
+/// Runs a write with its `Idempotency-Key` (if any) and answers it: the
+/// command's result, or the first result again (`Idempotent-Replayed:
+/// true`) for a retry of a request the log holds. The log decides: a key's
+/// command id and request fingerprint are recorded with its events, so the
+/// answer is the same after a restart and whatever else was lost.
+pub(crate) async fn idempotent<F, Fut>(w: &Write<'_>, run: F) -> Result<Response, ApiError>
 where
     F: FnOnce(Option<String>) -> Fut,
-    Fut: Future<Output = Result<CommandAnswer, ApiError>>,
+    Fut: Future<Output = Result<CommandResult, ApiError>>,
 {
     let key = w.idempotency_key()?;
-    let fingerprint = w.fingerprint();
-    let actor = w.principal.name.to_string();
-    if let Some(key) = &key
-        && let Some(answer) = state.idempotency().answer(actor.clone(), key.clone()).await?
-    {
-        if answer.fingerprint != fingerprint {
-            return Err(ApiError::IdempotencyKeyReused);
-        }
-        return Ok(replay(&answer));
+    crate::write_submitted();
+    let result = run(key).await?;
+    let replayed = result.replayed;
+    if !replayed {
+        crate::metrics::events_appended(result.events.len());
     }
-    let answer = run(key.clone()).await?;
-    crate::metrics::events_appended(answer.events.len());
+    let answer = CommandAnswer::from(result);
     let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
     let etag = format!("\"{}\"", answer.version);
-    if let Some(key) = key {
-        let record =
-            IdempotentAnswer { fingerprint, status: w.status.as_u16(), etag: Some(etag.clone()), body: body.clone() };
-        state.idempotency().record_answer(actor, key, record).await?;
+    let mut r = json_answer(w.status, Some(&etag), body);
+    if replayed {
+        r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok(json_answer(w.status, Some(&etag), body))
-}
-
-fn replay(answer: &IdempotentAnswer) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let mut r = json_answer(status, answer.etag.as_deref(), answer.body.clone());
-    r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    r
+    Ok(r)
 }
 
 fn json_answer(status: StatusCode, etag: Option<&str>, body: String) -> Response {
@@ -193,9 +184,9 @@ pub(crate) async fn write(
 ) -> Result<Response, ApiError> {
     let expected = w.if_match()?;
     let w = &w;
-    idempotent(state, w, |key| async move {
+    idempotent(w, |key| async move {
         let issued = w.issued(command, key.as_deref(), expected);
-        Ok(state.handler().execute(grant, &issued).await?.into())
+        Ok(state.handler().execute(grant, &issued).await?)
     })
     .await
 }
