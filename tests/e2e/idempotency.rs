@@ -234,3 +234,93 @@ async fn appended_total(api: &Api) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// `POST` with a key until the answer is not a request timeout (a timed-out
+/// request that never reached the log may be retried with its key).
+async fn post_until_answered(api: &Api, path: &str, body: &Value, key: &str) -> crate::client::Reply {
+    loop {
+        let reply = api.post_with(ADMIN_TOKEN, path, body, &[("Idempotency-Key", key)]).await;
+        if reply.body["code"] != "request-timeout" {
+            return reply;
+        }
+    }
+}
+
+/// With a request timeout far shorter than a durable commit, a write may be
+/// answered 503 `timeout` only if it never reached the log: once submitted,
+/// it is answered with what the log did. Every 201 is in the log and no
+/// timeout answer belongs to a recorded write.
+#[tokio::test]
+async fn a_timed_out_answer_never_belongs_to_a_recorded_write() {
+    let server = crate::harness::Server::start_with(&["serve", "--request-timeout-ms", "1"]);
+    let api = server.api();
+    let setup: [(&str, Value); 4] = [
+        ("/api/v1/programmes", json!({"id": "prog-t", "name": "T"})),
+        ("/api/v1/grants", crate::bodies::award("grant-t", "prog-t", "100000.00")),
+        ("/api/v1/grants/grant-t/workstreams", json!({"code": "WP1", "title": "W", "effective_date": "2022-01-01"})),
+        (
+            "/api/v1/grants/grant-t/budget-lines",
+            json!({"workstream": "WP1", "category": "PER", "amount": eur("90000.00"), "effective_date": "2022-01-01"}),
+        ),
+    ];
+    for (i, (path, body)) in setup.iter().enumerate() {
+        post_until_answered(&api, path, body, &format!("setup-{i}")).await.written(201);
+    }
+    let writers = 8;
+    let per_writer = 40;
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let api = server.api();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..per_writer {
+                    let id = format!("T-{w}-{i}");
+                    let reply = api
+                        .post_with(
+                            ADMIN_TOKEN,
+                            &expenditure_on("grant-t"),
+                            &spend(&id, "1.00"),
+                            &[("Idempotency-Key", &id)],
+                        )
+                        .await;
+                    answers.push((id, reply.status.as_u16(), reply.body["code"].clone()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.extend(t.await.expect("a writer"));
+    }
+    let history = get_until_answered(&api, "/api/v1/grants/grant-t/history?limit=1000").await;
+    let events = history.body["events"].as_array().cloned().unwrap_or_default();
+    let recorded: Vec<String> =
+        events.iter().filter_map(|e| e["data"]["expenditure_id"].as_str().map(str::to_owned)).collect();
+    let (mut created, mut timed_out) = (0, 0);
+    for (id, status, code) in &answers {
+        match status {
+            201 => {
+                created += 1;
+                assert!(recorded.contains(id), "{id} was answered 201 but is not in the log");
+            }
+            503 => {
+                timed_out += 1;
+                assert!(!recorded.contains(id), "{id} was answered 503 {code} but is recorded");
+            }
+            other => panic!("{id}: unexpected {other} {code}"),
+        }
+    }
+    assert!(created > 0, "nothing was recorded: {answers:?}");
+    eprintln!("{created} writes recorded, {timed_out} timed out before reaching the log");
+}
+
+/// `GET` (as the admin) until the answer is not a request timeout.
+async fn get_until_answered(api: &Api, path: &str) -> crate::client::Reply {
+    loop {
+        let reply = api.get(ADMIN_TOKEN, path).await;
+        if reply.body["code"] != "request-timeout" {
+            return reply.expect_status(200);
+        }
+    }
+}
