@@ -58,7 +58,13 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
         );
     }
     if route.grant_write {
-        parameters.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 255}}));
+        parameters.push(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": IDEMPOTENCY_KEY_DESCRIPTION,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]+$"}
+        }));
         parameters.push(json!({"name": "If-Match", "in": "header", "required": false, "description": "the grant version, quoted", "schema": {"type": "string"}}));
     }
     let success = match route.response {
@@ -107,3 +113,12 @@ fn problem_schema() -> Value {
         "additionalProperties": true,
     })
 }
+
+/// What the document says of `Idempotency-Key`.
+const IDEMPOTENCY_KEY_DESCRIPTION: &str = "A key (1 to 255 visible ASCII characters) that makes the write \
+idempotent for the token that sends it. The key is remembered for ever: the log records it (as the \
+command id derived from the token's name and the key) with the request's fingerprint (method, route, \
+body digest) in the same transaction as the events. The same request again gets the first answer \
+(status, ETag, body) with `Idempotent-Replayed: true`, also after a restart; a different request with \
+the key, on any route or grant, is 422 `idempotency-key-reused`. A request whose key is in flight waits \
+for the first one and gets its answer. A request refused (4xx) records nothing, so its key stays free.";
