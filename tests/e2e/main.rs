@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod bodies;
 mod client;
+mod crash;
 mod harness;
 mod idempotency;
 mod input;
