@@ -59,7 +59,14 @@ impl Server {
 
     /// `grantlog <args>` (a subcommand and flags) on a fresh data directory.
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_prepared(args, |_| {})
+    }
+
+    /// Like [`Server::start_with`], after `prepare` has been given the data
+    /// directory's path (to mount a small file system there, say).
+    pub fn start_prepared(args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
         let root = tempfile::tempdir().expect("a temporary directory");
+        prepare(&root.path().join("data"));
         let mut server = Self {
             root,
             child: None,

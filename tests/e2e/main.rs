@@ -8,6 +8,7 @@ mod auth;
 mod bodies;
 mod client;
 mod crash;
+mod disk_full;
 mod harness;
 mod idempotency;
 mod input;
