@@ -201,3 +201,28 @@ async fn existing_ids_conflict_and_unknown_ones_in_the_path_are_not_found() {
     let achieve = json!({"achieved_on": "2022-10-01", "effective_date": day});
     refused(&api, &w.tokens.coordinator, "milestones/M77/achieve", &achieve, 404, "unknown-milestone").await;
 }
+
+/// An expenditure counts from the day it was incurred: an `effective_date`
+/// that says otherwise is a 400 naming the field, never silently ignored;
+/// the same date is accepted.
+#[tokio::test]
+async fn an_expenditure_dated_otherwise_than_incurred_is_refused() {
+    let w = crate::world::World::new().await;
+    let api = w.api();
+    let path = format!("/api/v1/grants/{}/expenditures", crate::world::GRANT_A);
+    let mut body = expenditure("E-DATE", "WP1-PER", eur("3.00"), "2022-04-04", "sup-d", "D-1", None);
+    body["effective_date"] = json!("2022-05-05");
+    let before = api.version(crate::world::GRANT_A).await;
+    let reply = api.post(&w.manager_a, &path, &body).await;
+    reply.problem(400, "invalid-body");
+    reply.names_field("/effective_date").unwrap_or_else(|e| panic!("{e}: {}", reply.text));
+    assert_eq!(api.version(crate::world::GRANT_A).await, before);
+    body["effective_date"] = json!("2022-04-04");
+    let written = api.post(&w.manager_a, &path, &body).await.written(201);
+    let history = api.history(ADMIN_TOKEN, crate::world::GRANT_A).await;
+    let last = history.last().expect("an event");
+    assert_eq!(
+        (last["effective_date"].as_str(), written["version"].as_u64()),
+        (Some("2022-04-04"), last["version"].as_u64())
+    );
+}

@@ -214,6 +214,15 @@ pub enum DomainError {
     },
 
     // Commitments and expenditures.
+    /// An expenditure counts from the day it was incurred: another
+    /// effective date contradicts it.
+    #[error("an expenditure's effective date is the day it was incurred ({incurred_on}), not {effective_date}")]
+    EffectiveDateIsIncurredOn {
+        /// The effective date given.
+        effective_date: NaiveDate,
+        /// The expenditure's `incurred_on`.
+        incurred_on: NaiveDate,
+    },
     /// The commitment exists already.
     #[error("commitment {commitment} exists already")]
     CommitmentExists {

@@ -46,7 +46,7 @@ pub struct Issued<C> {
     /// Why.
     pub reason: Option<String>,
     /// The fact's business date; `None` means `today`. An expenditure's is
-    /// always its `incurred_on`.
+    /// always its `incurred_on` ([`GrantCommand::effective_date`]).
     pub effective_date: Option<NaiveDate>,
     /// The calendar day it is issued (UTC), from the caller's clock.
     pub today: NaiveDate,
@@ -459,10 +459,7 @@ impl Handler {
             }
             _ => true,
         };
-        let effective_date = match &issued.command {
-            GrantCommand::RecordExpenditure { incurred_on, .. } => *incurred_on,
-            _ => issued.effective_date.unwrap_or(issued.today),
-        };
+        let effective_date = issued.command.effective_date(issued.effective_date, issued.today)?;
         Ok(Context {
             actor: issued.actor.clone(),
             reason: issued.reason.clone(),

@@ -277,9 +277,7 @@ async fn record_expenditure(
     Body(b, digest): Body<dto::RecordExpenditure>,
 ) -> Result<Response, ApiError> {
     writable(&state, &principal, &grant).await?;
-    let mut w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &b).created();
-    // An expenditure counts from the day it was incurred (API.md).
-    w.effective_date = Some(b.effective_date.unwrap_or(b.incurred_on));
+    let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &b).created();
     let command = GrantCommand::RecordExpenditure {
         expenditure_id: b.id,
         line: b.line,
@@ -291,6 +289,14 @@ async fn record_expenditure(
         commitment: b.commitment,
         correction_of: b.correction_of,
     };
+    // An expenditure counts from the day it was incurred (the domain's rule):
+    // a body that says otherwise is malformed, not silently corrected.
+    if let Err(e) = command.effective_date(w.effective_date, Utc::now().date_naive()) {
+        return Err(ApiError::InvalidBody(vec![FieldError {
+            pointer: "/effective_date".into(),
+            detail: e.to_string(),
+        }]));
+    }
     write(&state, &grant, w, command).await
 }
 

@@ -1,5 +1,6 @@
 //! What a programme manager, finance officer or coordinator can ask of a grant.
 
+use crate::error::DomainError;
 use chrono::NaiveDate;
 use events::grant::{AmendmentKind, MilestoneKind};
 use events::{
@@ -216,6 +217,19 @@ pub enum GrantCommand {
 }
 
 impl GrantCommand {
+    /// The business date of the fact the command records: `given`, else
+    /// `today`; an expenditure's is always its `incurred_on`, and a `given`
+    /// date that differs is refused rather than ignored.
+    pub fn effective_date(&self, given: Option<NaiveDate>, today: NaiveDate) -> Result<NaiveDate, DomainError> {
+        match (self, given) {
+            (GrantCommand::RecordExpenditure { incurred_on, .. }, Some(given)) if given != *incurred_on => {
+                Err(DomainError::EffectiveDateIsIncurredOn { effective_date: given, incurred_on: *incurred_on })
+            }
+            (GrantCommand::RecordExpenditure { incurred_on, .. }, _) => Ok(*incurred_on),
+            (_, given) => Ok(given.unwrap_or(today)),
+        }
+    }
+
     /// The command's name, for logs and spans.
     pub fn name(&self) -> &'static str {
         match self {
@@ -241,5 +255,42 @@ impl GrantCommand {
             GrantCommand::ReopenPeriod { .. } => "reopen_period",
             GrantCommand::CloseGrant { .. } => "close_grant",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_expenditure_counts_from_its_incurred_on_and_nothing_else() {
+        let spend = GrantCommand::RecordExpenditure {
+            expenditure_id: ExpenditureId::parse("E1").unwrap_or_else(|e| panic!("{e}")),
+            line: LineId::parse("WP1-PER").unwrap_or_else(|e| panic!("{e}")),
+            amount: Money::parse("1.00", events::Currency::EUR).unwrap_or_else(|e| panic!("{e}")),
+            conversion: None,
+            incurred_on: d("2022-04-04"),
+            supplier: "s".into(),
+            invoice: "i".into(),
+            commitment: None,
+            correction_of: None,
+        };
+        let today = d("2022-09-01");
+        assert_eq!(spend.effective_date(None, today), Ok(d("2022-04-04")));
+        assert_eq!(spend.effective_date(Some(d("2022-04-04")), today), Ok(d("2022-04-04")));
+        assert_eq!(
+            spend.effective_date(Some(d("2022-05-05")), today),
+            Err(DomainError::EffectiveDateIsIncurredOn {
+                effective_date: d("2022-05-05"),
+                incurred_on: d("2022-04-04")
+            })
+        );
+        let close = GrantCommand::ClosePeriod { period_id: PeriodId::parse("P1").unwrap_or_else(|e| panic!("{e}")) };
+        assert_eq!(close.effective_date(None, today), Ok(today));
+        assert_eq!(close.effective_date(Some(d("2022-07-01")), today), Ok(d("2022-07-01")));
     }
 }
