@@ -2,6 +2,7 @@
 //! auditor's commands. Every flag is also an environment variable.
 
 mod audit;
+mod http;
 mod output;
 mod replay;
 mod serve;
