@@ -63,7 +63,10 @@ async fn healthz(socket: &mut TcpStream, within: Duration) -> Option<String> {
 
 #[tokio::test]
 async fn a_half_sent_header_is_closed_by_the_server_within_the_header_read_timeout() {
-    let server = Server::start_with(&["serve", "--header-read-timeout-ms", "400", "--idle-timeout-ms", "60000"]);
+    let server = Server::start_with_env(
+        &["serve"],
+        &[("GRANTLOG_HEADER_READ_TIMEOUT_MS", "400"), ("GRANTLOG_IDLE_TIMEOUT_MS", "60000")],
+    );
     let mut socket = TcpStream::connect(host(&server)).await.unwrap();
     socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ").await.unwrap();
     let took = closed_within(&mut socket, WITHIN).await;
@@ -89,7 +92,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn connections_past_the_cap_wait_while_earlier_ones_keep_working() {
-    let server = Server::start_with(&["serve", "--connections-max", "2"]);
+    let server = Server::start_with_env(&["serve"], &[("GRANTLOG_CONNECTIONS_MAX", "2")]);
     let mut first = TcpStream::connect(host(&server)).await.unwrap();
     let mut second = TcpStream::connect(host(&server)).await.unwrap();
     assert_eq!(healthz(&mut first, WITHIN).await.as_deref(), Some("http/1.1 200 ok"));

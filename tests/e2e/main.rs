@@ -15,4 +15,5 @@ mod nctcr;
 mod rejections;
 mod scenario;
 mod sse;
+mod tokens;
 mod world;

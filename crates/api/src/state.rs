@@ -79,7 +79,7 @@ struct Inner {
     handler: Handler,
     projector: Projector,
     history: HistoryCache,
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
     idempotency: ApiDb,
     rate_limiter: RateLimiter,
     views: ViewCache,

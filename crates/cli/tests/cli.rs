@@ -9,7 +9,7 @@ fn help_names_every_command() {
     let out = Command::new(env!("CARGO_BIN_EXE_grantlog")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "demo", "replay", "verify", "export", "verify-export"] {
+    for command in ["serve", "demo", "replay", "verify", "export", "verify-export", "token"] {
         assert!(text.contains(command), "{command} missing from --help:\n{text}");
     }
 }
