@@ -138,11 +138,13 @@ impl Tokens {
     /// `last_used_at` writer and the reload of tokens changed by another
     /// process. Both end when the `Tokens` is dropped.
     pub async fn load(db: ApiDb) -> Result<Arc<Self>, ApiError> {
+        // The version first: a change made while reading is then seen.
+        let version = db.data_version().await?;
         let known = Self::read(&db).await?;
         let (uses, rx) = tokio::sync::mpsc::channel(LAST_USED_QUEUE_MAX);
         let tokens = Arc::new(Self { db: db.clone(), known: RwLock::new(known), uses });
         tokio::spawn(write_last_used(db, rx));
-        tokio::spawn(reload(Arc::downgrade(&tokens)));
+        tokio::spawn(reload(Arc::downgrade(&tokens), version));
         Ok(tokens)
     }
 
@@ -301,25 +303,19 @@ async fn write_last_used(db: ApiDb, mut rx: tokio::sync::mpsc::Receiver<(String,
 }
 
 /// Reloads the tokens when another process changed the file.
-async fn reload(tokens: std::sync::Weak<Tokens>) {
-    let mut seen = None;
+async fn reload(tokens: std::sync::Weak<Tokens>, mut seen: i64) {
     loop {
         tokio::time::sleep(TOKENS_RELOAD_EVERY).await;
         let Some(tokens) = tokens.upgrade() else { return };
         match tokens.db.data_version().await {
-            Ok(version) if seen == Some(version) => {}
-            Ok(version) => {
-                if seen.is_some() {
-                    match tokens.refresh().await {
-                        Ok(()) => tracing::info!("tokens reloaded: api.sqlite was changed by another process"),
-                        Err(e) => {
-                            tracing::warn!(error = ?e, "could not reload the tokens");
-                            continue;
-                        }
-                    }
+            Ok(version) if version == seen => {}
+            Ok(version) => match tokens.refresh().await {
+                Ok(()) => {
+                    tracing::info!("tokens reloaded: api.sqlite was changed by another process");
+                    seen = version;
                 }
-                seen = Some(version);
-            }
+                Err(e) => tracing::warn!(error = ?e, "could not reload the tokens"),
+            },
             Err(e) => tracing::warn!(error = ?e, "could not check api.sqlite for changes"),
         }
     }
