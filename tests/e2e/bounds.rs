@@ -155,7 +155,9 @@ async fn every_refusal_is_problem_json_404_405_413_414_431_included() {
     reply.problem(405, "method-not-allowed");
     assert!(reply.header("allow").is_some_and(|a| a.contains("GET")), "405 without Allow: {:?}", reply.headers);
     let big = vec![b' '; 200 * 1024];
-    api.send(Method::POST, "/api/v1/programmes", Some(ADMIN_TOKEN), Some(big), &[]).await.problem(413, "payload-too-large");
+    api.send(Method::POST, "/api/v1/programmes", Some(ADMIN_TOKEN), Some(big), &[])
+        .await
+        .problem(413, "payload-too-large");
     let long = format!("/healthz?{}", "a".repeat(9 * 1024));
     api.send(Method::GET, &long, None, None, &[]).await.problem(414, "uri-too-long");
     let huge = "h".repeat(40 * 1024);

@@ -128,7 +128,11 @@ fn cli(server: &Server, args: &[&str]) -> (bool, String, String) {
         .arg(server.data_dir())
         .output()
         .unwrap_or_else(|e| panic!("grantlog token {args:?}: {e}"));
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]

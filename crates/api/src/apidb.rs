@@ -116,9 +116,8 @@ pub struct ApiDb {
 fn migrate_2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(MIGRATION_2)?;
     let collisions: Vec<String> = {
-        let mut stmt = tx.prepare(
-            "SELECT group_concat(name, ', ') FROM tokens GROUP BY name COLLATE NOCASE HAVING count(*) > 1",
-        )?;
+        let mut stmt =
+            tx.prepare("SELECT group_concat(name, ', ') FROM tokens GROUP BY name COLLATE NOCASE HAVING count(*) > 1")?;
         stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     if collisions.is_empty() {
@@ -380,7 +379,11 @@ mod tests {
         assert_eq!(db.insert_token(row("ops", 1)).await.unwrap(), Inserted::Yes);
         assert_eq!(db.insert_token(row("OPS", 2)).await.unwrap(), Inserted::NameTaken);
         let unique: i64 = db
-            .with(|c| c.query_row("SELECT \"unique\" FROM pragma_index_list('tokens') WHERE name = ?1", [NAME_INDEX], |r| r.get(0)))
+            .with(|c| {
+                c.query_row("SELECT \"unique\" FROM pragma_index_list('tokens') WHERE name = ?1", [NAME_INDEX], |r| {
+                    r.get(0)
+                })
+            })
             .await
             .unwrap();
         assert_eq!(unique, 1);

@@ -79,20 +79,22 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        TokenCommand::Revoke { name, by } => match db.revoke_token(name.clone(), by).await.map_err(|e| anyhow::anyhow!("{e:?}"))? {
-            Revoked::Now => {
-                output::line(&format!("revoked {name}"));
-                Ok(true)
+        TokenCommand::Revoke { name, by } => {
+            match db.revoke_token(name.clone(), by).await.map_err(|e| anyhow::anyhow!("{e:?}"))? {
+                Revoked::Now => {
+                    output::line(&format!("revoked {name}"));
+                    Ok(true)
+                }
+                Revoked::Already => {
+                    output::line(&format!("{name} was revoked already"));
+                    Ok(true)
+                }
+                Revoked::Unknown => {
+                    output::error(&format!("no token named {name}"));
+                    Ok(false)
+                }
             }
-            Revoked::Already => {
-                output::line(&format!("{name} was revoked already"));
-                Ok(true)
-            }
-            Revoked::Unknown => {
-                output::error(&format!("no token named {name}"));
-                Ok(false)
-            }
-        },
+        }
     }
 }
 
@@ -110,8 +112,11 @@ async fn create(
         bail!("--expires-at {}: not in the future", at.to_rfc3339());
     }
     let name = ActorId::parse(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-    let programmes =
-        programmes.into_iter().map(ProgrammeId::parse).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("--programme: {e}"))?;
+    let programmes = programmes
+        .into_iter()
+        .map(ProgrammeId::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--programme: {e}"))?;
     let principal = Principal { name: name.clone(), role, programmes };
     let (secret, row) = auth::new_row(&principal, "cli", None, expires_at).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     match db.insert_token(row).await.map_err(|e| anyhow::anyhow!("{e:?}"))? {

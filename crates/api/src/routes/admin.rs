@@ -62,7 +62,10 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-async fn list_tokens(State(state): State<AppState>, principal: Arc<Principal>) -> Result<Json<dto::TokenList>, ApiError> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+) -> Result<Json<dto::TokenList>, ApiError> {
     principal.require(ADMINS)?;
     let tokens = state.tokens().list().await?.iter().map(auth::info).collect::<Result<_, _>>()?;
     Ok(Json(dto::TokenList { tokens }))
