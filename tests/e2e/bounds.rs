@@ -80,7 +80,10 @@ async fn a_half_sent_header_is_closed_by_the_server_within_the_header_read_timeo
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let server = Server::start_with(&["serve", "--idle-timeout-ms", "500", "--header-read-timeout-ms", "60000"]);
+    let server = Server::start_with_env(
+        &["serve"],
+        &[("GRANTLOG_IDLE_TIMEOUT_MS", "500"), ("GRANTLOG_HEADER_READ_TIMEOUT_MS", "60000")],
+    );
     let mut socket = TcpStream::connect(host(&server)).await.unwrap();
     assert_eq!(healthz(&mut socket, WITHIN).await.as_deref(), Some("http/1.1 200 ok"));
     // Kept alive: a second request on it is served.
