@@ -23,6 +23,7 @@ pub mod problems;
 pub mod request_id;
 pub mod routes;
 mod state;
+pub mod tokens;
 
 use std::time::Duration;
 
