@@ -163,3 +163,29 @@ async fn the_cli_creates_lists_and_revokes_tokens_beside_a_running_server() {
     // The server's own file is intact: its tokens still work.
     api.get(ADMIN_TOKEN, PROBE).await.expect_status(200);
 }
+
+#[tokio::test]
+async fn a_live_stream_opened_with_a_token_ends_when_it_is_revoked() {
+    let server = Server::start();
+    let api = server.api();
+    let secret = api.token("aud-live", "auditor", &[]).await;
+    let mut response = api
+        .http()
+        .get(format!("{}/api/v1/events/stream", api.base()))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let reply = api.send(Method::DELETE, "/api/v1/tokens/aud-live", Some(ADMIN_TOKEN), None, &[]).await;
+    assert_eq!(reply.status.as_u16(), 204, "{}", reply.text);
+    let deadline = Instant::now() + SEEN_WITHIN;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, response.chunk()).await {
+            Err(_) => panic!("the stream of a revoked token still open after {SEEN_WITHIN:?}"),
+            Ok(Ok(None) | Err(_)) => break,
+            Ok(Ok(Some(_))) => {}
+        }
+    }
+}

@@ -171,7 +171,7 @@ impl AppState {
     }
 
     /// The tokens.
-    pub fn tokens(&self) -> &Tokens {
+    pub fn tokens(&self) -> &Arc<Tokens> {
         &self.0.tokens
     }
 

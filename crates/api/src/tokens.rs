@@ -25,6 +25,9 @@ pub const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 /// `data_version`, a cheap read, and reloads the table only when it moved.
 pub const TOKENS_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a live stream (SSE) checks that its token is still accepted.
+pub const STREAM_TOKEN_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Uses queued for the `last_used_at` writer at most; more are dropped
 /// (and written at the next use after [`LAST_USED_EVERY`]).
 const LAST_USED_QUEUE_MAX: usize = 1_024;
@@ -167,6 +170,34 @@ impl Tokens {
             }
         }
         Ok(revoked)
+    }
+
+    /// Whether a token named `name` (exactly) is still accepted: known, not
+    /// revoked, not expired.
+    pub fn accepts(&self, name: &ActorId) -> bool {
+        let now = Utc::now();
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        known.values().any(|e| {
+            e.principal.name == *name
+                && !e.revoked.load(Ordering::Acquire)
+                && e.expires_at.is_none_or(|at| at > now)
+        })
+    }
+
+    /// Resolves once the token named `name` is no longer accepted (revoked
+    /// here or by another process, or expired): a live stream opened with it
+    /// ends then, within [`STREAM_TOKEN_CHECK_EVERY`].
+    pub fn withdrawn(self: &Arc<Self>, name: ActorId) -> impl Future<Output = ()> + Send + 'static {
+        let tokens = Arc::downgrade(self);
+        async move {
+            loop {
+                tokio::time::sleep(STREAM_TOKEN_CHECK_EVERY).await;
+                match tokens.upgrade() {
+                    Some(t) if t.accepts(&name) => {}
+                    _ => return,
+                }
+            }
+        }
     }
 
     /// Every stored token (never a secret).
