@@ -169,13 +169,8 @@ async fn a_live_stream_opened_with_a_token_ends_when_it_is_revoked() {
     let server = Server::start();
     let api = server.api();
     let secret = api.token("aud-live", "auditor", &[]).await;
-    let mut response = api
-        .http()
-        .get(format!("{}/api/v1/events/stream", api.base()))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let mut response =
+        api.http().get(format!("{}/api/v1/events/stream", api.base())).bearer_auth(&secret).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let reply = api.send(Method::DELETE, "/api/v1/tokens/aud-live", Some(ADMIN_TOKEN), None, &[]).await;
     assert_eq!(reply.status.as_u16(), 204, "{}", reply.text);

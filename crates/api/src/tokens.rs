@@ -178,9 +178,7 @@ impl Tokens {
         let now = Utc::now();
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());
         known.values().any(|e| {
-            e.principal.name == *name
-                && !e.revoked.load(Ordering::Acquire)
-                && e.expires_at.is_none_or(|at| at > now)
+            e.principal.name == *name && !e.revoked.load(Ordering::Acquire) && e.expires_at.is_none_or(|at| at > now)
         })
     }
 
