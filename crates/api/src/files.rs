@@ -54,7 +54,10 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     tighten(dir, DATA_DIR_MODE)
 }
 
-fn create_private_file(path: &Path) -> io::Result<()> {
+/// Creates `path` empty with mode 0600 unless it exists: call it before
+/// SQLite first opens a data file (a rebuilt `views.sqlite` too), so that the
+/// file and its `-wal`/`-shm` are the owner's only.
+pub fn create_private_file(path: &Path) -> io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
