@@ -111,6 +111,8 @@ async fn operations(api: &Api) -> Vec<Operation> {
 const DOCUMENTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/programmes"),
     ("POST", "/api/v1/tokens"),
+    ("GET", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/{}"),
     ("POST", "/api/v1/grants"),
     ("POST", "/api/v1/grants/{}/workstreams"),
     ("POST", "/api/v1/grants/{}/budget-lines"),
@@ -145,6 +147,8 @@ const DOCUMENTED: &[(&str, &str)] = &[
 const CONTRACT_ROLES: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/v1/programmes", &["admin"]),
     ("POST", "/api/v1/tokens", &["admin"]),
+    ("GET", "/api/v1/tokens", &["admin"]),
+    ("DELETE", "/api/v1/tokens/{}", &["admin"]),
     ("POST", "/api/v1/grants", &["admin", "manager"]),
     ("POST", "/api/v1/grants/{}/expenditures", &["admin", "manager"]),
     ("GET", "/api/v1/grants/{}/budget", &["admin", "auditor", "manager", "viewer"]),

@@ -71,7 +71,7 @@ async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_only_what_it_does_not_record_and_recovers_without_a_restart() {
     let mut mount = None;
-    let server = Server::start_prepared(&["serve"], |data| mount = Some(Tmpfs::mount(data, TMPFS_BYTES)));
+    let server = Server::start_prepared(&["serve"], &[], |data| mount = Some(Tmpfs::mount(data, TMPFS_BYTES)));
     let api = server.api();
     let line =
         json!({"workstream": "WP1", "category": "PER", "amount": eur("90000.00"), "effective_date": "2022-01-01"});

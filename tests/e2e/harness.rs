@@ -48,6 +48,7 @@ pub struct Server {
     child: Option<Child>,
     url: String,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     starts: u32,
 }
 
@@ -59,12 +60,18 @@ impl Server {
 
     /// `grantlog <args>` (a subcommand and flags) on a fresh data directory.
     pub fn start_with(args: &[&str]) -> Self {
-        Self::start_prepared(args, |_| {})
+        Self::start_with_env(args, &[])
     }
 
-    /// Like [`Server::start_with`], after `prepare` has been given the data
-    /// directory's path (to mount a small file system there, say).
-    pub fn start_prepared(args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
+    /// `grantlog <args>` with extra environment variables (`GRANTLOG_*`
+    /// settings) on a fresh data directory.
+    pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::start_prepared(args, envs, |_| {})
+    }
+
+    /// Like [`Server::start_with_env`], after `prepare` has been given the
+    /// data directory's path (to mount a small file system there, say).
+    pub fn start_prepared(args: &[&str], envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
         let root = tempfile::tempdir().expect("a temporary directory");
         prepare(&root.path().join("data"));
         let mut server = Self {
@@ -72,6 +79,7 @@ impl Server {
             child: None,
             url: String::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            envs: envs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             starts: 0,
         };
         server.spawn();
@@ -135,6 +143,7 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("GRANTLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

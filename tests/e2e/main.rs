@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod bodies;
+mod bounds;
 mod client;
 mod crash;
 mod disk_full;
@@ -16,4 +17,5 @@ mod nctcr;
 mod rejections;
 mod scenario;
 mod sse;
+mod tokens;
 mod world;

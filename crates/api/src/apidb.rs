@@ -1,7 +1,7 @@
 //! The API's own SQLite file (`api.sqlite`): bearer tokens (as SHA-256
 //! digests). Not the log's file: one writer per file. Calls run on the
-//! blocking pool, never on a runtime worker. (Its `idempotency` table is
-//! no longer written: idempotency is decided by the event log.)
+//! blocking pool, never on a runtime worker. (Schema 3 drops the
+//! `idempotency` table of older builds: idempotency is decided by the log.)
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 use crate::error::ApiError;
 
 /// This build's schema version (`PRAGMA user_version`).
-pub const API_SCHEMA_VERSION: i64 = 1;
+pub const API_SCHEMA_VERSION: i64 = 3;
 
 const MIGRATION_1: &str = "
 CREATE TABLE tokens (
@@ -34,6 +34,27 @@ CREATE TABLE idempotency (
 ) STRICT;
 ";
 
+/// Token lifecycle: expiry, last use, revocation (who and when; a revoked
+/// token's row is kept). Names are unique without regard to ASCII case:
+/// the unique index is created when the names stored so far allow it; if
+/// two already collide (made by an older build) both rows are kept, usable,
+/// and a plain index is made instead: new tokens are refused a colliding
+/// name either way, by the insert itself.
+const MIGRATION_2: &str = "
+ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+ALTER TABLE tokens ADD COLUMN last_used_at TEXT;
+ALTER TABLE tokens ADD COLUMN revoked_at TEXT;
+ALTER TABLE tokens ADD COLUMN revoked_by TEXT;
+";
+
+/// The idempotency records of older builds: the event log decides
+/// idempotency now (a key's command id and request fingerprint are stored
+/// with its events), so a second copy that could disagree with it goes.
+const MIGRATION_3: &str = "DROP TABLE IF EXISTS idempotency;";
+
+/// The index names are unique by, in either of its forms.
+const NAME_INDEX: &str = "tokens_name_nocase";
+
 /// A stored token.
 #[derive(Debug, Clone)]
 pub struct TokenRow {
@@ -45,12 +66,62 @@ pub struct TokenRow {
     pub programmes: String,
     /// SHA-256 of the secret.
     pub digest: [u8; 32],
+    /// When it stops being accepted (RFC 3339), if ever.
+    pub expires_at: Option<String>,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was last used, to within [`crate::auth::LAST_USED_EVERY`].
+    pub last_used_at: Option<String>,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+    /// Who revoked it.
+    pub revoked_by: Option<String>,
+}
+
+/// What an insert found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored.
+    Yes,
+    /// A token with this name, in any case, exists (revoked ones included).
+    NameTaken,
+}
+
+/// What a revocation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// Revoked now.
+    Now,
+    /// It was revoked before (who and when are kept as they were).
+    Already,
+    /// No such token.
+    Unknown,
 }
 
 /// The API database.
 #[derive(Debug, Clone)]
 pub struct ApiDb {
     conn: Arc<Mutex<Connection>>,
+}
+
+fn migrate_2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(MIGRATION_2)?;
+    let collisions: Vec<String> = {
+        let mut stmt =
+            tx.prepare("SELECT group_concat(name, ', ') FROM tokens GROUP BY name COLLATE NOCASE HAVING count(*) > 1")?;
+        stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    if collisions.is_empty() {
+        tx.execute_batch(&format!("CREATE UNIQUE INDEX {NAME_INDEX} ON tokens (name COLLATE NOCASE);"))
+    } else {
+        tracing::warn!(
+            names = collisions.join("; "),
+            "api.sqlite holds token names that differ only in case: both kept; no new name may collide"
+        );
+        tx.execute_batch(&format!("CREATE INDEX {NAME_INDEX} ON tokens (name COLLATE NOCASE);"))
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -76,6 +147,14 @@ impl ApiDb {
             tx.execute_batch(MIGRATION_1).map_err(internal)?;
             tx.pragma_update(None, "user_version", 1).map_err(internal)?;
         }
+        if version < 2 {
+            migrate_2(&tx).map_err(internal)?;
+            tx.pragma_update(None, "user_version", 2).map_err(internal)?;
+        }
+        if version < 3 {
+            tx.execute_batch(MIGRATION_3).map_err(internal)?;
+            tx.pragma_update(None, "user_version", 3).map_err(internal)?;
+        }
         tx.commit().map_err(internal)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
@@ -100,40 +179,169 @@ impl ApiDb {
         })
     }
 
-    /// Every token.
+    /// Every token, revoked and expired ones included.
     pub async fn tokens(&self) -> Result<Vec<TokenRow>, ApiError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT name, role, programmes, digest FROM tokens ORDER BY name")?;
+            let mut stmt = c.prepare(
+                "SELECT name, role, programmes, digest, expires_at, created_at, created_by, last_used_at,
+                        revoked_at, revoked_by
+                 FROM tokens ORDER BY name",
+            )?;
             let rows = stmt.query_map([], |r| {
                 let digest: Vec<u8> = r.get(3)?;
                 let mut d = [0u8; 32];
                 if digest.len() == 32 {
                     d.copy_from_slice(&digest);
                 }
-                Ok(TokenRow { name: r.get(0)?, role: r.get(1)?, programmes: r.get(2)?, digest: d })
+                Ok(TokenRow {
+                    name: r.get(0)?,
+                    role: r.get(1)?,
+                    programmes: r.get(2)?,
+                    digest: d,
+                    expires_at: r.get(4)?,
+                    created_at: r.get(5)?,
+                    created_by: r.get(6)?,
+                    last_used_at: r.get(7)?,
+                    revoked_at: r.get(8)?,
+                    revoked_by: r.get(9)?,
+                })
             })?;
             rows.collect()
         })
         .await
     }
 
-    /// Stores a new token; `false` if the name is taken.
-    pub async fn insert_token(&self, row: TokenRow, created_by: String) -> Result<bool, ApiError> {
+    /// Stores a new token unless its name is taken in any case. `row`'s
+    /// `created_at`/`created_by` are stored; its lifecycle fields are not.
+    pub async fn insert_token(&self, row: TokenRow) -> Result<Inserted, ApiError> {
         self.with(move |c| {
+            // One statement: atomic against another process's insert.
             let n = c.execute(
-                "INSERT INTO tokens (name, role, programmes, digest, created_at, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                "INSERT INTO tokens (name, role, programmes, digest, created_at, created_by, expires_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                 WHERE NOT EXISTS (SELECT 1 FROM tokens WHERE name = ?1 COLLATE NOCASE)
+                 ON CONFLICT DO NOTHING",
                 params![
                     row.name,
                     row.role,
                     row.programmes,
                     row.digest.to_vec(),
-                    chrono::Utc::now().to_rfc3339(),
-                    created_by
+                    row.created_at,
+                    row.created_by,
+                    row.expires_at
                 ],
             )?;
-            Ok(n == 1)
+            Ok(if n == 1 { Inserted::Yes } else { Inserted::NameTaken })
         })
         .await
+    }
+
+    /// Revokes the token named `name` (in any case): every row so named.
+    pub async fn revoke_token(&self, name: String, by: String) -> Result<Revoked, ApiError> {
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3
+                 WHERE name = ?1 COLLATE NOCASE AND revoked_at IS NULL",
+                params![name, chrono::Utc::now().to_rfc3339(), by],
+            )?;
+            if n > 0 {
+                return Ok(Revoked::Now);
+            }
+            let known: i64 =
+                c.query_row("SELECT count(*) FROM tokens WHERE name = ?1 COLLATE NOCASE", params![name], |r| r.get(0))?;
+            Ok(if known > 0 { Revoked::Already } else { Revoked::Unknown })
+        })
+        .await
+    }
+
+    /// Records when tokens were last used (a batch, one transaction).
+    pub async fn record_last_used(&self, uses: Vec<(String, String)>) -> Result<(), ApiError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare(
+                    "UPDATE tokens SET last_used_at = ?2
+                     WHERE name = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                )?;
+                for (name, at) in &uses {
+                    stmt.execute(params![name, at])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// SQLite's `data_version`: it changes when another connection (another
+    /// process: `grantlog token`) commits to the file.
+    pub async fn data_version(&self) -> Result<i64, ApiError> {
+        self.with(|c| c.pragma_query_value(None, "data_version", |r| r.get(0))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, digest: u8) -> TokenRow {
+        TokenRow {
+            name: name.into(),
+            role: "viewer".into(),
+            programmes: "[]".into(),
+            digest: [digest; 32],
+            expires_at: None,
+            created_at: chrono::Utc::now().to_rfc3339(),
+            created_by: "t".into(),
+            last_used_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn migration_2_keeps_names_that_collide_in_case_and_refuses_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sqlite");
+        {
+            // A file of schema 1 holding two names that read alike.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATION_1).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            for (name, d) in [("PM-NCTCR", 1u8), ("pm-nctcr", 2)] {
+                c.execute(
+                    "INSERT INTO tokens (name, role, programmes, digest, created_at, created_by)
+                     VALUES (?1, 'viewer', '[]', ?2, 'now', 't')",
+                    params![name, vec![d; 32]],
+                )
+                .unwrap();
+            }
+        }
+        let db = ApiDb::open(&path).unwrap();
+        assert_eq!(db.tokens().await.unwrap().len(), 2, "both rows kept");
+        assert_eq!(db.insert_token(row("Pm-Nctcr", 3)).await.unwrap(), Inserted::NameTaken);
+        assert_eq!(db.revoke_token("pm-NCTCR".into(), "admin".into()).await.unwrap(), Revoked::Now);
+        let rows = db.tokens().await.unwrap();
+        assert!(rows.iter().all(|r| r.revoked_at.is_some() && r.revoked_by.as_deref() == Some("admin")));
+        assert_eq!(db.revoke_token("pm-nctcr".into(), "x".into()).await.unwrap(), Revoked::Already);
+        assert_eq!(db.revoke_token("nobody".into(), "x".into()).await.unwrap(), Revoked::Unknown);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_file_has_a_unique_index_on_names_without_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
+        assert_eq!(db.insert_token(row("ops", 1)).await.unwrap(), Inserted::Yes);
+        assert_eq!(db.insert_token(row("OPS", 2)).await.unwrap(), Inserted::NameTaken);
+        let unique: i64 = db
+            .with(|c| {
+                c.query_row("SELECT \"unique\" FROM pragma_index_list('tokens') WHERE name = ?1", [NAME_INDEX], |r| {
+                    r.get(0)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(unique, 1);
+        db.record_last_used(vec![("ops".into(), "2026-01-01T00:00:00+00:00".into())]).await.unwrap();
+        assert!(db.tokens().await.unwrap()[0].last_used_at.is_some());
     }
 }

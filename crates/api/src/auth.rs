@@ -1,14 +1,13 @@
 //! Bearer tokens, roles, programme scopes and the per-token rate limit.
 //!
 //! A token is 32 random bytes (`glt_` + 64 hex digits), stored only as its
-//! SHA-256. A presented token is hashed and compared with every stored
-//! digest in constant time, without stopping at a match, so timing reveals
-//! nothing about which digest (if any) matched. Tokens are never logged:
+//! SHA-256. A presented token is hashed, looked up by its digest and
+//! compared in constant time; revoked and expired tokens are refused. Tokens are never logged:
 //! the `Authorization` header is marked sensitive and only the name is put
 //! on spans.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::FromRequestParts;
@@ -19,11 +18,10 @@ use rand::RngCore;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::apidb::{ApiDb, TokenRow};
 use crate::error::ApiError;
+pub use crate::tokens::{LAST_USED_EVERY, TOKENS_RELOAD_EVERY, Tokens, info, new_row};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
@@ -53,7 +51,8 @@ impl Role {
         }
     }
 
-    fn parse(s: &str) -> Option<Role> {
+    /// The role of a wire name.
+    pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
@@ -96,75 +95,6 @@ pub fn new_secret() -> (String, [u8; 32]) {
 /// SHA-256 of a presented token.
 pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
-}
-
-/// The tokens in memory, backed by the API database.
-#[derive(Debug)]
-pub struct Tokens {
-    db: ApiDb,
-    known: RwLock<Vec<([u8; 32], Arc<Principal>)>>,
-}
-
-impl Tokens {
-    /// Loads every stored token.
-    pub async fn load(db: ApiDb) -> Result<Self, ApiError> {
-        let mut known = Vec::new();
-        for row in db.tokens().await? {
-            known.push((row.digest, Arc::new(principal_of(&row)?)));
-        }
-        Ok(Self { db, known: RwLock::new(known) })
-    }
-
-    /// Whether any token exists (the bootstrap creates the first).
-    pub fn is_empty(&self) -> bool {
-        self.known.read().unwrap_or_else(|e| e.into_inner()).is_empty()
-    }
-
-    /// The principal of a presented secret.
-    pub fn authenticate(&self, secret: &str) -> Option<Arc<Principal>> {
-        let presented = digest(secret);
-        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-        let mut found = None;
-        for (digest, principal) in known.iter() {
-            if bool::from(digest.ct_eq(&presented)) {
-                found = Some(Arc::clone(principal));
-            }
-        }
-        found
-    }
-
-    /// Creates a token; `Ok(None)` if the name is taken.
-    pub async fn create(
-        &self,
-        principal: Principal,
-        created_by: &str,
-        secret: Option<String>,
-    ) -> Result<Option<String>, ApiError> {
-        let (secret, digest) = match secret {
-            Some(s) => {
-                let d = digest(&s);
-                (s, d)
-            }
-            None => new_secret(),
-        };
-        let programmes = serde_json::to_string(&principal.programmes).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let row =
-            TokenRow { name: principal.name.to_string(), role: principal.role.as_str().into(), programmes, digest };
-        if !self.db.insert_token(row, created_by.to_owned()).await? {
-            return Ok(None);
-        }
-        self.known.write().unwrap_or_else(|e| e.into_inner()).push((digest, Arc::new(principal)));
-        Ok(Some(secret))
-    }
-}
-
-fn principal_of(row: &TokenRow) -> Result<Principal, ApiError> {
-    let bad = |what: &str| ApiError::Internal(format!("stored token {:?}: bad {what}", row.name));
-    Ok(Principal {
-        name: ActorId::parse(row.name.clone()).map_err(|_| bad("name"))?,
-        role: Role::parse(&row.role).ok_or_else(|| bad("role"))?,
-        programmes: serde_json::from_str(&row.programmes).map_err(|_| bad("programmes"))?,
-    })
 }
 
 /// A token bucket per token name: `per_second` requests a second, bursts
@@ -223,6 +153,7 @@ impl FromRequestParts<AppState> for Arc<Principal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apidb::ApiDb;
 
     #[tokio::test]
     async fn a_token_is_stored_hashed_and_found_by_its_secret_only() {

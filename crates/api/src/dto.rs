@@ -62,6 +62,9 @@ pub struct CreateToken {
     /// Programmes a manager or viewer may see (none when empty).
     #[serde(default)]
     pub programmes: Vec<ProgrammeId>,
+    /// When it stops being accepted (RFC 3339, in the future); never if absent.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The answer to `POST /api/v1/tokens`: the only time the secret is shown.
@@ -75,6 +78,8 @@ pub struct TokenCreated {
     pub programmes: Vec<ProgrammeId>,
     /// The bearer token.
     pub token: String,
+    /// When it stops being accepted, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// `POST /api/v1/grants`.
@@ -520,4 +525,34 @@ pub struct Health {
     /// Why not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// One token as `GET /api/v1/tokens` lists it: never its secret.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TokenInfo {
+    /// Name (the actor).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Programmes a manager or viewer may see.
+    pub programmes: Vec<ProgrammeId>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was last used, to within a minute (`null`: never).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops being accepted (`null`: never).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked (`null`: it was not).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Who revoked it.
+    pub revoked_by: Option<String>,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TokenList {
+    /// Every token, revoked and expired ones included, by name.
+    pub tokens: Vec<TokenInfo>,
 }

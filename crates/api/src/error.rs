@@ -108,6 +108,27 @@ pub enum ApiError {
     /// The log stopped accepting writes after an I/O error.
     #[error("the event log is not accepting writes")]
     Unavailable,
+    /// The path exists, but not with this method (the answer carries `Allow`).
+    #[error("the method is not allowed here")]
+    MethodNotAllowed,
+    /// The request target is longer than allowed.
+    #[error("the request URI is longer than {bytes_max} bytes")]
+    UriTooLong {
+        /// The limit.
+        bytes_max: usize,
+    },
+    /// The request's header section is larger than allowed.
+    #[error("the request headers are larger than allowed ({bytes_max} bytes, {count_max} fields)")]
+    HeadersTooLarge {
+        /// The limit on the bytes of all fields.
+        bytes_max: usize,
+        /// The limit on the number of fields.
+        count_max: usize,
+    },
+    /// An answer the framework produced without a body, given a problem
+    /// body after the fact (its status kept).
+    #[error("the request was refused ({0})")]
+    Status(StatusCode),
     /// A fault of the server; details are logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -133,6 +154,10 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Status(status) => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -157,6 +182,10 @@ impl ApiError {
             ApiError::TooManyConflicts { .. } => "too-many-conflicts".into(),
             ApiError::StorageFull => "storage-full".into(),
             ApiError::Unavailable => "log-unavailable".into(),
+            ApiError::MethodNotAllowed => "method-not-allowed".into(),
+            ApiError::UriTooLong { .. } => "uri-too-long".into(),
+            ApiError::HeadersTooLarge { .. } => "headers-too-large".into(),
+            ApiError::Status(status) => status_code_name(*status),
             ApiError::Internal(_) => "internal".into(),
         }
     }
@@ -196,6 +225,13 @@ impl ApiError {
             ApiError::TooManyConflicts { attempts } => {
                 m.insert("attempts".into(), json!(attempts));
             }
+            ApiError::UriTooLong { bytes_max } => {
+                m.insert("bytes_max".into(), json!(bytes_max));
+            }
+            ApiError::HeadersTooLarge { bytes_max, count_max } => {
+                m.insert("bytes_max".into(), json!(bytes_max));
+                m.insert("count_max".into(), json!(count_max));
+            }
             _ => {}
         }
         m
@@ -223,6 +259,22 @@ impl ApiError {
             body.insert("request_id".into(), json!(id));
         }
         Value::Object(body)
+    }
+}
+
+/// The code of a bare framework answer: the status's own name where this
+/// enum has one, else `http-<status>`.
+fn status_code_name(status: StatusCode) -> String {
+    match status {
+        StatusCode::BAD_REQUEST => "bad-request".into(),
+        StatusCode::NOT_FOUND => "not-found".into(),
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed".into(),
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large".into(),
+        StatusCode::URI_TOO_LONG => "uri-too-long".into(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type".into(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large".into(),
+        StatusCode::INTERNAL_SERVER_ERROR => "internal".into(),
+        other => format!("http-{}", other.as_u16()),
     }
 }
 

@@ -17,12 +17,15 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 mod extract;
+pub mod files;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
+pub mod problems;
 pub mod request_id;
 pub mod routes;
 mod state;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +56,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
+        .layer(middleware::from_fn_with_state(state.clone(), problems::head_limits))
+        .layer(middleware::from_fn(problems::bare_errors))
         .layer(middleware::from_fn(request_id::layer))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, HeaderName::from_static("cookie")]))
         .with_state(state)

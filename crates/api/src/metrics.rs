@@ -34,10 +34,41 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Records one served request.
+/// The `method` label of every method outside the standard ones: labels
+/// come from a closed set, so no caller can add series at will.
+pub const METHOD_OTHER: &str = "OTHER";
+
+/// The `route` label of a request that matched no route (the router's
+/// templates are the only other values).
+pub const ROUTE_UNMATCHED: &str = "unmatched";
+
+/// The method's label: its name for the RFC 9110 methods and PATCH, else
+/// [`METHOD_OTHER`].
+pub fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    KNOWN.iter().find(|m| *m == method).map_or(METHOD_OTHER, Method::as_str)
+}
+
+/// Records one served request. `route` is a route template of the table
+/// or [`ROUTE_UNMATCHED`]; the status is at most three digits.
 pub fn request_served(method: &Method, route: &str, status: u16, elapsed: Duration) {
-    let labels = [("method", method.as_str().to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
+    let labels =
+        [("method", method_label(method).to_owned()), ("route", route.to_owned()), ("status", status_label(status))];
     metrics::histogram!("grantlog_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+fn status_label(status: u16) -> String {
+    if (100..=599).contains(&status) { status.to_string() } else { "other".to_owned() }
 }
 
 /// Records events appended by a command.
@@ -55,5 +86,20 @@ pub fn render(projection_lag: u64, projection_position: u64) -> String {
             h.render()
         }
         None => "# no recorder installed\n".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_method_is_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for name in ["FOO", "XYZZY", "get"] {
+            let m = Method::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), METHOD_OTHER, "{name}");
+        }
     }
 }

@@ -68,6 +68,7 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
         parameters.push(json!({"name": "If-Match", "in": "header", "required": false, "description": "the grant version, quoted", "schema": {"type": "string"}}));
     }
     let success = match route.response {
+        None if route.status == 204 => json!({"description": "No Content"}),
         Some(schema) => json!({"description": "OK", "content": {route.content_type: {"schema": schema(generator)}}}),
         None => json!({"description": "OK", "content": {route.content_type: {}}}),
     };

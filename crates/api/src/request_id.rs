@@ -39,7 +39,8 @@ fn sane(v: &HeaderValue) -> Option<String> {
 /// records its duration by route template.
 pub async fn layer(request: Request, next: Next) -> Response {
     let id = request.headers().get(&X_REQUEST_ID).and_then(sane).unwrap_or_else(|| Uuid::now_v7().to_string());
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or(crate::metrics::ROUTE_UNMATCHED, |p| p.as_str()).to_owned();
     let method = request.method().clone();
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = Instant::now();

@@ -28,6 +28,14 @@ pub struct Config {
     pub min_position_wait_ms: u64,
     /// The admin token to create on first start (else a random one).
     pub admin_token: Option<String>,
+    /// Most bytes of serialised views kept in the view cache.
+    pub view_cache_bytes_max: usize,
+    /// Longest request target (path and query).
+    pub request_uri_bytes_max: usize,
+    /// Most bytes of request header fields.
+    pub request_headers_bytes_max: usize,
+    /// Most request header fields.
+    pub request_headers_max: usize,
 }
 
 impl Config {
@@ -40,6 +48,10 @@ impl Config {
             rate_limit_per_second: 1_000,
             min_position_wait_ms: 3_000,
             admin_token: None,
+            view_cache_bytes_max: crate::routes::views::VIEW_CACHE_BYTES_MAX,
+            request_uri_bytes_max: crate::problems::REQUEST_URI_BYTES_MAX,
+            request_headers_bytes_max: crate::problems::REQUEST_HEADERS_BYTES_MAX,
+            request_headers_max: crate::problems::REQUEST_HEADERS_MAX,
         }
     }
 }
@@ -67,7 +79,7 @@ struct Inner {
     handler: Handler,
     projector: Projector,
     history: HistoryCache,
-    tokens: Tokens,
+    tokens: Arc<Tokens>,
     rate_limiter: RateLimiter,
     views: ViewCache,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -85,13 +97,14 @@ impl AppState {
     /// bootstraps the admin token.
     pub async fn open(config: Config) -> Result<(Self, Bootstrap), ApiError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
+        crate::files::prepare_data_dir(&dir).map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
         let store = Arc::new(SqliteStore::open(dir.join("events.sqlite")).await?);
         let dyn_store: Arc<dyn EventStore> = store.clone();
         let projector = Projector::start(Arc::clone(&dyn_store), dir.join("views.sqlite")).await?;
         let db = ApiDb::open(&dir.join("api.sqlite"))?;
         let tokens = Tokens::load(db.clone()).await?;
         let bootstrap = bootstrap(&tokens, &config, &dir).await?;
+        let views = ViewCache::new(config.view_cache_bytes_max);
         let inner = Inner {
             rate_limiter: RateLimiter::new(config.rate_limit_per_second),
             handler: Handler::new(Arc::clone(&dyn_store)),
@@ -100,7 +113,7 @@ impl AppState {
             store,
             projector,
             tokens,
-            views: ViewCache::default(),
+            views,
             shutdown: tokio::sync::watch::channel(false).0,
         };
         Ok((Self(Arc::new(inner)), bootstrap))
@@ -156,7 +169,7 @@ impl AppState {
     }
 
     /// The tokens.
-    pub fn tokens(&self) -> &Tokens {
+    pub fn tokens(&self) -> &Arc<Tokens> {
         &self.0.tokens
     }
 

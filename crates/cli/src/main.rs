@@ -2,9 +2,11 @@
 //! auditor's commands. Every flag is also an environment variable.
 
 mod audit;
+mod http;
 mod output;
 mod replay;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,9 @@ enum Command {
     /// Verify an export offline: the chain, the head, nothing missing or
     /// reordered. Needs no database and no server.
     VerifyExport(audit::VerifyExportArgs),
+    /// Create, list or revoke the tokens of a data directory, offline (safe
+    /// beside a running server, which sees the change within a second).
+    Token(token::TokenArgs),
 }
 
 /// What a command concluded.
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => audit::verify(args).await?.into(),
             Command::Export(args) => audit::export(args).await?.into(),
             Command::VerifyExport(args) => audit::verify_export_file(args)?.into(),
+            Command::Token(args) => token::run(args).await?.into(),
         })
     });
     match result {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use api::{AppState, Bootstrap, Config};
@@ -44,6 +45,21 @@ pub struct ServeArgs {
     /// written to <data-dir>/admin-token).
     #[arg(long, env = "GRANTLOG_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Most bytes of serialised views the view cache keeps.
+    #[arg(long, env = "GRANTLOG_VIEW_CACHE_BYTES_MAX", default_value_t = api::routes::views::VIEW_CACHE_BYTES_MAX)]
+    pub view_cache_bytes_max: usize,
+    /// Longest time from a request head's first byte to its end; past it
+    /// the connection is closed.
+    #[arg(long, env = "GRANTLOG_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Longest time a keep-alive connection may sit idle (no request in
+    /// flight, no byte received) before it is closed.
+    #[arg(long, env = "GRANTLOG_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once; further clients wait to be accepted
+    /// until one closes.
+    #[arg(long, env = "GRANTLOG_CONNECTIONS_MAX", default_value_t = 512)]
+    pub connections_max: usize,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "GRANTLOG_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -67,6 +83,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.request_body_bytes_max = args.request_body_bytes_max;
     config.request_timeout_ms = args.request_timeout_ms;
     config.admin_token = args.admin_token.clone();
+    config.view_cache_bytes_max = args.view_cache_bytes_max;
     let (state, bootstrap) =
         AppState::open(config).await.with_context(|| format!("opening {}", args.data_dir.display()))?;
     let demo = if args.demo { crate::serve::demo(&state).await? } else { None };
@@ -88,14 +105,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     output::line(&format!("grantlog listening on {base}"));
     let app = api::app(state.clone());
     let stopping = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            signal().await;
-            tracing::info!("stopping: finishing requests in flight");
-            stopping.begin_shutdown();
-        })
-        .await
-        .context("serving")?;
+    let limits = crate::http::Limits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        connections_max: args.connections_max,
+    };
+    crate::http::serve(listener, app, limits, async move {
+        signal().await;
+        tracing::info!("stopping: finishing requests in flight");
+        stopping.begin_shutdown();
+    })
+    .await
+    .context("serving")?;
     state.close().await;
     tracing::info!("stopped");
     Ok(())

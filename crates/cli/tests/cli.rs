@@ -9,8 +9,23 @@ fn help_names_every_command() {
     let out = Command::new(env!("CARGO_BIN_EXE_grantlog")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "demo", "replay", "verify", "export", "verify-export"] {
+    for command in ["serve", "demo", "replay", "verify", "export", "verify-export", "token"] {
         assert!(text.contains(command), "{command} missing from --help:\n{text}");
+    }
+}
+
+#[test]
+fn serve_names_every_bound_as_a_flag_and_an_environment_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_grantlog")).args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (flag, env) in [
+        ("--view-cache-bytes-max", "GRANTLOG_VIEW_CACHE_BYTES_MAX"),
+        ("--header-read-timeout-ms", "GRANTLOG_HEADER_READ_TIMEOUT_MS"),
+        ("--idle-timeout-ms", "GRANTLOG_IDLE_TIMEOUT_MS"),
+        ("--connections-max", "GRANTLOG_CONNECTIONS_MAX"),
+    ] {
+        assert!(text.contains(flag) && text.contains(env), "{flag} / {env} missing from serve --help:\n{text}");
     }
 }
 

@@ -3,17 +3,18 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, get, post};
 use domain::programme::ProgrammeCommand;
 
 use super::{ADMINS, Route};
 use crate::AppState;
-use crate::auth::Principal;
+use crate::apidb::Revoked;
+use crate::auth::{self, Principal};
 use crate::dto::{self, CommandAnswer};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::json::Body;
 use crate::routes::commands::{Write, idempotent};
 
@@ -41,15 +42,49 @@ async fn create_token(
     Body(b, _): Body<dto::CreateToken>,
 ) -> Result<Response, ApiError> {
     principal.require(ADMINS)?;
+    if let Some(at) = b.expires_at
+        && at <= chrono::Utc::now()
+    {
+        return Err(ApiError::InvalidBody(vec![FieldError {
+            pointer: "/expires_at".into(),
+            detail: format!("{} is not in the future", at.to_rfc3339()),
+        }]));
+    }
     let new = Principal { name: b.name.clone(), role: b.role, programmes: b.programmes.iter().cloned().collect() };
     let token = state
         .tokens()
-        .create(new, principal.name.as_str(), None)
+        .create_expiring(new, principal.name.as_str(), None, b.expires_at)
         .await?
-        .ok_or_else(|| ApiError::Exists(format!("token {}", b.name)))?;
+        .ok_or_else(|| ApiError::Exists(format!("token {} (names are compared without regard to case)", b.name)))?;
     tracing::info!(name = %b.name, role = b.role.as_str(), "token created");
-    let answer = dto::TokenCreated { name: b.name, role: b.role, programmes: b.programmes, token };
+    let answer =
+        dto::TokenCreated { name: b.name, role: b.role, programmes: b.programmes, token, expires_at: b.expires_at };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+) -> Result<Json<dto::TokenList>, ApiError> {
+    principal.require(ADMINS)?;
+    let tokens = state.tokens().list().await?.iter().map(auth::info).collect::<Result<_, _>>()?;
+    Ok(Json(dto::TokenList { tokens }))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require(ADMINS)?;
+    match state.tokens().revoke(&name, principal.name.as_str()).await? {
+        Revoked::Unknown => Err(ApiError::NotFound(format!("token {name}"))),
+        Revoked::Now => {
+            tracing::info!(%name, by = %principal.name, "token revoked");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Revoked::Already => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 /// The admin routes.
@@ -61,9 +96,17 @@ pub(super) fn routes() -> Vec<Route> {
             .request::<dto::CreateProgramme>()
             .response::<CommandAnswer>(201),
         Route::new(Method::POST, "/api/v1/tokens", "create_token", post(create_token))
-            .summary("Create a bearer token (shown once)")
+            .summary("Create a bearer token (shown once), optionally expiring at `expires_at`")
             .roles(ADMINS)
             .request::<dto::CreateToken>()
             .response::<dto::TokenCreated>(201),
+        Route::new(Method::GET, "/api/v1/tokens", "list_tokens", get(list_tokens))
+            .summary("Every token: name, role, programmes, created, last used (to a minute), expiry, revocation; never the secret")
+            .roles(ADMINS)
+            .response::<dto::TokenList>(200),
+        Route::new(Method::DELETE, "/api/v1/tokens/{name}", "revoke_token", delete(revoke_token))
+            .summary("Revoke a token (name in any case): refused with 401 from the next request on; the row is kept")
+            .roles(ADMINS)
+            .no_content(),
     ]
 }

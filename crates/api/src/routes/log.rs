@@ -145,7 +145,8 @@ async fn live(
         }
     })
     .flatten()
-    .take_until(state.shutting_down());
+    .take_until(state.shutting_down())
+    .take_until(state.tokens().withdrawn(principal.name.clone()));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response())
 }
 

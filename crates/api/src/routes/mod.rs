@@ -114,6 +114,14 @@ impl Route {
         self
     }
 
+    /// Success is 204 without a body.
+    fn no_content(mut self) -> Self {
+        self.status = 204;
+        self.response = None;
+        self.content_type = "";
+        self
+    }
+
     fn content(mut self, content_type: &'static str) -> Self {
         self.content_type = content_type;
         self

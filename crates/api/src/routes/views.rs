@@ -2,7 +2,7 @@
 //! ledger (the live one, or one folded as known at an instant) and a
 //! business date, by the same functions the projector and rebuilds use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -95,31 +95,113 @@ enum Kind {
     Timeline,
 }
 
-/// Most views kept serialised; past it the cache starts over.
+/// Most views kept serialised.
 pub const VIEW_CACHE_ENTRIES_MAX: usize = 10_000;
+
+/// Default bound on the bytes the view cache holds (bodies and keys): the
+/// cache is keyed by the caller's `as_of` and `today`, so without it a
+/// caller could fill memory with one large view per distinct date.
+pub const VIEW_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// What an entry costs beside its body: the key, the map's and the queue's
+/// slots (an estimate on the high side).
+const ENTRY_OVERHEAD_BYTES: usize = 256;
 
 type CacheKey = (GrantId, Kind, Option<NaiveDate>, NaiveDate);
 
+#[derive(Debug)]
+struct Entry {
+    position: u64,
+    body: Bytes,
+    /// When it was put: the eviction queue's entries for older puts of the
+    /// same key are stale.
+    serial: u64,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<CacheKey, Entry>,
+    /// Keys oldest first, for eviction.
+    order: VecDeque<(CacheKey, u64)>,
+    bytes: usize,
+    serial: u64,
+}
+
+fn cost(key: &CacheKey, body: &Bytes) -> usize {
+    body.len() + key.0.as_str().len() + ENTRY_OVERHEAD_BYTES
+}
+
 /// Serialised live views, valid while the grant's ledger has not moved:
 /// dashboards polling a grant cost a lookup, not a fold and a serialisation.
-#[derive(Debug, Default)]
+/// Bounded in bytes (`view_cache_bytes_max`) and in entries; the oldest
+/// entries are evicted first, and a view larger than the whole bound is
+/// never kept.
+#[derive(Debug)]
 pub struct ViewCache {
-    entries: Mutex<HashMap<CacheKey, (u64, Bytes)>>,
+    bytes_max: usize,
+    entries: Mutex<Entries>,
 }
 
 impl ViewCache {
+    /// An empty cache holding at most `bytes_max` bytes.
+    pub fn new(bytes_max: usize) -> Self {
+        Self { bytes_max, entries: Mutex::new(Entries::default()) }
+    }
+
     fn get(&self, key: &CacheKey, ledger_position: u64) -> Option<Bytes> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(p, _)| *p == ledger_position).map(|(_, body)| body.clone())
+        entries.map.get(key).filter(|e| e.position == ledger_position).map(|e| e.body.clone())
     }
 
     fn put(&self, key: CacheKey, ledger_position: u64, body: Bytes) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= VIEW_CACHE_ENTRIES_MAX {
-            entries.clear();
+        let cost = cost(&key, &body);
+        if cost > self.bytes_max {
+            return;
         }
-        entries.insert(key, (ledger_position, body));
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = &mut *entries;
+        if let Some(old) = entries.map.remove(&key) {
+            entries.bytes -= cost_of(&key, &old);
+        }
+        while entries.bytes + cost > self.bytes_max || entries.map.len() >= VIEW_CACHE_ENTRIES_MAX {
+            let Some((oldest, serial)) = entries.order.pop_front() else { break };
+            if entries.map.get(&oldest).is_some_and(|e| e.serial == serial)
+                && let Some(evicted) = entries.map.remove(&oldest)
+            {
+                entries.bytes -= cost_of(&oldest, &evicted);
+            }
+        }
+        entries.serial += 1;
+        let serial = entries.serial;
+        entries.order.push_back((key.clone(), serial));
+        entries.bytes += cost;
+        entries.map.insert(key, Entry { position: ledger_position, body, serial });
+        // Stale queue slots (keys put again) are dropped once they outnumber
+        // the live ones, so the queue stays bounded too.
+        if entries.order.len() > 2 * entries.map.len() + 16 {
+            let map = &entries.map;
+            entries.order.retain(|(k, s)| map.get(k).is_some_and(|e| e.serial == *s));
+        }
     }
+
+    /// The bytes accounted to the entries held.
+    pub fn bytes(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+
+    /// How many views are held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).map.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn cost_of(key: &CacheKey, entry: &Entry) -> usize {
+    cost(key, &entry.body)
 }
 
 /// A view's JSON (which carries its own `position`: the last log position
@@ -229,4 +311,49 @@ pub(super) fn routes() -> Vec<Route> {
             .query(&[MIN_POSITION, TODAY])
             .response::<Positioned<PortfolioView>>(200),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> CacheKey {
+        let today = NaiveDate::from_ymd_opt(2022, 1, 1).unwrap() + chrono::Days::new(u64::from(n));
+        (GrantId::parse("g-1").unwrap(), Kind::Budget, None, today)
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_bytes_than_its_bound() {
+        let bytes_max = 1024 * 1024;
+        let cache = ViewCache::new(bytes_max);
+        let body = Bytes::from(vec![b'x'; 50 * 1024]);
+        for n in 0..2_000 {
+            cache.put(key(n), 7, body.clone());
+            assert!(cache.bytes() <= bytes_max, "{} bytes after {n} puts", cache.bytes());
+        }
+        // About 20 views fit: the newest are kept, the oldest evicted.
+        assert!((15..=20).contains(&cache.len()), "{} entries", cache.len());
+        assert_eq!(cache.get(&key(1_999), 7), Some(body.clone()));
+        assert_eq!(cache.get(&key(0), 7), None, "the oldest was evicted");
+        assert_eq!(cache.get(&key(1_999), 8), None, "a moved ledger misses");
+        let accounted: usize = {
+            let e = cache.entries.lock().unwrap();
+            assert!(e.order.len() <= 2 * e.map.len() + 16);
+            e.map.iter().map(|(k, v)| cost_of(k, v)).sum()
+        };
+        assert_eq!(accounted, cache.bytes());
+    }
+
+    #[test]
+    fn a_view_put_again_is_counted_once_and_one_too_large_is_not_kept() {
+        let cache = ViewCache::new(64 * 1024);
+        for position in 0..100 {
+            cache.put(key(1), position, Bytes::from(vec![b'y'; 1_000]));
+        }
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.bytes(), cost(&key(1), &Bytes::from(vec![b'y'; 1_000])));
+        cache.put(key(2), 1, Bytes::from(vec![b'z'; 65 * 1024]));
+        assert_eq!(cache.get(&key(2), 1), None);
+        assert_eq!(cache.len(), 1);
+    }
 }

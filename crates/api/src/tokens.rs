@@ -1,0 +1,334 @@
+//! The tokens a server accepts: in memory, looked up by digest, backed by
+//! `api.sqlite`; their lifecycle (expiry, revocation, last use) and the
+//! background tasks that keep them true: the `last_used_at` writer and the
+//! reload of tokens another process (`grantlog token`) changed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use events::ActorId;
+use subtle::ConstantTimeEq;
+
+use crate::apidb::{ApiDb, Inserted, Revoked, TokenRow};
+use crate::auth::{Principal, Role, digest, new_secret};
+use crate::error::ApiError;
+
+/// How often a token's use is written to `last_used_at` at most: uses in
+/// between are coalesced, so `last_used_at` is accurate to this.
+pub const LAST_USED_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the server looks for tokens created or revoked by another
+/// process (`grantlog token` on the same data directory): it checks SQLite's
+/// `data_version`, a cheap read, and reloads the table only when it moved.
+pub const TOKENS_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a live stream (SSE) checks that its token is still accepted.
+pub const STREAM_TOKEN_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Uses queued for the `last_used_at` writer at most; more are dropped
+/// (and written at the next use after [`LAST_USED_EVERY`]).
+const LAST_USED_QUEUE_MAX: usize = 1_024;
+
+/// A token as the server holds it.
+#[derive(Debug)]
+struct Known {
+    principal: Arc<Principal>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked: AtomicBool,
+    /// Unix seconds of the last use sent to the writer (0: none yet).
+    last_used_sent: AtomicI64,
+}
+
+/// The tokens in memory, backed by the API database. Looked up by digest
+/// (a SHA-256 of 32 random bytes: a lookup's timing says nothing useful),
+/// then compared in constant time.
+#[derive(Debug)]
+pub struct Tokens {
+    db: ApiDb,
+    known: RwLock<HashMap<[u8; 32], Arc<Known>>>,
+    uses: tokio::sync::mpsc::Sender<(String, String)>,
+}
+
+impl Tokens {
+    /// Loads every stored token and starts the background tasks: the
+    /// `last_used_at` writer and the reload of tokens changed by another
+    /// process. Both end when the `Tokens` is dropped.
+    pub async fn load(db: ApiDb) -> Result<Arc<Self>, ApiError> {
+        // The version first: a change made while reading is then seen.
+        let version = db.data_version().await?;
+        let known = Self::read(&db).await?;
+        let (uses, rx) = tokio::sync::mpsc::channel(LAST_USED_QUEUE_MAX);
+        let tokens = Arc::new(Self { db: db.clone(), known: RwLock::new(known), uses });
+        tokio::spawn(write_last_used(db, rx));
+        tokio::spawn(reload(Arc::downgrade(&tokens), version));
+        Ok(tokens)
+    }
+
+    async fn read(db: &ApiDb) -> Result<HashMap<[u8; 32], Arc<Known>>, ApiError> {
+        let mut known = HashMap::new();
+        for row in db.tokens().await? {
+            let entry = Known {
+                principal: Arc::new(principal_of(&row)?),
+                expires_at: parse_time(&row, row.expires_at.as_deref())?,
+                revoked: AtomicBool::new(row.revoked_at.is_some()),
+                last_used_sent: AtomicI64::new(0),
+            };
+            known.insert(row.digest, Arc::new(entry));
+        }
+        Ok(known)
+    }
+
+    /// Reads the table again, keeping what is known of recent uses.
+    async fn refresh(&self) -> Result<(), ApiError> {
+        let fresh = Self::read(&self.db).await?;
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        for (digest, entry) in &fresh {
+            if let Some(old) = known.get(digest) {
+                entry.last_used_sent.store(old.last_used_sent.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        *known = fresh;
+        Ok(())
+    }
+
+    /// Whether any token exists (the bootstrap creates the first).
+    pub fn is_empty(&self) -> bool {
+        self.known.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// The principal of a presented secret, if it is known, not revoked and
+    /// not expired. Its use is queued for `last_used_at`, never waited for.
+    pub fn authenticate(&self, secret: &str) -> Option<Arc<Principal>> {
+        let presented = digest(secret);
+        let entry = {
+            let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+            let (stored, entry) = known.get_key_value(&presented)?;
+            if !bool::from(stored.ct_eq(&presented)) {
+                return None;
+            }
+            Arc::clone(entry)
+        };
+        let now = Utc::now();
+        if entry.revoked.load(Ordering::Acquire) || entry.expires_at.is_some_and(|at| at <= now) {
+            return None;
+        }
+        let secs = now.timestamp();
+        let sent = entry.last_used_sent.load(Ordering::Relaxed);
+        let every = i64::try_from(LAST_USED_EVERY.as_secs()).unwrap_or(i64::MAX);
+        if secs.saturating_sub(sent) >= every
+            && entry.last_used_sent.compare_exchange(sent, secs, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            let _ = self.uses.try_send((entry.principal.name.to_string(), now.to_rfc3339()));
+        }
+        Some(Arc::clone(&entry.principal))
+    }
+
+    /// Creates a token; `Ok(None)` if the name is taken in any case.
+    pub async fn create(
+        &self,
+        principal: Principal,
+        created_by: &str,
+        secret: Option<String>,
+    ) -> Result<Option<String>, ApiError> {
+        self.create_expiring(principal, created_by, secret, None).await
+    }
+
+    /// Creates a token that stops being accepted at `expires_at`.
+    pub async fn create_expiring(
+        &self,
+        principal: Principal,
+        created_by: &str,
+        secret: Option<String>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<String>, ApiError> {
+        let (secret, row) = new_row(&principal, created_by, secret, expires_at)?;
+        if self.db.insert_token(row.clone()).await? == Inserted::NameTaken {
+            return Ok(None);
+        }
+        let entry = Known {
+            principal: Arc::new(principal),
+            expires_at,
+            revoked: AtomicBool::new(false),
+            last_used_sent: AtomicI64::new(0),
+        };
+        self.known.write().unwrap_or_else(|e| e.into_inner()).insert(row.digest, Arc::new(entry));
+        Ok(Some(secret))
+    }
+
+    /// Revokes a token by name (any case): refused from the next request on.
+    pub async fn revoke(&self, name: &str, by: &str) -> Result<Revoked, ApiError> {
+        let revoked = self.db.revoke_token(name.to_owned(), by.to_owned()).await?;
+        if revoked != Revoked::Unknown {
+            let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+            for entry in known.values() {
+                if entry.principal.name.as_str().eq_ignore_ascii_case(name) {
+                    entry.revoked.store(true, Ordering::Release);
+                }
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Whether a token named `name` (exactly) is still accepted: known, not
+    /// revoked, not expired.
+    pub fn accepts(&self, name: &ActorId) -> bool {
+        let now = Utc::now();
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        known.values().any(|e| {
+            e.principal.name == *name && !e.revoked.load(Ordering::Acquire) && e.expires_at.is_none_or(|at| at > now)
+        })
+    }
+
+    /// Resolves once the token named `name` is no longer accepted (revoked
+    /// here or by another process, or expired): a live stream opened with it
+    /// ends then, within [`STREAM_TOKEN_CHECK_EVERY`].
+    pub fn withdrawn(self: &Arc<Self>, name: ActorId) -> impl Future<Output = ()> + Send + 'static {
+        let tokens = Arc::downgrade(self);
+        async move {
+            loop {
+                tokio::time::sleep(STREAM_TOKEN_CHECK_EVERY).await;
+                match tokens.upgrade() {
+                    Some(t) if t.accepts(&name) => {}
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    /// Every stored token (never a secret).
+    pub async fn list(&self) -> Result<Vec<TokenRow>, ApiError> {
+        self.db.tokens().await
+    }
+}
+
+/// A new token's row (and its secret: `secret`, else a random one).
+pub fn new_row(
+    principal: &Principal,
+    created_by: &str,
+    secret: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(String, TokenRow), ApiError> {
+    let (secret, digest) = match secret {
+        Some(s) => {
+            let d = digest(&s);
+            (s, d)
+        }
+        None => new_secret(),
+    };
+    let programmes = serde_json::to_string(&principal.programmes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let row = TokenRow {
+        name: principal.name.to_string(),
+        role: principal.role.as_str().into(),
+        programmes,
+        digest,
+        expires_at: expires_at.map(|t| t.to_rfc3339()),
+        created_at: Utc::now().to_rfc3339(),
+        created_by: created_by.to_owned(),
+        last_used_at: None,
+        revoked_at: None,
+        revoked_by: None,
+    };
+    Ok((secret, row))
+}
+
+/// Writes queued uses, in batches; a failure (a full disk) is logged, never
+/// answered: a request never waits for or fails on `last_used_at`.
+async fn write_last_used(db: ApiDb, mut rx: tokio::sync::mpsc::Receiver<(String, String)>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, LAST_USED_QUEUE_MAX).await > 0 {
+        let uses = std::mem::take(&mut batch);
+        let count = uses.len();
+        if let Err(e) = db.record_last_used(uses).await {
+            tracing::warn!(error = ?e, count, "could not record tokens' last use");
+        }
+    }
+}
+
+/// Reloads the tokens when another process changed the file.
+async fn reload(tokens: std::sync::Weak<Tokens>, mut seen: i64) {
+    loop {
+        tokio::time::sleep(TOKENS_RELOAD_EVERY).await;
+        let Some(tokens) = tokens.upgrade() else { return };
+        match tokens.db.data_version().await {
+            Ok(version) if version == seen => {}
+            Ok(version) => match tokens.refresh().await {
+                Ok(()) => {
+                    tracing::info!("tokens reloaded: api.sqlite was changed by another process");
+                    seen = version;
+                }
+                Err(e) => tracing::warn!(error = ?e, "could not reload the tokens"),
+            },
+            Err(e) => tracing::warn!(error = ?e, "could not check api.sqlite for changes"),
+        }
+    }
+}
+
+fn principal_of(row: &TokenRow) -> Result<Principal, ApiError> {
+    let bad = |what: &str| ApiError::Internal(format!("stored token {:?}: bad {what}", row.name));
+    Ok(Principal {
+        name: ActorId::parse(row.name.clone()).map_err(|_| bad("name"))?,
+        role: Role::parse(&row.role).ok_or_else(|| bad("role"))?,
+        programmes: serde_json::from_str(&row.programmes).map_err(|_| bad("programmes"))?,
+    })
+}
+
+/// A stored token as listed (never its secret).
+pub fn info(row: &TokenRow) -> Result<crate::dto::TokenInfo, ApiError> {
+    let principal = principal_of(row)?;
+    let created_at = parse_time(row, Some(&row.created_at))?.unwrap_or_default();
+    Ok(crate::dto::TokenInfo {
+        name: row.name.clone(),
+        role: principal.role,
+        programmes: principal.programmes.into_iter().collect(),
+        created_at,
+        created_by: row.created_by.clone(),
+        last_used_at: parse_time(row, row.last_used_at.as_deref())?,
+        expires_at: parse_time(row, row.expires_at.as_deref())?,
+        revoked_at: parse_time(row, row.revoked_at.as_deref())?,
+        revoked_by: row.revoked_by.clone(),
+    })
+}
+
+fn parse_time(row: &TokenRow, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    text.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::Internal(format!("stored token {:?}: bad time {t:?}", row.name)))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn viewer(name: &str) -> Principal {
+        Principal { name: ActorId::parse(name).unwrap(), role: Role::Viewer, programmes: Default::default() }
+    }
+
+    #[tokio::test]
+    async fn revoked_and_expired_tokens_are_refused_and_names_differ_by_more_than_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
+        let tokens = Tokens::load(db.clone()).await.unwrap();
+        let secret = tokens.create(viewer("Ops"), "admin", None).await.unwrap().unwrap();
+        assert!(tokens.create(viewer("OPS"), "admin", None).await.unwrap().is_none());
+        assert!(tokens.authenticate(&secret).is_some());
+        assert_eq!(tokens.revoke("ops", "admin").await.unwrap(), Revoked::Now);
+        assert!(tokens.authenticate(&secret).is_none(), "refused at once");
+        let soon = Utc::now() + chrono::Duration::milliseconds(300);
+        let brief = tokens.create_expiring(viewer("brief"), "admin", None, Some(soon)).await.unwrap().unwrap();
+        assert!(tokens.authenticate(&brief).is_some());
+        // A restart knows both.
+        let again = Tokens::load(db).await.unwrap();
+        assert!(again.authenticate(&secret).is_none());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while again.authenticate(&brief).is_some() {
+            assert!(std::time::Instant::now() < deadline, "an expired token still accepted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
