@@ -94,7 +94,11 @@ impl<'a> Script<'a> {
             date(day).map_err(|_| HandlerError::Unreadable { position: store::Position::START, detail: day.into() })?;
         let actor = ActorId::parse(actor)
             .map_err(|e| HandlerError::Unreadable { position: store::Position::START, detail: e.to_string() })?;
-        let mut issued = Issued::new(command, actor, day).effective(day);
+        // Each fact is effective the day it is issued, but an expenditure
+        // counts from the day it was incurred, which may be earlier.
+        let dated = !matches!(command, GrantCommand::RecordExpenditure { .. });
+        let mut issued = Issued::new(command, actor, day);
+        issued.effective_date = dated.then_some(day);
         issued.reason = reason.map(str::to_owned);
         self.handler.execute(&self.grant, &issued).await
     }
