@@ -19,6 +19,7 @@ pub mod budget;
 pub mod db;
 pub mod fold;
 pub mod history;
+pub mod integrity;
 pub mod ledger;
 pub mod portfolio;
 pub mod projector;
