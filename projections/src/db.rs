@@ -56,9 +56,20 @@ pub enum DbError {
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-        match e.sqlite_error_code() {
-            Some(DatabaseCorrupt | NotADatabase) => DbError::Damaged(e.to_string()),
+        use rusqlite::Error as E;
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase, Unknown};
+        match (&e, e.sqlite_error_code()) {
+            // SQLite finds the file corrupt, a statement of this build no
+            // longer fits the stored schema (SQLITE_ERROR), or a value
+            // stored is not of the type written there.
+            (_, Some(DatabaseCorrupt | NotADatabase | Unknown))
+            | (
+                E::FromSqlConversionFailure(..)
+                | E::InvalidColumnType(..)
+                | E::Utf8Error(..)
+                | E::IntegralValueOutOfRange(..),
+                _,
+            ) => DbError::Damaged(e.to_string()),
             _ => DbError::Sqlite(e.to_string()),
         }
     }
@@ -149,16 +160,58 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
              COMMIT;",
         )?;
     }
+    // Tables of a rebuild that never swapped in are dropped with it.
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
-         CREATE TABLE IF NOT EXISTS checkpoints (projection TEXT PRIMARY KEY, position INTEGER NOT NULL,
-            log_hash TEXT NOT NULL, rows_digest TEXT NOT NULL) STRICT;
+         DROP TABLE IF EXISTS grant_ledgers_rebuild; DROP TABLE IF EXISTS programmes_rebuild;
          {}
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;",
-        tables("")
+        schema()
     ))?;
+    check_schema(&conn)?;
     Ok(conn)
+}
+
+fn schema() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS checkpoints (projection TEXT PRIMARY KEY, position INTEGER NOT NULL,
+            log_hash TEXT NOT NULL, rows_digest TEXT NOT NULL) STRICT;
+         {}",
+        tables("")
+    )
+}
+
+/// Every table with its kind and columns, as SQLite reads them.
+type Layout = Vec<(String, i64, i64, Vec<(String, String, i64, i64)>)>;
+
+fn layout(conn: &Connection) -> Result<Layout, DbError> {
+    let mut tables = conn.prepare(
+        "SELECT name, wr, strict FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name",
+    )?;
+    let tables: Vec<(String, i64, i64)> =
+        tables.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    let mut columns =
+        conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")?;
+    let mut out = Vec::new();
+    for (name, wr, strict) in tables {
+        let cols = columns
+            .query_map([&name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        out.push((name, wr, strict, cols));
+    }
+    Ok(out)
+}
+
+/// The file's tables must be exactly this build's: a changed byte in the
+/// stored schema could otherwise make SQLite read the rows differently.
+fn check_schema(conn: &Connection) -> Result<(), DbError> {
+    let expected = Connection::open_in_memory()?;
+    expected.execute_batch(&schema())?;
+    if layout(conn)? != layout(&expected)? {
+        return Err(DbError::Damaged("its tables are not this build's".to_owned()));
+    }
+    Ok(())
 }
 
 fn quick_check(conn: &Connection) -> Result<(), DbError> {
