@@ -77,10 +77,12 @@ impl From<rusqlite::Error> for DbError {
 
 impl DbError {
     /// Whether the file's content is at fault (so moving it aside and
-    /// rebuilding it from the log is the cure), rather than the disk or the
-    /// build.
+    /// rebuilding it from the log is the cure), rather than the disk. A
+    /// layout newer than this build's counts: the file is only a cache, so
+    /// an older build (after a downgrade, or a flipped header byte) rebuilds
+    /// its own rather than refusing to start.
     pub fn is_damage(&self) -> bool {
-        matches!(self, DbError::Damaged(_) | DbError::Row { .. })
+        matches!(self, DbError::Damaged(_) | DbError::Row { .. } | DbError::NewerSchema { .. })
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod audit;
 mod output;
+mod rebuild;
 mod replay;
 mod serve;
 
@@ -36,6 +37,10 @@ enum Command {
     /// Verify an export offline: the chain, the head, nothing missing or
     /// reordered. Needs no database and no server.
     VerifyExport(audit::VerifyExportArgs),
+    /// Rebuild the read models (views.sqlite) from the log, offline, and
+    /// compare them with the file's by digest. Exit code 0 only when the
+    /// file was what the log says (it is rebuilt either way).
+    RebuildViews(rebuild::RebuildArgs),
 }
 
 /// What a command concluded.
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => audit::verify(args).await?.into(),
             Command::Export(args) => audit::export(args).await?.into(),
             Command::VerifyExport(args) => audit::verify_export_file(args)?.into(),
+            Command::RebuildViews(args) => rebuild::run(args).await?.into(),
         })
     });
     match result {
