@@ -11,6 +11,7 @@ mod harness;
 mod idempotency;
 mod input;
 mod nctcr;
+mod read_model;
 mod rejections;
 mod scenario;
 mod sse;
