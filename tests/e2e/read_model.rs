@@ -99,9 +99,9 @@ async fn a_views_file_from_a_longer_log_is_moved_aside_and_rebuilt() {
     }
     std::fs::copy(views(&from), views(&to)).unwrap();
     w.server.start_again();
+    serves_the_log(&w).await;
     assert_eq!(moved_aside(&to).len(), 1, "the foreign file is kept aside\n{}", w.server.logs());
     assert!(w.server.logs().contains("moved it aside"), "a warning names it:\n{}", w.server.logs());
-    serves_the_log(&w).await;
 }
 
 #[tokio::test]
