@@ -193,8 +193,7 @@ fn layout(conn: &Connection) -> Result<Layout, DbError> {
     )?;
     let tables: Vec<(String, i64, i64)> =
         tables.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    let mut columns =
-        conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")?;
+    let mut columns = conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")?;
     let mut out = Vec::new();
     for (name, wr, strict) in tables {
         let cols = columns
@@ -413,8 +412,7 @@ pub fn replace_all(conn: &mut Connection, models: &Models, log_hash: [u8; 32]) -
         "DROP TABLE IF EXISTS grant_ledgers{suffix}; DROP TABLE IF EXISTS programmes{suffix}; {}",
         tables(suffix)
     ))?;
-    let mut stored =
-        Stored { checkpoint: Checkpoint { position: models.position, log_hash }, ..Stored::default() };
+    let mut stored = Stored { checkpoint: Checkpoint { position: models.position, log_hash }, ..Stored::default() };
     {
         let rows = all_rows(models)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -35,7 +35,9 @@ pub use budget::{BudgetView, ViewError, budget};
 pub use history::HistoryCache;
 pub use ledger::GrantLedger;
 pub use portfolio::{PortfolioView, portfolio};
-pub use projector::{Opened, ProjectionError, Projector, RebuildReport, RebuildState, Status, views_digest, views_path};
+pub use projector::{
+    Opened, ProjectionError, Projector, RebuildReport, RebuildState, Status, views_digest, views_path,
+};
 pub use statement::{FunderStatement, statement};
 pub use timeline::{TimelineView, timeline};
 

@@ -131,8 +131,11 @@ impl AppState {
     /// bootstraps the admin token. An error names the file at fault.
     pub async fn open(config: Config) -> Result<(Self, Bootstrap), OpenError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| OpenError { file: dir.clone(), detail: e.to_string(), remedy: None })?;
+        std::fs::create_dir_all(&dir).map_err(|e| OpenError {
+            file: dir.clone(),
+            detail: e.to_string(),
+            remedy: None,
+        })?;
         let log = dir.join("events.sqlite");
         let store = Arc::new(SqliteStore::open(&log).await.map_err(|e| open_error(log, e, LOG_REMEDY))?);
         let dyn_store: Arc<dyn EventStore> = store.clone();

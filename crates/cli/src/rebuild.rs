@@ -48,7 +48,11 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<bool> {
     let projector = Projector::start(dyn_store, &path).await.with_context(|| format!("opening {}", path.display()))?;
     let mut sound = true;
     if let Opened::MovedAside { moved_to, reason } = projector.opened() {
-        output::line(&format!("{} could not be trusted ({reason}); moved it to {}", path.display(), moved_to.display()));
+        output::line(&format!(
+            "{} could not be trusted ({reason}); moved it to {}",
+            path.display(),
+            moved_to.display()
+        ));
         sound = false;
     }
     let catching_up = bar(head, "catching up");

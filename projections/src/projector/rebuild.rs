@@ -61,9 +61,10 @@ pub(super) async fn rebuild(
     // be overtaken by older rows.
     let visible = *shared.visible.borrow();
     let mut committed = shared.committed.subscribe();
-    let drained = tokio::time::timeout(Duration::from_millis(REBUILD_DRAIN_WAIT_MS), committed.wait_for(|p| *p >= visible))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let drained =
+        tokio::time::timeout(Duration::from_millis(REBUILD_DRAIN_WAIT_MS), committed.wait_for(|p| *p >= visible))
+            .await
+            .is_ok_and(|r| r.is_ok());
     if !drained {
         return Err(ProjectionError::FileBehind { committed: *shared.committed.borrow(), visible });
     }

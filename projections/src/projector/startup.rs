@@ -63,7 +63,8 @@ pub(super) async fn open_checked(
     };
     let at = path.to_owned();
     let moved_to = blocking(move || {
-        move_aside(&at).map_err(|e| ProjectionError::File { path: at.clone(), detail: format!("cannot move it aside: {e}") })
+        move_aside(&at)
+            .map_err(|e| ProjectionError::File { path: at.clone(), detail: format!("cannot move it aside: {e}") })
     })
     .await?;
     tracing::warn!(

@@ -80,7 +80,8 @@ fn status_of(state: &AppState) -> RebuildStatus {
         RebuildState::Idle => s.state = "idle".into(),
         RebuildState::Running { started_at, events, position, target } => {
             s.state = "running".into();
-            (s.started_at, s.events, s.position, s.target) = (Some(started_at), Some(events), Some(position), Some(target));
+            (s.started_at, s.events, s.position, s.target) =
+                (Some(started_at), Some(events), Some(position), Some(target));
         }
         RebuildState::Done { started_at, finished_at, report } => {
             s.state = "done".into();
