@@ -13,6 +13,7 @@
 //! aside and rebuilt. A write to it that fails (a full disk, an I/O error)
 //! is retried with backoff ([`writer`]) while reads go on from memory.
 
+mod follow;
 mod rebuild;
 mod startup;
 mod writer;
@@ -26,13 +27,13 @@ use chrono::NaiveDate;
 use events::{GrantId, ProgrammeId};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use store::{EventStore, StoreError, Subscription};
+use store::{EventStore, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{self, DbError, Models};
 use crate::fold::ApplyError;
-use crate::ledger::{FactKind, GrantLedger};
+use crate::ledger::GrantLedger;
 
 pub use self::rebuild::{REBUILD_DRAIN_WAIT_MS, RebuildState};
 pub use self::startup::Opened;
@@ -228,7 +229,7 @@ impl Projector {
         // The follower decodes and applies pages while the writer commits
         // earlier ones: on two cores the two overlap.
         let (pending, queue) = tokio::sync::mpsc::channel(PENDING_PAGES_MAX);
-        let task = tokio::spawn(follow(Arc::clone(&shared), pending));
+        let task = tokio::spawn(follow::follow(Arc::clone(&shared), pending));
         let writer = tokio::spawn(writer::write(Arc::clone(&shared), queue));
         Ok(Self { shared, opened, task, writer, rebuild_task: Mutex::new(None) })
     }
@@ -379,80 +380,4 @@ pub fn views_digest(models: &Models, today: NaiveDate) -> String {
         h.update(format!("{id}={name};"));
     }
     hex::encode(h.finalize())
-}
-
-fn fail(shared: &Shared, position: u64, error: String) {
-    tracing::error!(position, %error, "projection stopped");
-    *lock(&shared.status) = Status::Failed { position, error };
-}
-
-async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Sender<Pending>) {
-    let start = store::Position(*shared.visible.borrow());
-    let mut subscription = Subscription::new(Arc::clone(&shared.store), start);
-    loop {
-        let page = match subscription.next_batch(PROJECTION_BATCH_EVENTS).await {
-            Ok(page) => page,
-            Err(StoreError::Closed) => return,
-            Err(e) => return fail(&shared, subscription.position().0 + 1, e.to_string()),
-        };
-        // A rebuild pauses the loop here; it rebuilds exactly up to what
-        // this loop has applied, so the page still follows on.
-        let turn = shared.turn.lock().await;
-        let (applied, failure) = apply_page(&shared, &page);
-        drop(turn);
-        if pending.send(applied).await.is_err() {
-            return; // the writer stopped
-        }
-        if let Some((position, error)) = failure {
-            return fail(&shared, position, error);
-        }
-    }
-}
-
-/// Applies a page in memory (copy-on-write: a ledger a reader is holding is
-/// copied, otherwise changed in place) and returns the rows it changed, and
-/// the first unreadable event if there was one.
-fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Option<(u64, String)>) {
-    let mut failure = None;
-    let mut rows: Vec<db::FactRow> = Vec::new();
-    let mut programmes = BTreeMap::new();
-    let mut position = *shared.visible.borrow();
-    let mut log_hash = *lock(&shared.visible_hash);
-    {
-        let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
-        let mut dirty = db::Dirty::new();
-        for e in page {
-            let outcome = if let Some(grant) = crate::fold::grant_of(e.stream_id.as_str()) {
-                crate::fold::projected(e).map(|p| {
-                    let ledger = Arc::make_mut(ledgers.entry(grant.clone()).or_default());
-                    let (kind, key) = ledger.apply(&p);
-                    dirty.insert((grant.clone(), FactKind::Header, String::new()));
-                    dirty.insert((grant, kind, key));
-                })
-            } else {
-                let mut one = Models::default();
-                one.apply(e).map(|_| programmes.append(&mut one.programmes))
-            };
-            match outcome {
-                Ok(()) => (position, log_hash) = (e.position.0, e.hash),
-                Err(err) => {
-                    failure = Some((err.position, err.detail));
-                    break;
-                }
-            }
-        }
-        for (grant, kind, key) in dirty {
-            match ledgers.get(&grant).map(|l| l.fact_json(kind, &key)) {
-                Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
-                Some(Err(e)) => {
-                    failure = failure.or(Some((position, e.to_string())));
-                }
-                _ => {}
-            }
-        }
-    }
-    shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
-    *lock(&shared.visible_hash) = log_hash;
-    shared.visible.send_replace(position);
-    (Pending { checkpoint: db::Checkpoint { position, log_hash }, rows, programmes }, failure)
 }

@@ -94,7 +94,7 @@ pub(super) async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Rec
         let (batch, result) = match commit(&shared, batch).await {
             Ok(done) => done,
             // The blocking task died with the batch: nothing can be retried.
-            Err(e) => return super::fail(&shared, *shared.committed.borrow() + 1, e),
+            Err(e) => return super::follow::fail(&shared, *shared.committed.borrow() + 1, e),
         };
         let error = match result {
             Ok(()) => {
