@@ -228,6 +228,17 @@ async fn an_unopenable_api_file_is_named_with_what_to_do() {
     w.server.start_again();
     let r = w.api().get(ADMIN_TOKEN, &format!("/api/v1/grants/{GRANT_A}/budget")).await;
     r.expect_status(200);
+    // The log cannot be derived either: named, never "internal error".
+    w.server.stop();
+    let log = dir.join("events.sqlite");
+    checkpoint(&log);
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0"], &dir);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&log.display().to_string()) && stderr.contains("backup"), "{stderr}");
+    assert!(!stderr.contains("internal error"), "{stderr}");
 }
 
 /// Writes the page cap the server reads through its test hook.
