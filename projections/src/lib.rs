@@ -19,6 +19,7 @@ pub mod budget;
 pub mod db;
 pub mod fold;
 pub mod history;
+pub mod integrity;
 pub mod ledger;
 pub mod portfolio;
 pub mod projector;
@@ -34,7 +35,9 @@ pub use budget::{BudgetView, ViewError, budget};
 pub use history::HistoryCache;
 pub use ledger::GrantLedger;
 pub use portfolio::{PortfolioView, portfolio};
-pub use projector::{ProjectionError, Projector, RebuildReport, Status, views_digest};
+pub use projector::{
+    Opened, ProjectionError, Projector, RebuildReport, RebuildState, Status, views_digest, views_path,
+};
 pub use statement::{FunderStatement, statement};
 pub use timeline::{TimelineView, timeline};
 

@@ -2,15 +2,24 @@
 //! memory for reads and in their SQLite file for restarts.
 //!
 //! It follows the log through a store subscription from its checkpoint,
-//! in batches, applies each batch to
-//! copies of the ledgers it touches, writes those rows and the new
-//! checkpoint in one transaction, and only then shows them to readers. An
-//! event it cannot apply stops it at that position: it reports the position
-//! and the error and never skips the event.
+//! in batches, applies each batch to copies of the ledgers it touches and
+//! shows them to readers; a writer task then commits those rows and the new
+//! checkpoint in one transaction. An event it cannot apply stops it at that
+//! position: it reports the position and the error and never skips the
+//! event.
+//!
+//! The file is a cache of the log ([`startup`]): on start, a file that is
+//! damaged, or whose checkpoint is not a position of this log, is moved
+//! aside and rebuilt. A write to it that fails (a full disk, an I/O error)
+//! is retried with backoff ([`writer`]) while reads go on from memory.
+
+mod follow;
+mod rebuild;
+mod startup;
+mod writer;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -18,13 +27,17 @@ use chrono::NaiveDate;
 use events::{GrantId, ProgrammeId};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use store::{EventStore, Position, StoreError, Subscription};
+use store::{EventStore, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{self, DbError, Models};
 use crate::fold::ApplyError;
-use crate::ledger::{FactKind, GrantLedger};
+use crate::ledger::GrantLedger;
+
+pub use self::rebuild::{REBUILD_DRAIN_WAIT_MS, RebuildState};
+pub use self::startup::Opened;
+pub use self::writer::{VIEWS_WRITE_RETRY_MS_MAX, VIEWS_WRITE_RETRY_MS_MIN};
 
 /// Events applied per transaction.
 pub const PROJECTION_BATCH_EVENTS: usize = 1_000;
@@ -38,6 +51,14 @@ pub enum ProjectionError {
     /// The read-model file failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The read-model file cannot be opened (nor moved aside and rebuilt).
+    #[error("{}: {detail}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
     /// An event could not be applied.
     #[error(transparent)]
     Apply(#[from] ApplyError),
@@ -52,14 +73,33 @@ pub enum ProjectionError {
         /// Asked for.
         wanted: u64,
     },
+    /// A rebuild needs the file to have caught up with memory first, and it
+    /// has not (its writes are failing and being retried).
+    #[error("the read model file is at position {committed}, the views at {visible}: its writes are being retried")]
+    FileBehind {
+        /// The file's checkpoint.
+        committed: u64,
+        /// What the views show.
+        visible: u64,
+    },
 }
 
 /// Whether the projector is following the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
-    /// Following.
+    /// Following, and the file keeps up.
     Running,
-    /// Stopped at an event it could not apply (or a failing store or file).
+    /// Following (the views in memory are current) but writing the file
+    /// fails, and is being retried with backoff.
+    Degraded {
+        /// The position the file holds.
+        committed: u64,
+        /// The last write's error.
+        error: String,
+        /// Failed attempts so far.
+        attempts: u32,
+    },
+    /// Stopped at an event it could not apply (or a failing store).
     Failed {
         /// The first position not applied.
         position: u64,
@@ -81,31 +121,55 @@ pub struct RebuildReport {
     pub rebuilt_digest: String,
 }
 
+impl RebuildReport {
+    /// Whether the live views were what the log says.
+    pub fn equal(&self) -> bool {
+        self.live_digest == self.rebuilt_digest
+    }
+}
+
+/// The writer's trouble with the file, while it retries.
+#[derive(Debug, Clone)]
+struct Trouble {
+    error: String,
+    attempts: u32,
+}
+
 struct Shared {
     store: Arc<dyn EventStore>,
     db: Mutex<Connection>,
     ledgers: RwLock<BTreeMap<GrantId, Arc<GrantLedger>>>,
     programmes: RwLock<BTreeMap<ProgrammeId, String>>,
-    /// The position whose rows and checkpoint are committed.
-    applied: watch::Sender<u64>,
-    /// The position the in-memory ledgers reflect (ahead of `applied`
-    /// while their rows are being written).
-    in_memory: AtomicU64,
+    /// The position whose rows and checkpoint are committed to the file.
+    committed: watch::Sender<u64>,
+    /// The position the in-memory ledgers reflect (what readers see; ahead
+    /// of `committed` while their rows are being written), with the log's
+    /// hash there.
+    visible: watch::Sender<u64>,
+    visible_hash: Mutex<[u8; 32]>,
     status: Mutex<Status>,
+    trouble: Mutex<Option<Trouble>>,
+    /// A new `max_page_count` for the file, applied before the next write.
+    pages_max: Mutex<Option<Option<u64>>>,
+    /// Wakes the writer from a backoff wait.
+    wake: tokio::sync::Notify,
     /// Held while a page is applied; a rebuild takes it to pause the loop.
     turn: tokio::sync::Mutex<()>,
+    rebuild: Mutex<RebuildState>,
 }
 
 /// The running projector. Dropping it stops the loop.
 pub struct Projector {
     shared: Arc<Shared>,
+    opened: Opened,
     task: JoinHandle<()>,
     writer: JoinHandle<()>,
+    rebuild_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Projector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Projector").field("applied", &*self.shared.applied.borrow()).finish_non_exhaustive()
+        f.debug_struct("Projector").field("visible", &*self.shared.visible.borrow()).finish_non_exhaustive()
     }
 }
 
@@ -113,12 +177,15 @@ impl Drop for Projector {
     fn drop(&mut self) {
         self.task.abort();
         self.writer.abort();
+        if let Some(t) = self.rebuild_task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
     }
 }
 
 /// Rows of one or more applied pages, waiting to be written.
 struct Pending {
-    position: u64,
+    checkpoint: db::Checkpoint,
     rows: Vec<db::FactRow>,
     programmes: BTreeMap<ProgrammeId, String>,
 }
@@ -132,39 +199,55 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| ProjectionError::Task(e.to_string()))?
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Projector {
-    /// Opens the read-model file at `path`, loads what it holds, and starts
-    /// following the log from its checkpoint.
+    /// Opens the read-model file at `path` and checks it against itself
+    /// and the log (moving it aside and starting afresh when it fails:
+    /// see [`Opened`]), loads what it holds, and starts following the log
+    /// from its checkpoint.
     pub async fn start(store: Arc<dyn EventStore>, path: impl Into<PathBuf>) -> Result<Self, ProjectionError> {
         let path = path.into();
-        let (conn, models) = blocking(move || {
-            let conn = db::open(&path)?;
-            let models = db::load(&conn)?;
-            Ok((conn, models))
-        })
-        .await?;
-        let (applied, _) = watch::channel(models.position);
+        let (conn, models, checkpoint, opened) = startup::open_checked(&store, &path).await?;
         let shared = Arc::new(Shared {
             store,
             db: Mutex::new(conn),
             ledgers: RwLock::new(models.ledgers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
             programmes: RwLock::new(models.programmes),
-            applied,
-            in_memory: AtomicU64::new(models.position),
+            committed: watch::channel(checkpoint.position).0,
+            visible: watch::channel(checkpoint.position).0,
+            visible_hash: Mutex::new(checkpoint.log_hash),
             status: Mutex::new(Status::Running),
+            trouble: Mutex::new(None),
+            pages_max: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
             turn: tokio::sync::Mutex::new(()),
+            rebuild: Mutex::new(RebuildState::Idle),
         });
         // The follower decodes and applies pages while the writer commits
         // earlier ones: on two cores the two overlap.
         let (pending, queue) = tokio::sync::mpsc::channel(PENDING_PAGES_MAX);
-        let task = tokio::spawn(follow(Arc::clone(&shared), pending));
-        let writer = tokio::spawn(write(Arc::clone(&shared), queue));
-        Ok(Self { shared, task, writer })
+        let task = tokio::spawn(follow::follow(Arc::clone(&shared), pending));
+        let writer = tokio::spawn(writer::write(Arc::clone(&shared), queue));
+        Ok(Self { shared, opened, task, writer, rebuild_task: Mutex::new(None) })
     }
 
-    /// The last log position applied to the views.
+    /// What opening the file found.
+    pub fn opened(&self) -> &Opened {
+        &self.opened
+    }
+
+    /// The last log position the views show (reads answer from memory, so
+    /// this is what `min_position` waits for).
     pub fn position(&self) -> u64 {
-        *self.shared.applied.borrow()
+        *self.shared.visible.borrow()
+    }
+
+    /// The last log position whose rows and checkpoint are in the file.
+    pub fn committed(&self) -> u64 {
+        *self.shared.committed.borrow()
     }
 
     /// How many committed events the views have not applied yet.
@@ -172,9 +255,24 @@ impl Projector {
         self.shared.store.watch_position().borrow().0.saturating_sub(self.position())
     }
 
-    /// Running, or where and why it stopped.
+    /// Running, degraded (the file's writes are being retried), or where
+    /// and why it stopped.
     pub fn status(&self) -> Status {
-        self.shared.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let status = lock(&self.shared.status).clone();
+        match (status, lock(&self.shared.trouble).clone()) {
+            (Status::Running, Some(t)) => {
+                Status::Degraded { committed: self.committed(), error: t.error, attempts: t.attempts }
+            }
+            (status, _) => status,
+        }
+    }
+
+    /// Caps the read-model file's size in pages (`PRAGMA max_page_count`;
+    /// `None` lifts the cap) from the next write on, and retries a write
+    /// waiting for space at once. For tests of a full disk.
+    pub fn set_pages_max(&self, pages: Option<u64>) {
+        *lock(&self.shared.pages_max) = Some(pages);
+        self.shared.wake.notify_one();
     }
 
     /// A grant's ledger as the views see it now.
@@ -193,25 +291,31 @@ impl Projector {
         self.shared.programmes.read().unwrap_or_else(|e| e.into_inner()).get(programme).cloned()
     }
 
-    /// Waits, at most `timeout`, until the views have applied `position`
-    /// (read-your-writes).
+    /// Waits, at most `timeout`, until the views show `position`
+    /// (read-your-writes). The views in memory are folded from the log, so
+    /// this does not wait for the file.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
-        let mut applied = self.shared.applied.subscribe();
-        let reached = tokio::time::timeout(timeout, applied.wait_for(|p| *p >= position)).await;
+        let mut visible = self.shared.visible.subscribe();
+        let reached = tokio::time::timeout(timeout, visible.wait_for(|p| *p >= position)).await;
         match reached {
             Ok(Ok(_)) => Ok(()),
             _ => Err(ProjectionError::NotYet { applied: self.position(), wanted: position }),
         }
     }
 
+    /// Waits, at most `timeout`, until the file holds `position`.
+    pub async fn wait_committed(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        let mut committed = self.shared.committed.subscribe();
+        let reached = tokio::time::timeout(timeout, committed.wait_for(|p| *p >= position)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ProjectionError::NotYet { applied: self.committed(), wanted: position }),
+        }
+    }
+
     /// A snapshot of every model, for digests and tests.
     pub fn models(&self) -> Models {
-        let ledgers = self.shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
-        Models {
-            position: self.shared.in_memory.load(Ordering::SeqCst),
-            ledgers: ledgers.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
-            programmes: self.shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone(),
-        }
+        models_of(&self.shared)
     }
 
     /// Rebuilds every view from the log into fresh tables, up to the
@@ -223,47 +327,39 @@ impl Projector {
         today: NaiveDate,
         progress: impl Fn(u64, u64) + Send,
     ) -> Result<RebuildReport, ProjectionError> {
-        let _paused = self.shared.turn.lock().await;
-        // Let the writer finish what the follower applied, so the swap
-        // cannot be overtaken by older rows.
-        let in_memory = self.shared.in_memory.load(Ordering::SeqCst);
-        let mut applied = self.shared.applied.subscribe();
-        applied.wait_for(|p| *p >= in_memory).await.map_err(|e| ProjectionError::Task(e.to_string()))?;
-        let live = self.models();
-        let target = live.position;
-        let mut rebuilt = Models::default();
-        let mut events = 0u64;
-        while rebuilt.position < target {
-            let want = (target - rebuilt.position).min(store::READ_EVENTS_MAX as u64) as usize;
-            let page = self.shared.store.read_all(Position(rebuilt.position), want).await?;
-            if page.is_empty() {
-                break;
-            }
-            for e in &page {
-                rebuilt.apply(e)?;
-            }
-            events += page.len() as u64;
-            progress(events, rebuilt.position);
-        }
-        rebuilt.position = target;
-        let report = RebuildReport {
-            events,
-            position: target,
-            live_digest: views_digest(&live, today),
-            rebuilt_digest: views_digest(&rebuilt, today),
-        };
-        let shared = Arc::clone(&self.shared);
-        let to_write = rebuilt.clone();
-        blocking(move || {
-            let mut conn = shared.db.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(db::replace_all(&mut conn, &to_write)?)
-        })
-        .await?;
-        *self.shared.ledgers.write().unwrap_or_else(|e| e.into_inner()) =
-            rebuilt.ledgers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-        *self.shared.programmes.write().unwrap_or_else(|e| e.into_inner()) = rebuilt.programmes;
-        Ok(report)
+        rebuild::rebuild(&self.shared, today, progress).await
     }
+
+    /// Starts [`Projector::rebuild`] in the background unless one is
+    /// running; either way returns its state (see [`Projector::rebuild_state`]).
+    pub fn start_rebuild(&self, today: NaiveDate) -> RebuildState {
+        let mut task = lock(&self.rebuild_task);
+        if let Some(running) = rebuild::begin(&self.shared, today) {
+            *task = Some(running);
+        }
+        self.rebuild_state()
+    }
+
+    /// The last background rebuild: running (with progress), done (with
+    /// its report) or failed.
+    pub fn rebuild_state(&self) -> RebuildState {
+        lock(&self.shared.rebuild).clone()
+    }
+}
+
+fn models_of(shared: &Shared) -> Models {
+    let ledgers = shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
+    Models {
+        position: *shared.visible.borrow(),
+        ledgers: ledgers.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
+        programmes: shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone(),
+    }
+}
+
+/// The read-model file's name beside a data directory's log, as the server
+/// lays it out.
+pub fn views_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("views.sqlite")
 }
 
 /// SHA-256 over the canonical JSON of every view the models serve (budget,
@@ -284,112 +380,4 @@ pub fn views_digest(models: &Models, today: NaiveDate) -> String {
         h.update(format!("{id}={name};"));
     }
     hex::encode(h.finalize())
-}
-
-fn fail(shared: &Shared, position: u64, error: String) {
-    tracing::error!(position, %error, "projection stopped");
-    *shared.status.lock().unwrap_or_else(|e| e.into_inner()) = Status::Failed { position, error };
-}
-
-async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Sender<Pending>) {
-    let start = Position(shared.in_memory.load(Ordering::SeqCst));
-    let mut subscription = Subscription::new(Arc::clone(&shared.store), start);
-    loop {
-        let page = match subscription.next_batch(PROJECTION_BATCH_EVENTS).await {
-            Ok(page) => page,
-            Err(StoreError::Closed) => return,
-            Err(e) => return fail(&shared, subscription.position().0 + 1, e.to_string()),
-        };
-        // A rebuild pauses the loop here; it rebuilds exactly up to what
-        // this loop has applied, so the page still follows on.
-        let turn = shared.turn.lock().await;
-        let (applied, failure) = apply_page(&shared, &page);
-        drop(turn);
-        if pending.send(applied).await.is_err() {
-            return; // the writer stopped and said why
-        }
-        if let Some((position, error)) = failure {
-            return fail(&shared, position, error);
-        }
-    }
-}
-
-/// Applies a page in memory (copy-on-write: a ledger a reader is holding is
-/// copied, otherwise changed in place) and returns the rows it changed, and
-/// the first unreadable event if there was one.
-fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Option<(u64, String)>) {
-    let mut failure = None;
-    let mut rows: Vec<db::FactRow> = Vec::new();
-    let mut programmes = BTreeMap::new();
-    let mut position = shared.in_memory.load(Ordering::SeqCst);
-    {
-        let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
-        let mut dirty = db::Dirty::new();
-        for e in page {
-            let outcome = if let Some(grant) = crate::fold::grant_of(e.stream_id.as_str()) {
-                crate::fold::projected(e).map(|p| {
-                    let ledger = Arc::make_mut(ledgers.entry(grant.clone()).or_default());
-                    let (kind, key) = ledger.apply(&p);
-                    dirty.insert((grant.clone(), FactKind::Header, String::new()));
-                    dirty.insert((grant, kind, key));
-                })
-            } else {
-                let mut one = Models::default();
-                one.apply(e).map(|_| programmes.append(&mut one.programmes))
-            };
-            match outcome {
-                Ok(()) => position = e.position.0,
-                Err(err) => {
-                    failure = Some((err.position, err.detail));
-                    break;
-                }
-            }
-        }
-        for (grant, kind, key) in dirty {
-            match ledgers.get(&grant).map(|l| l.fact_json(kind, &key)) {
-                Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
-                Some(Err(e)) => {
-                    failure = failure.or(Some((position, e.to_string())));
-                }
-                _ => {}
-            }
-        }
-    }
-    shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
-    shared.in_memory.store(position, Ordering::SeqCst);
-    (Pending { position, rows, programmes }, failure)
-}
-
-/// Commits queued pages in order, several at once when they queue up (a
-/// fact changed by several of them is written once), each commit with its
-/// checkpoint; `applied` moves only after the commit.
-async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Receiver<Pending>) {
-    while let Some(first) = queue.recv().await {
-        let mut position = first.position;
-        let mut rows: BTreeMap<(GrantId, FactKind, String), String> = BTreeMap::new();
-        let mut programmes = BTreeMap::new();
-        let mut take = |p: Pending, rows: &mut BTreeMap<_, _>, programmes: &mut BTreeMap<_, _>| {
-            position = position.max(p.position);
-            for (g, k, key, json) in p.rows {
-                rows.insert((g, k, key), json);
-            }
-            programmes.extend(p.programmes);
-        };
-        take(first, &mut rows, &mut programmes);
-        while let Ok(more) = queue.try_recv() {
-            take(more, &mut rows, &mut programmes);
-        }
-        let rows: Vec<db::FactRow> = rows.into_iter().map(|((g, k, key), json)| (g, k, key, json)).collect();
-        let db_shared = Arc::clone(&shared);
-        let saved = blocking(move || {
-            let mut conn = db_shared.db.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(db::save(&mut conn, position, &rows, &programmes)?)
-        })
-        .await;
-        if let Err(e) = saved {
-            let next = *shared.applied.borrow() + 1;
-            return fail(&shared, next, e.to_string());
-        }
-        shared.applied.send_replace(position);
-    }
 }

@@ -247,7 +247,7 @@ async fn an_event_the_projection_cannot_read_stops_it_at_that_position() {
             assert_eq!(position, head + 1);
             assert!(error.contains("GrantExploded"), "{error}");
         }
-        Status::Running => panic!("the projector skipped an unreadable event"),
+        other => panic!("the projector skipped an unreadable event: {other:?}"),
     }
     assert_eq!(p.position(), head, "applied past the unreadable event");
 }

@@ -103,21 +103,27 @@ impl Server {
         self.spawn();
     }
 
-    /// Kills the server outright (SIGKILL, as a crash) and starts it again on
-    /// the same data directory.
-    pub fn crash_and_restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    /// Stops the server gracefully (SIGTERM), leaving its data directory.
+    /// Stops the server gracefully (SIGTERM); [`Server::start_again`]
+    /// starts it on the same data directory.
     pub fn stop(&mut self) {
         self.stop_gracefully();
     }
 
-    /// Starts a stopped server again on its data directory.
+    /// Starts a stopped server again on the same data directory.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the server is running");
+        self.spawn();
+    }
+
+    /// How many times the server was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// Kills the server outright (SIGKILL, as a crash) and starts it again on
+    /// the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
         self.spawn();
     }
 

@@ -14,6 +14,7 @@ mod harness;
 mod idempotency;
 mod input;
 mod nctcr;
+mod read_model;
 mod rejections;
 mod scenario;
 mod sse;

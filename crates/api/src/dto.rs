@@ -514,7 +514,8 @@ pub struct Positioned<V> {
 /// `/healthz` and `/readyz`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Health {
-    /// `ok`, `catching_up` or `failed`.
+    /// `ok`, `degraded` (serving, but the read-model file's writes are
+    /// failing and being retried), `catching_up` or `failed`.
     pub status: String,
     /// Log head position.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -39,7 +39,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
-pub use state::{AppState, Bootstrap, Config};
+pub use state::{AppState, Bootstrap, Config, OpenError};
 
 use crate::error::ApiError;
 

@@ -36,7 +36,14 @@ pub struct Config {
     pub request_headers_bytes_max: usize,
     /// Most request header fields.
     pub request_headers_max: usize,
+    /// A fault-injection hook for tests of a full disk: a file holding the
+    /// read-model file's page cap (`PRAGMA max_page_count`), re-read every
+    /// [`VIEWS_PAGES_MAX_POLL_MS`]; empty, `none` or missing lifts the cap.
+    pub views_pages_max_file: Option<PathBuf>,
 }
+
+/// How often [`Config::views_pages_max_file`] is re-read.
+pub const VIEWS_PAGES_MAX_POLL_MS: u64 = 50;
 
 impl Config {
     /// Defaults for a data directory.
@@ -52,6 +59,7 @@ impl Config {
             request_uri_bytes_max: crate::problems::REQUEST_URI_BYTES_MAX,
             request_headers_bytes_max: crate::problems::REQUEST_HEADERS_BYTES_MAX,
             request_headers_max: crate::problems::REQUEST_HEADERS_MAX,
+            views_pages_max_file: None,
         }
     }
 }
@@ -85,6 +93,42 @@ struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
+/// Why a data directory cannot be opened. It always names the file, and
+/// says what to do when the file cannot be derived from the log.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {detail}{}", file.display(), remedy.map(|r| format!(". {r}")).unwrap_or_default())]
+pub struct OpenError {
+    /// The file (or directory) at fault.
+    pub file: PathBuf,
+    /// What failed.
+    pub detail: String,
+    /// What the operator can do.
+    pub remedy: Option<&'static str>,
+}
+
+/// What to do when the log cannot be opened.
+const LOG_REMEDY: &str = "The event log is the source of truth and cannot be rebuilt: check the disk and \
+    permissions, check the chain with `grantlog verify`, or restore the file from a backup";
+/// What to do when the read-model file cannot be opened.
+const VIEWS_REMEDY: &str = "The views are derived from the log: fix the disk or permissions, or move the file \
+    aside (or run `grantlog rebuild-views`) to rebuild it";
+/// What to do when the API's file cannot be opened.
+const API_REMEDY: &str = "It holds the API tokens, which cannot be rebuilt from the log: restore it from a \
+    backup, or move it aside and start with GRANTLOG_ADMIN_TOKEN set (or read the new admin-token file) to \
+    bootstrap a new admin token, then create the other tokens again";
+
+fn open_error(file: PathBuf, detail: impl std::fmt::Display, remedy: &'static str) -> OpenError {
+    OpenError { file, detail: detail.to_string(), remedy: Some(remedy) }
+}
+
+/// An API error's own detail (an internal one's is not in its `Display`).
+fn api_detail(e: &ApiError) -> String {
+    match e {
+        ApiError::Internal(detail) => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Shared state: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Inner>);
@@ -93,17 +137,30 @@ pub struct AppState(Arc<Inner>);
 pub const ADMIN_TOKEN_NAME: &str = "admin";
 
 impl AppState {
-    /// Opens the data directory (creating it), starts the projector and
-    /// bootstraps the admin token.
-    pub async fn open(config: Config) -> Result<(Self, Bootstrap), ApiError> {
+    /// Opens the data directory (creating it), starts the projector (which
+    /// moves a read-model file it cannot trust aside and rebuilds it) and
+    /// bootstraps the admin token. An error names the file at fault.
+    pub async fn open(config: Config) -> Result<(Self, Bootstrap), OpenError> {
         let dir = config.data_dir.clone();
-        crate::files::prepare_data_dir(&dir).map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
-        let store = Arc::new(SqliteStore::open(dir.join("events.sqlite")).await?);
+        crate::files::prepare_data_dir(&dir).map_err(|e| OpenError {
+            file: dir.clone(),
+            detail: e.to_string(),
+            remedy: None,
+        })?;
+        let log = dir.join("events.sqlite");
+        let store = Arc::new(SqliteStore::open(&log).await.map_err(|e| open_error(log, e, LOG_REMEDY))?);
         let dyn_store: Arc<dyn EventStore> = store.clone();
-        let projector = Projector::start(Arc::clone(&dyn_store), dir.join("views.sqlite")).await?;
-        let db = ApiDb::open(&dir.join("api.sqlite"))?;
-        let tokens = Tokens::load(db.clone()).await?;
-        let bootstrap = bootstrap(&tokens, &config, &dir).await?;
+        let views = projections::views_path(&dir);
+        let projector = Projector::start(Arc::clone(&dyn_store), &views).await.map_err(|e| match e {
+            projections::ProjectionError::File { path, detail } => open_error(path, detail, VIEWS_REMEDY),
+            other => open_error(views, other, VIEWS_REMEDY),
+        })?;
+        let api_file = dir.join("api.sqlite");
+        let api_failed = |e: ApiError| open_error(api_file.clone(), api_detail(&e), API_REMEDY);
+        let db = ApiDb::open(&api_file).map_err(api_failed)?;
+        let tokens = Tokens::load(db.clone()).await.map_err(api_failed)?;
+        let bootstrap = bootstrap(&tokens, &config, &dir).await.map_err(api_failed)?;
+        let pages_max_file = config.views_pages_max_file.clone();
         let views = ViewCache::new(config.view_cache_bytes_max);
         let inner = Inner {
             rate_limiter: RateLimiter::new(config.rate_limit_per_second),
@@ -116,7 +173,11 @@ impl AppState {
             views,
             shutdown: tokio::sync::watch::channel(false).0,
         };
-        Ok((Self(Arc::new(inner)), bootstrap))
+        let state = Self(Arc::new(inner));
+        if let Some(file) = pages_max_file {
+            tokio::spawn(follow_pages_max(Arc::downgrade(&state.0), file));
+        }
+        Ok((state, bootstrap))
     }
 
     /// Tells long-lived responses (live streams) to end, so that a graceful
@@ -181,6 +242,25 @@ impl AppState {
     /// The per-token rate limit.
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.0.rate_limiter
+    }
+}
+
+/// Applies the page cap written in `file` to the read-model file whenever
+/// it changes, for as long as the server runs (see
+/// [`Config::views_pages_max_file`]).
+async fn follow_pages_max(state: std::sync::Weak<Inner>, file: PathBuf) {
+    let mut current: Option<u64> = None;
+    loop {
+        let Some(state) = state.upgrade() else { return };
+        let text = tokio::fs::read_to_string(&file).await.unwrap_or_default();
+        let wanted = text.trim().parse::<u64>().ok();
+        if wanted != current {
+            tracing::warn!(file = %file.display(), pages_max = ?wanted, "test hook: read model file page cap changed");
+            state.projector.set_pages_max(wanted);
+            current = wanted;
+        }
+        drop(state);
+        tokio::time::sleep(std::time::Duration::from_millis(VIEWS_PAGES_MAX_POLL_MS)).await;
     }
 }
 

@@ -4,6 +4,7 @@
 mod audit;
 mod http;
 mod output;
+mod rebuild;
 mod replay;
 mod serve;
 mod token;
@@ -41,6 +42,10 @@ enum Command {
     /// Create, list or revoke the tokens of a data directory, offline (safe
     /// beside a running server, which sees the change within a second).
     Token(token::TokenArgs),
+    /// Rebuild the read models (views.sqlite) from the log, offline, and
+    /// compare them with the file's by digest. Exit code 0 only when the
+    /// file was what the log says (it is rebuilt either way).
+    RebuildViews(rebuild::RebuildArgs),
 }
 
 /// What a command concluded.
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
             Command::Export(args) => audit::export(args).await?.into(),
             Command::VerifyExport(args) => audit::verify_export_file(args)?.into(),
             Command::Token(args) => token::run(args).await?.into(),
+            Command::RebuildViews(args) => rebuild::run(args).await?.into(),
         })
     });
     match result {

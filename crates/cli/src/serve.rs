@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "GRANTLOG_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Fault injection for tests of a full disk: a file holding the
+    /// read-model file's page cap (`max_page_count`), re-read while serving.
+    #[arg(long, env = "GRANTLOG_VIEWS_PAGES_MAX_FILE", hide = true)]
+    pub views_pages_max_file: Option<PathBuf>,
 }
 
 fn init_logs(format: LogFormat) {
@@ -84,6 +88,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.request_timeout_ms = args.request_timeout_ms;
     config.admin_token = args.admin_token.clone();
     config.view_cache_bytes_max = args.view_cache_bytes_max;
+    config.views_pages_max_file = args.views_pages_max_file.clone();
     let (state, bootstrap) =
         AppState::open(config).await.with_context(|| format!("opening {}", args.data_dir.display()))?;
     let demo = if args.demo { crate::serve::demo(&state).await? } else { None };

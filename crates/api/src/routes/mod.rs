@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod commands;
 mod log;
+mod maintenance;
 mod ops;
 pub mod views;
 
@@ -165,5 +166,6 @@ pub fn table() -> Vec<Route> {
     routes.extend(views::routes());
     routes.extend(log::routes());
     routes.extend(audit::routes());
+    routes.extend(maintenance::routes());
     routes
 }

@@ -27,9 +27,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (_, Status::Failed { position, error }) => {
             ("failed", StatusCode::SERVICE_UNAVAILABLE, Some(format!("views stopped at {position}: {error}")))
         }
-        (_, Status::Running) if projector.lag() > READY_LAG_EVENTS_MAX => {
+        (_, Status::Running | Status::Degraded { .. }) if projector.lag() > READY_LAG_EVENTS_MAX => {
             ("catching_up", StatusCode::SERVICE_UNAVAILABLE, Some(format!("{} events behind", projector.lag())))
         }
+        // The views in memory are current, so reads and writes are served;
+        // only the file (what a restart starts from) is behind.
+        (_, Status::Degraded { committed, error, attempts }) => (
+            "degraded",
+            StatusCode::OK,
+            Some(format!(
+                "the read model file is at position {committed} and its writes fail ({error}); \
+                 retried {attempts} times, the views in memory are current"
+            )),
+        ),
         _ => ("ok", StatusCode::OK, None),
     };
     let head = head.ok().flatten().map(|h| h.position.0);
@@ -58,7 +68,10 @@ pub(super) fn routes() -> Vec<Route> {
             .summary("The process is alive")
             .response::<Health>(200),
         Route::new(Method::GET, "/readyz", "readyz", get(readyz))
-            .summary("The log answers and the views are caught up (503 otherwise)")
+            .summary(
+                "The log answers and the views are caught up (503 otherwise); `degraded` (200) while the \
+                 read-model file's writes are being retried",
+            )
             .response::<Health>(200),
         Route::new(Method::GET, "/metrics", "metrics", get(metrics))
             .summary("Prometheus metrics")

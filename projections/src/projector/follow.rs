@@ -1,0 +1,88 @@
+//! The follower task: reads the log through a subscription in pages and
+//! applies each to the in-memory ledgers, then hands the changed rows to
+//! the writer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use store::{StoreError, Subscription};
+
+use super::{PROJECTION_BATCH_EVENTS, Pending, Shared, Status, lock};
+use crate::db::{self, Models};
+use crate::ledger::FactKind;
+
+pub(super) fn fail(shared: &Shared, position: u64, error: String) {
+    tracing::error!(position, %error, "projection stopped");
+    *lock(&shared.status) = Status::Failed { position, error };
+}
+
+pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Sender<Pending>) {
+    let start = store::Position(*shared.visible.borrow());
+    let mut subscription = Subscription::new(Arc::clone(&shared.store), start);
+    loop {
+        let page = match subscription.next_batch(PROJECTION_BATCH_EVENTS).await {
+            Ok(page) => page,
+            Err(StoreError::Closed) => return,
+            Err(e) => return fail(&shared, subscription.position().0 + 1, e.to_string()),
+        };
+        // A rebuild pauses the loop here; it rebuilds exactly up to what
+        // this loop has applied, so the page still follows on.
+        let turn = shared.turn.lock().await;
+        let (applied, failure) = apply_page(&shared, &page);
+        drop(turn);
+        if pending.send(applied).await.is_err() {
+            return; // the writer stopped
+        }
+        if let Some((position, error)) = failure {
+            return fail(&shared, position, error);
+        }
+    }
+}
+
+/// Applies a page in memory (copy-on-write: a ledger a reader is holding is
+/// copied, otherwise changed in place) and returns the rows it changed, and
+/// the first unreadable event if there was one.
+fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Option<(u64, String)>) {
+    let mut failure = None;
+    let mut rows: Vec<db::FactRow> = Vec::new();
+    let mut programmes = BTreeMap::new();
+    let mut position = *shared.visible.borrow();
+    let mut log_hash = *lock(&shared.visible_hash);
+    {
+        let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
+        let mut dirty = db::Dirty::new();
+        for e in page {
+            let outcome = if let Some(grant) = crate::fold::grant_of(e.stream_id.as_str()) {
+                crate::fold::projected(e).map(|p| {
+                    let ledger = Arc::make_mut(ledgers.entry(grant.clone()).or_default());
+                    let (kind, key) = ledger.apply(&p);
+                    dirty.insert((grant.clone(), FactKind::Header, String::new()));
+                    dirty.insert((grant, kind, key));
+                })
+            } else {
+                let mut one = Models::default();
+                one.apply(e).map(|_| programmes.append(&mut one.programmes))
+            };
+            match outcome {
+                Ok(()) => (position, log_hash) = (e.position.0, e.hash),
+                Err(err) => {
+                    failure = Some((err.position, err.detail));
+                    break;
+                }
+            }
+        }
+        for (grant, kind, key) in dirty {
+            match ledgers.get(&grant).map(|l| l.fact_json(kind, &key)) {
+                Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
+                Some(Err(e)) => {
+                    failure = failure.or(Some((position, e.to_string())));
+                }
+                _ => {}
+            }
+        }
+    }
+    shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
+    *lock(&shared.visible_hash) = log_hash;
+    shared.visible.send_replace(position);
+    (Pending { checkpoint: db::Checkpoint { position, log_hash }, rows, programmes }, failure)
+}

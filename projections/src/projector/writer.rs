@@ -1,0 +1,150 @@
+//! The writer task: commits the pages the follower applied to the
+//! read-model file, several at once when they queue up (a fact changed by
+//! several of them is written once), each commit with its checkpoint.
+//!
+//! A failed commit (a full disk, an I/O error) is retried with backoff,
+//! from [`VIEWS_WRITE_RETRY_MS_MIN`] doubling up to
+//! [`VIEWS_WRITE_RETRY_MS_MAX`], for as long as it takes: the views in
+//! memory stay current meanwhile (pages that arrive are merged into the
+//! waiting batch, whose size is bounded by the number of distinct facts,
+//! that is by the read model itself), the projector reports itself
+//! degraded, and the first commit that succeeds catches the file up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::{GrantId, ProgrammeId};
+
+use super::{Pending, ProjectionError, Shared, Trouble, lock};
+use crate::db;
+use crate::ledger::FactKind;
+
+/// The first wait before retrying a failed write of the read-model file.
+pub const VIEWS_WRITE_RETRY_MS_MIN: u64 = 50;
+/// The longest wait between retries of a failed write of the read-model file.
+pub const VIEWS_WRITE_RETRY_MS_MAX: u64 = 5_000;
+
+/// What is waiting to be written.
+struct Batch {
+    checkpoint: db::Checkpoint,
+    rows: BTreeMap<(GrantId, FactKind, String), String>,
+    programmes: BTreeMap<ProgrammeId, String>,
+}
+
+impl Batch {
+    fn new(first: Pending) -> Self {
+        let mut b = Self { checkpoint: first.checkpoint, rows: BTreeMap::new(), programmes: BTreeMap::new() };
+        b.take(first);
+        b
+    }
+
+    /// Merges a later page in (its rows replace older values of the same facts).
+    fn take(&mut self, p: Pending) {
+        if p.checkpoint.position >= self.checkpoint.position {
+            self.checkpoint = p.checkpoint;
+        }
+        for (g, k, key, json) in p.rows {
+            self.rows.insert((g, k, key), json);
+        }
+        self.programmes.extend(p.programmes);
+    }
+}
+
+/// The wait before the `attempts`-th retry.
+fn backoff(attempts: u32) -> Duration {
+    let factor = 1u64 << attempts.saturating_sub(1).min(16);
+    Duration::from_millis(VIEWS_WRITE_RETRY_MS_MIN.saturating_mul(factor).min(VIEWS_WRITE_RETRY_MS_MAX))
+}
+
+/// Commits one batch; gives it back with the outcome, for a retry (`Err`
+/// when the blocking task itself failed and took the batch with it).
+async fn commit(shared: &Arc<Shared>, batch: Batch) -> Result<(Batch, Result<(), ProjectionError>), String> {
+    let shared = Arc::clone(shared);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let rows: Vec<db::FactRow> =
+            batch.rows.iter().map(|((g, k, key), json)| (g.clone(), *k, key.clone(), json.clone())).collect();
+        let mut conn = lock(&shared.db);
+        let limit = lock(&shared.pages_max).take();
+        let result = limit
+            .map_or(Ok(()), |pages| db::set_pages_max(&conn, pages))
+            .and_then(|()| db::save(&mut conn, batch.checkpoint, &rows, &batch.programmes))
+            .map_err(ProjectionError::from);
+        (batch, result)
+    })
+    .await;
+    outcome.map_err(|e| e.to_string())
+}
+
+pub(super) async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Receiver<Pending>) {
+    let mut waiting: Option<Batch> = None;
+    let mut attempts = 0u32;
+    loop {
+        let mut batch = match waiting.take() {
+            Some(b) => b,
+            None => match queue.recv().await {
+                Some(first) => Batch::new(first),
+                None => return,
+            },
+        };
+        while let Ok(more) = queue.try_recv() {
+            batch.take(more);
+        }
+        let position = batch.checkpoint.position;
+        let (batch, result) = match commit(&shared, batch).await {
+            Ok(done) => done,
+            // The blocking task died with the batch: nothing can be retried.
+            Err(e) => return super::follow::fail(&shared, *shared.committed.borrow() + 1, e),
+        };
+        let error = match result {
+            Ok(()) => {
+                if attempts > 0 {
+                    tracing::info!(position, attempts, "read model file written again; it has caught up");
+                }
+                attempts = 0;
+                *lock(&shared.trouble) = None;
+                shared.committed.send_replace(position);
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        attempts = attempts.saturating_add(1);
+        let wait = backoff(attempts);
+        tracing::warn!(
+            committed = *shared.committed.borrow(),
+            position,
+            attempts,
+            retry_in_ms = wait.as_millis() as u64,
+            %error,
+            "cannot write the read model file; the views in memory stay current, retrying"
+        );
+        *lock(&shared.trouble) = Some(Trouble { error, attempts });
+        waiting = Some(batch);
+        // Wait, merging newer pages in, until the backoff ends or someone
+        // says space is back.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = shared.wake.notified() => break,
+                more = queue.recv() => match (more, waiting.as_mut()) {
+                    (Some(p), Some(b)) => b.take(p),
+                    (Some(p), None) => waiting = Some(Batch::new(p)),
+                    (None, _) => return, // the projector is gone
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_minimum_up_to_the_maximum() {
+        assert_eq!(backoff(1), Duration::from_millis(VIEWS_WRITE_RETRY_MS_MIN));
+        assert_eq!(backoff(2), Duration::from_millis(2 * VIEWS_WRITE_RETRY_MS_MIN));
+        assert_eq!(backoff(40), Duration::from_millis(VIEWS_WRITE_RETRY_MS_MAX));
+    }
+}

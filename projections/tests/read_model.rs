@@ -1,0 +1,310 @@
+//! The read-model file is a cache of the log, never trusted over it: a file
+//! from another log, a damaged file or a changed row is moved aside and
+//! rebuilt, never served; a full file is retried until it catches up, with
+//! the views in memory current all along. Real SQLite files throughout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use domain::handler::{Handler, Issued};
+use domain::scenario::{self, MANAGER, eur, expenditure};
+use events::{ActorId, GrantId};
+use projections::db::Models;
+use projections::{Opened, Projector, Status};
+use store::{EventStore, Position, SqliteStore};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Arc<dyn EventStore>,
+    handler: Arc<Handler>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    let handler = Arc::new(Handler::new(Arc::clone(&store)));
+    scenario::nctcr(&handler).await.unwrap();
+    World { dir, store, handler }
+}
+
+fn gid() -> GrantId {
+    GrantId::parse(scenario::GRANT).unwrap()
+}
+
+async fn head(store: &dyn EventStore) -> u64 {
+    store.head().await.unwrap().map_or(0, |h| h.position.0)
+}
+
+/// Every model folded afresh from the log: the truth a served view must equal.
+async fn truth(store: &dyn EventStore) -> Models {
+    let mut models = Models::default();
+    loop {
+        let page = store.read_all(Position(models.position), store::READ_EVENTS_MAX).await.unwrap();
+        if page.is_empty() {
+            return models;
+        }
+        for e in &page {
+            models.apply(e).unwrap();
+        }
+    }
+}
+
+/// A projector on `path`, caught up with the log.
+async fn caught_up(store: &Arc<dyn EventStore>, path: &Path) -> Projector {
+    let p = Projector::start(Arc::clone(store), path).await.unwrap();
+    p.wait_for(head(store.as_ref()).await, WAIT).await.unwrap();
+    p
+}
+
+/// Writes a views file for `store` at `path`, committed and checkpointed
+/// into the main file (no WAL left), and closes it.
+async fn written_views(store: &Arc<dyn EventStore>, path: &Path) {
+    let p = caught_up(store, path).await;
+    p.wait_committed(head(store.as_ref()).await, WAIT).await.unwrap();
+    drop(p);
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+}
+
+fn moved_aside(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.contains(".bad-") && !name.ends_with("-wal") && !name.ends_with("-shm")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn spend(id: &str, amount: &str, invoice: &str) -> Issued<domain::grant::GrantCommand> {
+    let e = expenditure(id, "FP2-OTH", eur(amount).unwrap(), None, "2022-10-02", "sup-x", invoice, None).unwrap();
+    Issued::new(e, ActorId::parse(MANAGER).unwrap(), NaiveDate::from_ymd_opt(2022, 10, 2).unwrap())
+}
+
+/// Opens `path` on `w`'s log and asserts the views equal the log's and the
+/// file was moved aside.
+async fn assert_rebuilt(w: &World, path: &Path) {
+    let p = caught_up(&w.store, path).await;
+    assert!(matches!(p.opened(), Opened::MovedAside { .. }), "the file was trusted: {:?}", p.opened());
+    assert_eq!(p.models(), truth(w.store.as_ref()).await, "the views served are not the log's");
+    assert_eq!(moved_aside(path.parent().unwrap()).len(), 1, "the bad file is kept aside, once");
+    // New writes show, and the rebuilt file holds them.
+    let r = w.handler.execute(&gid(), &spend("E90", "1.00", "INV-90")).await.unwrap();
+    p.wait_for(r.position.0, WAIT).await.unwrap();
+    p.wait_committed(r.position.0, WAIT).await.unwrap();
+    assert_eq!(p.ledger(&gid()).unwrap().position, r.position.0);
+    drop(p);
+    let again = caught_up(&w.store, path).await;
+    assert_eq!(again.opened(), &Opened::Loaded { position: r.position.0 });
+    assert_eq!(again.models(), truth(w.store.as_ref()).await);
+}
+
+#[tokio::test]
+async fn a_checkpoint_past_the_head_of_the_log_is_moved_aside_and_rebuilt() {
+    let w = world().await;
+    // A views file from a longer log: this log plus more.
+    let longer = world().await;
+    longer.handler.execute(&gid(), &spend("E80", "1.00", "INV-80")).await.unwrap();
+    longer.handler.execute(&gid(), &spend("E81", "2.00", "INV-81")).await.unwrap();
+    let path = w.dir.path().join("views").join("views.sqlite");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    written_views(&longer.store, &path).await;
+    assert!(head(longer.store.as_ref()).await > head(w.store.as_ref()).await);
+    assert_rebuilt(&w, &path).await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_whose_hash_is_not_this_logs_is_moved_aside_and_rebuilt() {
+    let w = world().await;
+    // Another log of the same scenario: same positions, other hashes.
+    let other = world().await;
+    let path = w.dir.path().join("views").join("views.sqlite");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    written_views(&other.store, &path).await;
+    // This log moves on, so the file's checkpoint is within its head.
+    w.handler.execute(&gid(), &spend("E82", "3.00", "INV-82")).await.unwrap();
+    assert_rebuilt(&w, &path).await;
+}
+
+async fn damaged(damage: impl FnOnce(&mut Vec<u8>, &Path)) {
+    let w = world().await;
+    let path = w.dir.path().join("views").join("views.sqlite");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    written_views(&w.store, &path).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    damage(&mut bytes, &path);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_rebuilt(&w, &path).await;
+}
+
+#[tokio::test]
+async fn a_flipped_header_byte_is_moved_aside_and_rebuilt() {
+    damaged(|b, _| b[0] ^= 0x20).await;
+}
+
+#[tokio::test]
+async fn a_truncated_file_is_moved_aside_and_rebuilt() {
+    damaged(|b, _| {
+        let half = (b.len() / 2 / 4096) * 4096 + 100;
+        b.truncate(half);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_changed_figure_in_a_stored_row_is_detected_and_rebuilt() {
+    damaged(|b, path| {
+        // A live expenditure row's amount: its first digit changed, as
+        // 100.00 becoming 900.00 (in every copy of the row in the file, as
+        // SQLite leaves old copies in free space).
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let fact: String = conn
+            .query_row("SELECT fact FROM grant_ledgers WHERE kind = 'expenditure' LIMIT 1", [], |r| r.get(0))
+            .unwrap();
+        drop(conn);
+        let needle = b"\"amount\":\"";
+        let digit = fact.as_bytes().windows(needle.len()).position(|w| w == needle).expect("an amount") + needle.len();
+        let fact = fact.as_bytes();
+        let copies: Vec<usize> =
+            (0..b.len().saturating_sub(fact.len())).filter(|&i| &b[i..i + fact.len()] == fact).collect();
+        assert!(!copies.is_empty(), "the row is in the file");
+        for at in copies {
+            b[at + digit] = if b[at + digit] == b'9' { b'8' } else { b'9' };
+        }
+    })
+    .await;
+}
+
+/// A small deterministic generator (splitmix64), so each case is reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Cases of the random-flip test (`GRANTLOG_TEST_FLIP_CASES` for more); each
+/// costs one open (and, when the damage is found, one rebuild of the
+/// scenario's log).
+const FLIP_CASES: u64 = 120;
+
+fn flip_cases() -> u64 {
+    std::env::var("GRANTLOG_TEST_FLIP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(FLIP_CASES)
+}
+
+#[tokio::test]
+async fn random_byte_flips_never_serve_a_wrong_view() {
+    let w = world().await;
+    let pristine_path = w.dir.path().join("pristine.sqlite");
+    written_views(&w.store, &pristine_path).await;
+    let pristine = std::fs::read(&pristine_path).unwrap();
+    let truth = truth(w.store.as_ref()).await;
+    let (mut detected, mut unaffected, mut wrong) = (0u64, 0u64, Vec::new());
+    let cases = flip_cases();
+    for case in 0..cases {
+        let mut rng = Rng(case);
+        let mut bytes = pristine.clone();
+        let flips = 1 + rng.next() % 3;
+        for _ in 0..flips {
+            let at = (rng.next() % bytes.len() as u64) as usize;
+            bytes[at] ^= 1 << (rng.next() % 8);
+        }
+        let dir = w.dir.path().join(format!("case-{case}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("views.sqlite");
+        std::fs::write(&path, &bytes).unwrap();
+        let p = match Projector::start(Arc::clone(&w.store), &path).await {
+            Ok(p) => p,
+            Err(e) => panic!("case {case}: the projector did not start: {e}"),
+        };
+        p.wait_for(truth.position, WAIT).await.unwrap();
+        match p.opened() {
+            Opened::MovedAside { .. } => detected += 1,
+            Opened::Loaded { .. } => unaffected += 1,
+        }
+        if p.models() != truth {
+            wrong.push(case);
+        }
+        drop(p);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!(
+        "random byte flips in views.sqlite: {cases} cases ({} bytes), {detected} detected and rebuilt, \
+         {unaffected} unaffected, {} wrong views served",
+        pristine.len(),
+        wrong.len()
+    );
+    assert!(wrong.is_empty(), "cases {wrong:?} served a view that is not the log's");
+    assert!(detected > 0, "no flip was detected: the test does not reach the data");
+}
+
+#[tokio::test]
+async fn a_full_read_model_file_is_retried_and_catches_up_without_a_restart() {
+    let w = world().await;
+    let path = w.dir.path().join("views.sqlite");
+    let p = Arc::new(caught_up(&w.store, &path).await);
+    p.wait_committed(head(w.store.as_ref()).await, WAIT).await.unwrap();
+    // The file may not grow by a page: every new row soon needs one.
+    p.set_pages_max(Some(1));
+    let mut writers = Vec::new();
+    for t in 0..4 {
+        let handler = Arc::clone(&w.handler);
+        let p = Arc::clone(&p);
+        writers.push(tokio::spawn(async move {
+            let mut positions = Vec::new();
+            for i in 0..60 {
+                let id = format!("E{t}X{i}");
+                let r = handler.execute(&gid(), &spend(&id, "0.01", &format!("INV-{id}"))).await.unwrap();
+                // Reads keep answering, and show the write at once.
+                p.wait_for(r.position.0, WAIT).await.unwrap();
+                positions.push(r.position.0);
+            }
+            positions
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !matches!(p.status(), Status::Degraded { .. }) {
+        assert!(tokio::time::Instant::now() < deadline, "the file never filled up: {:?}", p.status());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut acknowledged = Vec::new();
+    for t in writers {
+        acknowledged.extend(t.await.unwrap());
+    }
+    let head_now = head(w.store.as_ref()).await;
+    assert!(p.committed() < head_now, "the file kept up although it was full");
+    assert_eq!(p.models(), truth(w.store.as_ref()).await, "the views in memory are not current");
+    // Space comes back: the file catches up, no restart.
+    p.set_pages_max(None);
+    p.wait_committed(head_now, WAIT).await.unwrap();
+    assert_eq!(p.status(), Status::Running);
+    assert_eq!(acknowledged.len(), 240);
+    // Every acknowledged write is in the log and in the views.
+    let ledger = p.ledger(&gid()).unwrap();
+    let recorded: std::collections::BTreeSet<u64> = {
+        let all = w.store.read_all(Position(0), store::READ_EVENTS_MAX).await.unwrap();
+        all.iter().map(|e| e.position.0).collect()
+    };
+    assert!(acknowledged.iter().all(|pos| recorded.contains(pos)));
+    assert_eq!(ledger.position, head_now);
+    drop(ledger);
+    let p = Arc::into_inner(p).expect("the writers are done");
+    drop(p);
+    let again = caught_up(&w.store, &path).await;
+    assert_eq!(again.opened(), &Opened::Loaded { position: head_now });
+    assert_eq!(again.models(), truth(w.store.as_ref()).await);
+}
