@@ -15,6 +15,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 mod extract;
+pub mod input;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
