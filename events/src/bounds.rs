@@ -147,10 +147,8 @@ pub fn within_amount_limit(amount: Decimal) -> bool {
 pub fn parse_amount_text(text: &str, signed: bool) -> Result<Decimal, InputError> {
     let (re, pattern) = if signed { (&SIGNED_AMOUNT, SIGNED_AMOUNT_PATTERN) } else { (&AMOUNT, AMOUNT_PATTERN) };
     matching(text, re, pattern, AMOUNT_CHARS_MAX)?;
-    let amount = Decimal::from_str_exact(text).map_err(|_| InputError::AboveLimit {
-        amount: Decimal::MAX,
-        limit: AMOUNT_UNITS_MAX,
-    })?;
+    let amount = Decimal::from_str_exact(text)
+        .map_err(|_| InputError::AboveLimit { amount: Decimal::MAX, limit: AMOUNT_UNITS_MAX })?;
     if !within_amount_limit(amount) {
         return Err(InputError::AboveLimit { amount, limit: AMOUNT_UNITS_MAX });
     }
@@ -174,7 +172,8 @@ pub fn parse_rate(text: &str) -> Result<Decimal, InputError> {
 /// real calendar day, from [`BUSINESS_DATE_MIN`] to [`BUSINESS_DATE_MAX`].
 pub fn parse_date(text: &str) -> Result<NaiveDate, InputError> {
     matching(text, &DATE, DATE_PATTERN, 10)?;
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| InputError::NotADate { text: text.to_owned() })?;
+    let date =
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| InputError::NotADate { text: text.to_owned() })?;
     if !(BUSINESS_DATE_MIN..=BUSINESS_DATE_MAX).contains(&date) {
         return Err(InputError::DateOutOfRange { date });
     }
@@ -201,8 +200,25 @@ mod tests {
             assert!(parse_amount_text(good, false).is_ok(), "{good} refused");
         }
         for bad in [
-            "", "1_000.00", "+5.00", "5.", ".5", "1e3", "1E3", " 5.00", "5.00 ", "-5.00", "5,00", "0x10", "NaN", "inf",
-            "٣", "５", "1.0.0", "10000000000000.01", "79228162514264337593543950335",
+            "",
+            "1_000.00",
+            "+5.00",
+            "5.",
+            ".5",
+            "1e3",
+            "1E3",
+            " 5.00",
+            "5.00 ",
+            "-5.00",
+            "5,00",
+            "0x10",
+            "NaN",
+            "inf",
+            "٣",
+            "５",
+            "1.0.0",
+            "10000000000000.01",
+            "79228162514264337593543950335",
         ] {
             assert!(parse_amount_text(bad, false).is_err(), "{bad:?} accepted");
         }
@@ -238,8 +254,18 @@ mod tests {
         assert!(parse_date("1900-01-01").is_ok());
         assert!(parse_date("2199-12-31").is_ok());
         for bad in [
-            "2022-6-5", " 2022-06-05", "2022-06-05 ", "+99999-01-01", "1899-12-31", "2200-01-01", "2022-02-30",
-            "2022-13-01", "20220605", "2022/06/05", "２０２２-06-05", "",
+            "2022-6-5",
+            " 2022-06-05",
+            "2022-06-05 ",
+            "+99999-01-01",
+            "1899-12-31",
+            "2200-01-01",
+            "2022-02-30",
+            "2022-13-01",
+            "20220605",
+            "2022/06/05",
+            "２０２２-06-05",
+            "",
         ] {
             assert!(parse_date(bad).is_err(), "{bad:?} accepted");
         }
@@ -259,7 +285,10 @@ mod tests {
     fn the_named_limits_are_what_the_patterns_and_range_say() {
         assert_eq!(BUSINESS_DATE_MIN.to_string(), "1900-01-01");
         assert_eq!(BUSINESS_DATE_MAX.to_string(), "2199-12-31");
-        assert_eq!(RATE_PATTERN, format!(r"^[0-9]{{1,{RATE_INTEGER_DIGITS_MAX}}}(\.[0-9]{{1,{RATE_FRACTION_DIGITS_MAX}}})?$"));
+        assert_eq!(
+            RATE_PATTERN,
+            format!(r"^[0-9]{{1,{RATE_INTEGER_DIGITS_MAX}}}(\.[0-9]{{1,{RATE_FRACTION_DIGITS_MAX}}})?$")
+        );
         for p in [AMOUNT_PATTERN, SIGNED_AMOUNT_PATTERN, RATE_PATTERN, DATE_PATTERN] {
             assert!(Regex::new(p).is_ok(), "{p}");
         }
