@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod bodies;
+mod bounds;
 mod client;
 mod harness;
 mod idempotency;
