@@ -87,7 +87,7 @@ impl Grant {
         // Two actors in turn, so that a reallocation can be approved by another.
         self.actor += 1;
         let ctx = Context {
-            actor: ActorId::parse(if self.actor % 2 == 0 { "pm" } else { "fo" }).unwrap(),
+            actor: ActorId::parse(if self.actor.is_multiple_of(2) { "pm" } else { "fo" }).unwrap(),
             reason: Some("limits".into()),
             effective_date: on,
             today: on,
@@ -256,9 +256,9 @@ proptest! {
 fn a_grant_filled_to_its_gross_limit_still_answers_every_view() {
     let mut g = Grant::new();
     // Record and reverse the largest cost until the grant's gross limit refuses it.
-    for n in 0..200 {
+    for n in 0usize..200 {
         let before = g.events.len();
-        g.apply(&Op::Spend { line: n % 2 == 0, size: 1, cents: 0, day: 10 }, n);
+        g.apply(&Op::Spend { line: n.is_multiple_of(2), size: 1, cents: 0, day: 10 }, n);
         if g.events.len() == before {
             break;
         }

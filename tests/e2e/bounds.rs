@@ -251,10 +251,11 @@ async fn the_largest_decimal_is_refused_and_amounts_near_the_limit_leave_every_v
     // counts them all, until the grant's gross limit refuses one more.
     let mut position = 0;
     let mut recorded = 0;
-    for n in 0..12 {
+    for n in 0u32..12 {
         let id = format!("BIG{n}");
         let day = format!("2022-03-{:02}", n + 2);
-        let body = expenditure(&id, if n % 2 == 0 { "W-PER" } else { "W-CON" }, eur(LIMIT), &day, "s", &id, None);
+        let body =
+            expenditure(&id, if n.is_multiple_of(2) { "W-PER" } else { "W-CON" }, eur(LIMIT), &day, "s", &id, None);
         api.post(admin, &g("expenditures"), &body).await.written(201);
         recorded += 1;
         let reversal = json!({"reason": "test", "effective_date": format!("2022-04-{:02}", n + 1)});
