@@ -53,6 +53,16 @@ pub fn decode<T: serde::de::DeserializeOwned>(
     stored: u32,
     data: &str,
 ) -> Result<T, DecodeError> {
+    // Stored events read as written, even where today's input rules are stricter.
+    crate::ids::reading_stored(|| decode_stored(event_type, current, stored, data))
+}
+
+fn decode_stored<T: serde::de::DeserializeOwned>(
+    event_type: &'static str,
+    current: u32,
+    stored: u32,
+    data: &str,
+) -> Result<T, DecodeError> {
     let payload =
         |version: u32, e: serde_json::Error| DecodeError::Payload { event_type, version, detail: e.to_string() };
     if stored == current {

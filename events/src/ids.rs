@@ -1,7 +1,9 @@
-//! Identifiers chosen by clients: 1 to 64 characters of `A-Za-z0-9._-`.
-//! Each kind of id is its own type, so a milestone id cannot be passed
-//! where a budget line is expected.
+//! Identifiers chosen by clients: 1 to 64 characters of `A-Za-z0-9._-`,
+//! other than `.` and `..` (which no URL can address: clients and proxies
+//! resolve them as path segments). Each kind of id is its own type, so a
+//! milestone id cannot be passed where a budget line is expected.
 
+use std::cell::Cell;
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -10,9 +12,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Longest id, in characters.
 pub const ID_CHARS_MAX: usize = 64;
 
+/// The pattern of an id (besides it, `.` and `..` are refused).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+
 /// Why a text is not an id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind} {text:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -")]
+#[error("{kind} {text:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -, and not . or ..")]
 pub struct IdError {
     /// Which kind of id.
     pub kind: &'static str,
@@ -20,10 +25,28 @@ pub struct IdError {
     pub text: String,
 }
 
+thread_local! {
+    static READING_STORED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` reading stored data: ids that were accepted before `.` and
+/// `..` were refused still read, so an older log always decodes.
+pub fn reading_stored<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            READING_STORED.set(self.0);
+        }
+    }
+    let _restore = Restore(READING_STORED.replace(true));
+    f()
+}
+
 fn valid(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= ID_CHARS_MAX
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && (!matches!(text, "." | "..") || READING_STORED.get())
 }
 
 macro_rules! ids {
@@ -33,7 +56,8 @@ macro_rules! ids {
         pub struct $name(String);
 
         impl $name {
-            /// Parses an id, refusing anything but 1 to 64 of `A-Za-z0-9._-`.
+            /// Parses an id, refusing anything but 1 to 64 of `A-Za-z0-9._-`,
+            /// and `.` and `..` (unless [`reading_stored`]).
             pub fn parse(text: impl Into<String>) -> Result<Self, IdError> {
                 let text = text.into();
                 if valid(&text) { Ok(Self(text)) } else { Err(IdError { kind: $kind, text }) }
@@ -75,7 +99,7 @@ macro_rules! ids {
             }
 
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" })
+                schemars::json_schema!({ "type": "string", "pattern": ID_PATTERN, "not": { "enum": [".", ".."] } })
             }
         }
     )*};
@@ -125,11 +149,23 @@ mod tests {
     fn ids_accept_only_the_documented_alphabet() {
         assert!(GrantId::parse("nctcr-2022_v1.0").is_ok());
         assert!(GrantId::parse("x".repeat(64)).is_ok());
-        for bad in ["", "with space", "slash/", "é", &"x".repeat(65)] {
+        for bad in ["", "with space", "slash/", "é", &"x".repeat(65), ".", ".."] {
             let err = GrantId::parse(bad).unwrap_err();
             assert_eq!(err.kind, "grant id");
         }
         assert!(serde_json::from_str::<MilestoneId>(r#""M 02""#).is_err());
+    }
+
+    #[test]
+    fn dot_ids_read_only_from_stored_data() {
+        assert!(serde_json::from_str::<GrantId>(r#"".""#).is_err());
+        assert!(serde_json::from_str::<GrantId>(r#""..""#).is_err());
+        assert!(GrantId::parse("...").is_ok() && GrantId::parse(".a").is_ok());
+        let stored = reading_stored(|| serde_json::from_str::<GrantId>(r#"".""#));
+        assert_eq!(stored.unwrap().as_str(), ".");
+        assert!(GrantId::parse(".").is_err(), "the leniency ends with the stored read");
+        let event = crate::GrantEvent::decode("ExpenditureReversed", 1, r#"{"expenditure_id":".."}"#);
+        assert!(event.is_ok(), "a stored event with an id accepted before still decodes: {event:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! No I/O here: the `store` stores what [`GrantEvent::to_json`] gives and
 //! hands back text that [`GrantEvent::decode`] reads.
 
+pub mod bounds;
 pub mod codec;
 mod envelope;
 pub mod grant;

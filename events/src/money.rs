@@ -80,6 +80,15 @@ impl Currency {
         self.0.code()
     }
 
+    /// Whether this is an active ISO 4217 currency: not a fund (BOV, CLF,
+    /// USN...), not a special code (the precious metals XAU XAG XPD XPT,
+    /// XDR, the bond units, XTS, XXX...) and not superseded (HRK, BGN...).
+    /// Stored events keep any code; new grants and costs take only these
+    /// ([`crate::bounds::accepted_currency`]).
+    pub fn is_active(self) -> bool {
+        !self.0.is_fund() && !self.0.is_special() && self.0.is_superseded().is_none()
+    }
+
     /// Digits after the decimal point (2 for EUR, 0 for JPY). Codes with
     /// no minor unit (such as XAU) count as 0.
     pub fn minor_digits(self) -> u32 {

@@ -146,9 +146,13 @@ pub(crate) fn round4(d: Decimal) -> Decimal {
     d.round_dp_with_strategy(4, RoundingStrategy::MidpointNearestEven).normalize()
 }
 
-/// `part / whole x 100`, 0 when `whole` is zero.
-pub(crate) fn percent(part: Decimal, whole: Decimal) -> Decimal {
-    if whole.is_zero() { Decimal::ZERO } else { round4(part * Decimal::ONE_HUNDRED / whole) }
+/// `part / whole x 100`, 0 when `whole` is zero; checked, never a panic.
+pub(crate) fn percent(part: Decimal, whole: Decimal) -> Result<Decimal, MoneyError> {
+    if whole.is_zero() {
+        return Ok(Decimal::ZERO);
+    }
+    let ratio = part.checked_mul(Decimal::ONE_HUNDRED).and_then(|p| p.checked_div(whole));
+    ratio.map(round4).ok_or(MoneyError::Overflow)
 }
 
 /// What a line amounts to as of a date.
@@ -261,7 +265,7 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
             committed: t.committed,
             spent: t.spent,
             available,
-            spent_pct: percent(t.spent.amount(), t.current.amount()),
+            spent_pct: percent(t.spent.amount(), t.current.amount())?,
             overspent: t.spent.amount() > t.current.amount(),
         });
     }
@@ -274,8 +278,13 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
     let total_days = Decimal::from((end - start).num_days() + 1);
     let elapsed_days = if reference < start { 0 } else { (reference.min(end) - start).num_days() + 1 };
     let elapsed = Decimal::from(elapsed_days);
-    let spent_share = spent.amount() / grant.award.amount();
-    let burn_index = if elapsed.is_zero() { Decimal::ZERO } else { round4(spent_share * total_days / elapsed) };
+    let overflow = || ViewError::Money(MoneyError::Overflow);
+    let spent_share = spent.amount().checked_div(grant.award.amount()).ok_or_else(overflow)?;
+    let burn_index = if elapsed.is_zero() {
+        Decimal::ZERO
+    } else {
+        round4(spent_share.checked_mul(total_days).and_then(|x| x.checked_div(elapsed)).ok_or_else(overflow)?)
+    };
 
     Ok(BudgetView {
         grant: grant.id.clone(),
@@ -287,8 +296,8 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
         committed,
         available: grant.award.checked_sub(&spent)?.checked_sub(&committed)?,
         indirect: IndirectView { rate: grant.indirect_rate, base, accrued },
-        time_elapsed_pct: percent(elapsed, total_days),
-        spent_pct: percent(spent.amount(), grant.award.amount()),
+        time_elapsed_pct: percent(elapsed, total_days)?,
+        spent_pct: percent(spent.amount(), grant.award.amount())?,
         burn_index,
         position: ledger.position,
         as_of,

@@ -32,6 +32,10 @@ pub enum Touched {
 
 /// Reads a stored grant event as the ledger takes it.
 pub fn projected(e: &RecordedEvent) -> Result<Projected, ApplyError> {
+    events::ids::reading_stored(|| projected_stored(e))
+}
+
+fn projected_stored(e: &RecordedEvent) -> Result<Projected, ApplyError> {
     let bad = |detail: String| ApplyError { position: e.position.0, detail };
     let event = GrantEvent::decode(&e.event_type, e.schema_version, e.data.get()).map_err(|x| bad(x.to_string()))?;
     let m = &e.metadata;
@@ -53,12 +57,18 @@ pub fn projected(e: &RecordedEvent) -> Result<Projected, ApplyError> {
 
 /// The grant id of a `grant-<id>` stream.
 pub fn grant_of(stream: &str) -> Option<GrantId> {
-    stream.strip_prefix("grant-").and_then(|id| GrantId::parse(id).ok())
+    let id = stream.strip_prefix("grant-")?;
+    events::ids::reading_stored(|| GrantId::parse(id).ok())
 }
 
 impl Models {
     /// Applies one stored event, in log order.
     pub fn apply(&mut self, e: &RecordedEvent) -> Result<Touched, ApplyError> {
+        // Stored ids read as written, even where today's input rules are stricter.
+        events::ids::reading_stored(|| self.apply_stored(e))
+    }
+
+    fn apply_stored(&mut self, e: &RecordedEvent) -> Result<Touched, ApplyError> {
         self.position = e.position.0;
         let stream = e.stream_id.as_str();
         if let Some(grant) = grant_of(stream) {

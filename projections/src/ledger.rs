@@ -471,8 +471,12 @@ macro_rules! stored_facts {
                 }
             }
 
-            /// Puts back one stored fact.
+            /// Puts back one stored fact (its ids read as written).
             pub fn put_fact(&mut self, kind: FactKind, key: &str, json: &str) -> Result<(), String> {
+                events::ids::reading_stored(|| self.put_stored_fact(kind, key, json))
+            }
+
+            fn put_stored_fact(&mut self, kind: FactKind, key: &str, json: &str) -> Result<(), String> {
                 match kind {
                     FactKind::Header => {
                         let h: Header = serde_json::from_str(json).map_err(|e| e.to_string())?;

@@ -13,6 +13,7 @@ mod disk_full;
 mod harness;
 mod idempotency;
 mod input;
+mod limits;
 mod nctcr;
 mod read_model;
 mod rejections;

@@ -44,7 +44,8 @@ pub struct CreateProgramme {
     /// Its name.
     pub name: String,
     /// Business date (default today).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    #[schemars(with = "Option<crate::input::DateText>")]
     pub effective_date: Option<NaiveDate>,
     /// Why.
     #[serde(default)]
@@ -97,10 +98,16 @@ pub struct CreateGrant {
     /// Short name.
     pub acronym: String,
     /// The award; its currency is the grant's.
+    #[serde(deserialize_with = "crate::input::money")]
+    #[schemars(with = "crate::input::MoneyInput")]
     pub award: Money,
     /// First day.
+    #[serde(deserialize_with = "crate::input::date")]
+    #[schemars(with = "crate::input::DateText")]
     pub start: NaiveDate,
     /// Last day.
+    #[serde(deserialize_with = "crate::input::date")]
+    #[schemars(with = "crate::input::DateText")]
     pub end: NaiveDate,
     /// `FNR-2022` or `HORIZON-EUROPE`.
     pub rule_set: RuleSetId,
@@ -108,11 +115,12 @@ pub struct CreateGrant {
     #[serde(default)]
     pub beneficiary: Option<String>,
     /// Indirect cost rate as a decimal string (default: the rule set's cap).
-    #[serde(default, with = "rust_decimal::serde::str_option")]
-    #[schemars(with = "Option<String>")]
+    #[serde(default, deserialize_with = "crate::input::opt_rate")]
+    #[schemars(with = "Option<crate::input::RateText>")]
     pub indirect_rate: Option<Decimal>,
     /// Business date (default today).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    #[schemars(with = "Option<crate::input::DateText>")]
     pub effective_date: Option<NaiveDate>,
     /// Why.
     #[serde(default)]
@@ -128,7 +136,8 @@ macro_rules! write_body {
         pub struct $name {
             $($(#[$fdoc])* pub $field: $ty,)*
             /// Business date of the fact (default today, UTC).
-            #[serde(default)]
+            #[serde(default, deserialize_with = "crate::input::opt_date")]
+            #[schemars(with = "Option<crate::input::DateText>")]
             pub effective_date: Option<NaiveDate>,
             /// Why.
             #[serde(default)]
@@ -161,6 +170,8 @@ write_body!(
         /// The rule set's category.
         category: CategoryCode,
         /// Original amount.
+        #[serde(deserialize_with = "crate::input::money")]
+        #[schemars(with = "crate::input::MoneyInput")]
         amount: Money,
     }
 );
@@ -171,10 +182,16 @@ write_body!(
         /// Client-chosen id.
         id: PeriodId,
         /// First day.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         start: NaiveDate,
         /// Last day.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         end: NaiveDate,
         /// When the report is due.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         report_due: NaiveDate,
     }
 );
@@ -193,9 +210,12 @@ write_body!(
         /// The line it binds.
         line: LineId,
         /// Amount (another currency needs `conversion`).
+        #[serde(deserialize_with = "crate::input::money")]
+        #[schemars(with = "crate::input::MoneyInput")]
         amount: Money,
         /// Rate: units of the amount's currency per one of the grant's.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::input::opt_conversion")]
+        #[schemars(with = "Option<crate::input::ConversionInput>")]
         conversion: Option<Conversion>,
         /// Supplier id.
         supplier: String,
@@ -212,11 +232,16 @@ write_body!(
         /// The line charged.
         line: LineId,
         /// Amount (another currency needs `conversion`).
+        #[serde(deserialize_with = "crate::input::money")]
+        #[schemars(with = "crate::input::MoneyInput")]
         amount: Money,
         /// Rate: units of the amount's currency per one of the grant's.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::input::opt_conversion")]
+        #[schemars(with = "Option<crate::input::ConversionInput>")]
         conversion: Option<Conversion>,
         /// When the cost was incurred.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         incurred_on: NaiveDate,
         /// Supplier id.
         supplier: String,
@@ -238,8 +263,8 @@ pub struct DeltaBody {
     /// The line.
     pub line: LineId,
     /// Signed decimal string, e.g. "-3000.00".
-    #[serde(with = "rust_decimal::serde::str")]
-    #[schemars(with = "String")]
+    #[serde(deserialize_with = "crate::input::signed_amount")]
+    #[schemars(with = "crate::input::SignedAmountText")]
     pub amount: Decimal,
 }
 
@@ -261,6 +286,8 @@ write_body!(
         /// What it changes.
         kind: AmendmentKind,
         /// The end asked for.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         proposed_end: NaiveDate,
     }
 );
@@ -277,6 +304,8 @@ write_body!(
         /// Title.
         title: String,
         /// Baseline due date.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         due_on: NaiveDate,
         /// An amendment backing a date past the end.
         #[serde(default)]
@@ -288,6 +317,8 @@ write_body!(
     /// `POST .../milestones/{id}/reschedule`.
     RescheduleMilestone {
         /// New due date.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         due_on: NaiveDate,
         /// An amendment backing a date past the end.
         #[serde(default)]
@@ -299,6 +330,8 @@ write_body!(
     /// `POST .../milestones/{id}/achieve`.
     AchieveMilestone {
         /// When.
+        #[serde(deserialize_with = "crate::input::date")]
+        #[schemars(with = "crate::input::DateText")]
         achieved_on: NaiveDate,
         /// Where the proof is.
         #[serde(default)]

@@ -55,6 +55,12 @@ pub enum ApiError {
     /// A query parameter or header is invalid.
     #[error("the request's parameters are invalid")]
     InvalidQuery(Vec<FieldError>),
+    /// The body is not `application/json`.
+    #[error("the request body must be application/json (with at most a charset=utf-8 parameter), not {given:?}")]
+    UnsupportedMediaType {
+        /// The `Content-Type` given (empty: none).
+        given: String,
+    },
     /// The body is larger than allowed.
     #[error("the request body is larger than {bytes_max} bytes")]
     PayloadTooLarge {
@@ -144,6 +150,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -171,6 +178,7 @@ impl ApiError {
             ApiError::JsonTooDeep { .. } => "json-too-deep".into(),
             ApiError::InvalidQuery(_) => "invalid-query".into(),
             ApiError::PayloadTooLarge { .. } => "payload-too-large".into(),
+            ApiError::UnsupportedMediaType { .. } => "unsupported-media-type".into(),
             ApiError::Unauthorized => "unauthorized".into(),
             ApiError::Forbidden => "forbidden".into(),
             ApiError::NotFound(_) => "not-found".into(),

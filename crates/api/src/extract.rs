@@ -1,7 +1,7 @@
 //! Path and query extractors whose failures are problem+json like every
 //! other error.
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -30,11 +30,16 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        match Query::<T>::try_from_uri(&parts.uri) {
-            Ok(Query(v)) => Ok(Params(v)),
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(v) => Ok(Params(v)),
             Err(e) => {
-                let detail = e.body_text();
-                Err(ApiError::InvalidQuery(vec![FieldError { pointer: pointer_of(&detail), detail }]))
+                let detail = format!("Failed to deserialize query string: {}", e.inner());
+                // The path names a field that is there; serde names an unknown one in its message.
+                let path = e.path().to_string();
+                let pointer = if path.is_empty() || path == "." { pointer_of(&detail) } else { format!("?{path}") };
+                Err(ApiError::InvalidQuery(vec![FieldError { pointer, detail }]))
             }
         }
     }

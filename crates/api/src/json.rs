@@ -27,11 +27,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes_max = state.config().request_body_bytes_max;
-        let json_content = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+        let content_type =
+            req.headers().get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let declared_too_large = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -49,24 +46,56 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
         if bytes.is_empty() {
             return parse(b"{}").map(|value| Body(value, sha2::Sha256::digest(b"{}").into()));
         }
-        if !json_content {
-            return Err(ApiError::InvalidBody(vec![FieldError {
-                pointer: String::new(),
-                detail: "expected Content-Type: application/json".into(),
-            }]));
+        match content_type {
+            Some(given) if is_json(&given) => {}
+            given => {
+                return Err(ApiError::UnsupportedMediaType {
+                    given: given.unwrap_or_default().chars().take(100).collect(),
+                });
+            }
         }
         let digest = sha2::Sha256::digest(&bytes).into();
         parse(&bytes).map(|value| Body(value, digest))
     }
 }
 
+/// Whether a `Content-Type` is JSON: `application/json`, in any case,
+/// with at most a `charset=utf-8` parameter (quoted or not). Anything else
+/// (`application/jsonfoo`, `application/evil+json`, `text/json`) is not.
+pub fn is_json(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|param| match param.split_once('=') {
+        Some((name, value)) => {
+            name.trim().eq_ignore_ascii_case("charset")
+                && matches!(value.trim().trim_matches('"').to_ascii_lowercase().as_str(), "utf-8" | "utf8")
+        }
+        None => param.trim().is_empty(),
+    })
+}
+
 /// Parses a body: depth first (so a deep body never reaches serde's
-/// recursion), then the typed value, naming the field at fault.
+/// recursion), then the typed value, naming the field at fault, then that
+/// nothing but white space follows the one JSON value.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if depth(bytes) > JSON_DEPTH_MAX {
         return Err(ApiError::JsonTooDeep { depth_max: JSON_DEPTH_MAX });
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = typed(de)?;
+    de.end().map_err(|e| {
+        ApiError::InvalidBody(vec![FieldError {
+            pointer: String::new(),
+            detail: format!("the body must be one JSON value and nothing after it: {e}"),
+        }])
+    })?;
+    Ok(value)
+}
+
+fn typed<T: DeserializeOwned>(de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let mut pointer = pointer(e.path());
         let detail = e.inner().to_string();
@@ -130,6 +159,8 @@ fn depth(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prop_assert;
+    use proptest::prop_assert_eq;
     use serde::Deserialize;
 
     use super::*;
@@ -173,6 +204,82 @@ mod tests {
         let (pointer, detail) =
             pointer_of(r#"{"id": "x", "cost": {"amount": {"amount": "1.50", "currency": "EUR"}, "actor": "me"}}"#);
         assert_eq!(pointer, "/cost/actor", "{detail}");
+    }
+
+    #[test]
+    fn one_json_value_and_nothing_after_it() {
+        assert!(parse::<serde_json::Value>(b"{\"a\": 1}  \r\n\t").is_ok());
+        for bad in [&b"{\"a\": 1}GARBAGE"[..], b"{} {}", b"{}\x00", b"[1] ]", b"{}//"] {
+            match parse::<serde_json::Value>(bad) {
+                Err(ApiError::InvalidBody(errors)) => assert_eq!(errors[0].pointer, ""),
+                other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(bad)),
+            }
+        }
+    }
+
+    #[test]
+    fn only_application_json_with_a_utf8_charset_is_json() {
+        for good in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/json;",
+        ] {
+            assert!(is_json(good), "{good} refused");
+        }
+        for bad in [
+            "application/jsonfoo",
+            "application/evil+json",
+            "application/json-seq",
+            "text/json",
+            "application/json; charset=latin1",
+            "application/json; boundary=x",
+            "text/plain",
+            "",
+            "application/json, text/plain",
+        ] {
+            assert!(!is_json(bad), "{bad} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse::<serde_json::Value>(&bytes);
+            let _ = parse::<Outer>(&bytes);
+        }
+
+        #[test]
+        fn parse_accepts_exactly_one_value(text in "[\\[\\]{}\"a-z0-9:, ]{0,40}") {
+            let serde_says = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+            prop_assert_eq!(parse::<serde_json::Value>(text.as_bytes()).is_ok(), serde_says);
+        }
+
+        #[test]
+        fn a_strict_money_body_parses_only_what_the_pattern_allows(amount in "[-+0-9._eE ]{0,16}") {
+            let body = format!(r#"{{"id":"x","cost":{{"amount":{{"amount":"{amount}","currency":"EUR"}}}}}}"#);
+            let pattern = regex::Regex::new(events::bounds::AMOUNT_PATTERN).unwrap();
+            if parse::<Strict>(body.as_bytes()).is_ok() {
+                prop_assert!(pattern.is_match(&amount), "{} accepted", amount);
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct StrictInner {
+        #[serde(deserialize_with = "crate::input::money")]
+        amount: events::Money,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        id: String,
+        cost: StrictInner,
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod dto;
 pub mod error;
 mod extract;
 pub mod files;
+pub mod input;
 pub mod json;
 pub mod metrics;
 pub mod openapi;

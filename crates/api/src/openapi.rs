@@ -44,12 +44,12 @@ pub fn document() -> Value {
 fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value {
     let mut parameters: Vec<Value> = path_params(route.path)
         .into_iter()
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": events::ids::ID_PATTERN, "not": {"enum": [".", ".."]}}}))
         .collect();
     for p in route.query {
         let schema = match p.format {
             "integer" => json!({"type": "integer", "minimum": 0}),
-            "date" => json!({"type": "string", "format": "date"}),
+            "date" => crate::input::date_schema(),
             "date-time" => json!({"type": "string", "format": "date-time"}),
             _ => json!({"type": "string"}),
         };

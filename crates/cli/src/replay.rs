@@ -35,17 +35,22 @@ pub struct ReplayArgs {
     #[arg(long, value_enum)]
     pub view: View,
     /// Count facts effective on or before this business date (YYYY-MM-DD).
-    #[arg(long)]
+    #[arg(long, value_parser = business_date)]
     pub as_of: Option<NaiveDate>,
     /// Count only what had been recorded by this instant (RFC 3339).
     #[arg(long)]
     pub known_at: Option<DateTime<Utc>>,
     /// The day statuses and elapsed time are relative to (default: as_of, else today).
-    #[arg(long)]
+    #[arg(long, value_parser = business_date)]
     pub today: Option<NaiveDate>,
     /// Print the view as JSON (the API's shape) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A business date exactly as the API reads one (YYYY-MM-DD, 1900-01-01 to 2199-12-31).
+fn business_date(text: &str) -> Result<NaiveDate, String> {
+    events::bounds::parse_date(text).map_err(|e| e.to_string())
 }
 
 /// Opens an existing log (never creates one).

@@ -70,6 +70,40 @@ pub enum DomainError {
         /// The amount given.
         amount: Money,
     },
+    /// An amount above the limit every amount is held to.
+    #[error("{field} is {amount}, above the limit of {limit_units} units")]
+    AmountAboveLimit {
+        /// Which field (`amount` also for an amount after its conversion).
+        field: &'static str,
+        /// The amount.
+        amount: Money,
+        /// `events::bounds::AMOUNT_UNITS_MAX`.
+        limit_units: i64,
+    },
+    /// The grant's amounts would sum past the limit every view's sums are held to.
+    #[error("the grant's amounts would sum to {gross} units, above the limit of {limit_units}")]
+    GrantTotalAboveLimit {
+        /// The sum of the absolute values of every amount recorded, with this command's.
+        gross: Decimal,
+        /// `events::bounds::GRANT_GROSS_UNITS_MAX`.
+        limit_units: i64,
+    },
+    /// Not a currency a grant or a cost may be in.
+    #[error("{currency} is not an active ISO 4217 currency")]
+    CurrencyNotAccepted {
+        /// The currency.
+        currency: Currency,
+    },
+    /// A grant period longer than allowed.
+    #[error("a grant period from {start} to {end} is longer than {years_max} years")]
+    GrantPeriodTooLong {
+        /// First day.
+        start: NaiveDate,
+        /// Last day asked for.
+        end: NaiveDate,
+        /// `events::bounds::GRANT_PERIOD_YEARS_MAX`.
+        years_max: u32,
+    },
     /// A date range that ends before it starts.
     #[error("{start} is after {end}")]
     DatesInverted {

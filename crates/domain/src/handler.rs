@@ -188,7 +188,8 @@ fn context_of(e: &RecordedEvent) -> Result<EventContext, String> {
     let m = &e.metadata;
     Ok(EventContext {
         effective_date: m.effective_date.unwrap_or_else(|| e.recorded_at.date_naive()),
-        actor: ActorId::parse(m.actor.clone()).map_err(|x| x.to_string())?,
+        // Read as written (an actor named before `.` and `..` were refused).
+        actor: events::ids::reading_stored(|| ActorId::parse(m.actor.clone())).map_err(|x| x.to_string())?,
         reason: m.reason.clone(),
         command_id: m.command_id.unwrap_or(Uuid::nil()),
         correlation_id: m.correlation_id,

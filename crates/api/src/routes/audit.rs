@@ -59,6 +59,7 @@ async fn approvals(
 #[serde(deny_unknown_fields)]
 pub struct StatementQuery {
     /// Facts effective on or before this date.
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
     pub as_of: Option<NaiveDate>,
 }
 

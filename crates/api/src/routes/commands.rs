@@ -201,8 +201,21 @@ async fn create_grant(
     if !principal.sees(&b.programme) {
         return Err(ApiError::Forbidden);
     }
+    // An id taken in a programme the caller cannot see is refused like any
+    // action outside their programmes: a 409 would tell them it exists.
+    let hidden = async |grant: &GrantId| {
+        Ok::<_, ApiError>(state.handler().awarded(grant).await?.is_some_and(|g| !principal.sees(&g.programme)))
+    };
+    if hidden(&b.id).await? {
+        return Err(ApiError::Forbidden);
+    }
     let w = Write::new(&principal, &headers, "/api/v1/grants".into(), digest, &b).created();
-    write(&state, &b.id.clone(), w, b.command()).await
+    match write(&state, &b.id.clone(), w, b.command()).await {
+        Err(ApiError::Domain(domain::DomainError::GrantAlreadyAwarded)) if hidden(&b.id).await? => {
+            Err(ApiError::Forbidden)
+        }
+        other => other,
+    }
 }
 
 /// Declares a handler for a grant write: extract the path (the grant, and

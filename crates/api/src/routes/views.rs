@@ -29,12 +29,14 @@ use crate::extract::{Ids, Params};
 #[serde(deny_unknown_fields)]
 pub struct ViewQuery {
     /// Facts effective on or before this business date.
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
     pub as_of: Option<NaiveDate>,
     /// Only what had been recorded by this instant.
     pub known_at: Option<DateTime<Utc>>,
     /// Wait until the views have applied this log position.
     pub min_position: Option<u64>,
     /// The day statuses are relative to (timeline).
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
     pub today: Option<NaiveDate>,
 }
 
@@ -270,6 +272,7 @@ pub struct PortfolioQuery {
     /// Wait until the views have applied this log position.
     pub min_position: Option<u64>,
     /// The day statuses are relative to.
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
     pub today: Option<NaiveDate>,
 }
 

@@ -1,7 +1,8 @@
 //! `decide`: a command and the grant's state in, events or the broken rule
 //! out. Pure: the date, the actor and looked-up facts come in the context.
 
-use chrono::NaiveDate;
+use chrono::{Months, NaiveDate};
+use events::bounds::{AMOUNT_UNITS_MAX, GRANT_GROSS_UNITS_MAX, GRANT_PERIOD_YEARS_MAX, within_amount_limit};
 use events::grant::*;
 use events::{AmendmentId, CategoryCode, Conversion, LineId, Money, WorkstreamCode};
 use rust_decimal::Decimal;
@@ -17,8 +18,46 @@ pub const GRANT_WORKSTREAM: &str = "GRANT";
 
 type Decided = Result<Vec<GrantEvent>, DomainError>;
 
-/// Decides what a command does to a grant.
+/// Decides what a command does to a grant. Whatever the command, the
+/// grant's amounts stay within the sum every view can add up
+/// ([`GRANT_GROSS_UNITS_MAX`]), so no view of it can overflow.
 pub fn decide(state: &GrantState, command: &GrantCommand, ctx: &Context) -> Decided {
+    let events = decide_rules(state, command, ctx)?;
+    let mut gross = state.gross;
+    for e in &events {
+        let added = match e {
+            // Its deltas count once approved (checked again then); refuse early.
+            GrantEvent::ReallocationRequested(r) => {
+                r.deltas.iter().fold(Decimal::ZERO, |s, d| s.saturating_add(d.amount.amount().abs()))
+            }
+            other => state.gross_of(other),
+        };
+        gross = gross.saturating_add(added);
+    }
+    if gross > Decimal::from(GRANT_GROSS_UNITS_MAX) {
+        return Err(DomainError::GrantTotalAboveLimit { gross, limit_units: GRANT_GROSS_UNITS_MAX });
+    }
+    Ok(events)
+}
+
+/// The amount, unless it is beyond [`AMOUNT_UNITS_MAX`].
+fn bounded(field: &'static str, amount: &Money) -> Result<(), DomainError> {
+    if within_amount_limit(amount.amount()) {
+        Ok(())
+    } else {
+        Err(DomainError::AmountAboveLimit { field, amount: *amount, limit_units: AMOUNT_UNITS_MAX })
+    }
+}
+
+/// A grant period (start to end, extended or not) of at most [`GRANT_PERIOD_YEARS_MAX`] years.
+fn period_length(start: NaiveDate, end: NaiveDate) -> Result<(), DomainError> {
+    match start.checked_add_months(Months::new(12 * GRANT_PERIOD_YEARS_MAX)) {
+        Some(limit) if end < limit => Ok(()),
+        _ => Err(DomainError::GrantPeriodTooLong { start, end, years_max: GRANT_PERIOD_YEARS_MAX }),
+    }
+}
+
+fn decide_rules(state: &GrantState, command: &GrantCommand, ctx: &Context) -> Decided {
     if let GrantCommand::Award(award) = command {
         return award_grant(state, award, ctx);
     }
@@ -74,6 +113,7 @@ pub fn decide(state: &GrantState, command: &GrantCommand, ctx: &Context) -> Deci
             if *proposed_end <= grant.effective_end {
                 return Err(DomainError::ExtensionNotLater { end: grant.effective_end, proposed_end: *proposed_end });
             }
+            period_length(grant.start, *proposed_end)?;
             one(AmendmentRequested { amendment_id: amendment_id.clone(), kind: *kind, proposed_end: *proposed_end })
         }
         GrantCommand::ApproveAmendment { amendment_id } => {
@@ -81,6 +121,7 @@ pub fn decide(state: &GrantState, command: &GrantCommand, ctx: &Context) -> Deci
             if a.proposed_end <= grant.effective_end {
                 return Err(DomainError::ExtensionNotLater { end: grant.effective_end, proposed_end: a.proposed_end });
             }
+            period_length(grant.start, a.proposed_end)?;
             one(AmendmentApproved { amendment_id: amendment_id.clone(), new_end: a.proposed_end })
         }
         GrantCommand::RejectAmendment { amendment_id } => {
@@ -221,12 +262,17 @@ fn award_grant(state: &GrantState, a: &AwardGrant, ctx: &Context) -> Decided {
     if !ctx.programme_exists {
         return Err(DomainError::UnknownProgramme { programme: a.programme_id.clone() });
     }
+    if !a.award.currency().is_active() {
+        return Err(DomainError::CurrencyNotAccepted { currency: a.award.currency() });
+    }
     if !a.award.is_positive() {
         return Err(DomainError::AmountNotPositive { field: "award", amount: a.award });
     }
+    bounded("award", &a.award)?;
     if a.start > a.end {
         return Err(DomainError::DatesInverted { start: a.start, end: a.end });
     }
+    period_length(a.start, a.end)?;
     let rules = rules::find(&a.rule_set).ok_or_else(|| DomainError::UnknownRuleSet { rule_set: a.rule_set.clone() })?;
     let cap = rules.indirect.rate_max;
     let rate = a.indirect_rate.unwrap_or(cap);
@@ -364,6 +410,7 @@ impl Checked<'_> {
         }
         self.same_currency(amount)?;
         self.positive("amount", amount)?;
+        bounded("amount", amount)?;
         let line_id = LineId::of(workstream, category);
         if self.state.lines.contains_key(&line_id) {
             return Err(DomainError::LineExists { line: line_id });
@@ -393,6 +440,7 @@ impl Checked<'_> {
         let mut changes = Vec::new();
         for d in deltas {
             self.same_currency(&d.amount)?;
+            bounded("deltas", &d.amount)?;
             let line = self.line(&d.line)?;
             let category = self.rules.category(&line.category);
             if !category.is_some_and(|c| c.transferable) {
@@ -484,6 +532,10 @@ impl Checked<'_> {
         field: &'static str,
     ) -> Result<(Money, Option<ForeignCost>), DomainError> {
         self.positive(field, amount)?;
+        bounded(field, amount)?;
+        if !amount.currency().is_active() {
+            return Err(DomainError::CurrencyNotAccepted { currency: amount.currency() });
+        }
         let currency = self.grant.currency;
         match conversion {
             None if amount.currency() == currency => Ok((*amount, None)),
@@ -494,6 +546,8 @@ impl Checked<'_> {
                 // A foreign amount above zero can still round to nothing in the
                 // grant's currency (USD 0.01 at 3 USD per EUR); no cost is zero.
                 self.positive(field, &converted)?;
+                // A tiny rate blows an amount up: the converted one is bounded too.
+                bounded(field, &converted)?;
                 Ok((converted, Some(ForeignCost { amount: *amount, conversion: c.clone() })))
             }
         }
@@ -521,7 +575,7 @@ impl Checked<'_> {
         self.in_period(*incurred_on)?;
         self.open_period(*incurred_on)?;
         let (amount, original) = self.in_grant_currency(amount, conversion.as_ref(), "amount")?;
-        if let Some(existing) = self.state.invoices.get(&(supplier.clone(), invoice.clone())) {
+        if let Some(existing) = self.state.invoices.get(&super::invoice::invoice_key(supplier, invoice)) {
             return Err(DomainError::DuplicateInvoice {
                 supplier: supplier.clone(),
                 invoice: invoice.clone(),

@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod decide;
+pub mod invoice;
 pub mod state;
 
 #[cfg(test)]

@@ -212,7 +212,8 @@ pub struct GrantState {
     pub commitments: BTreeMap<CommitmentId, Commitment>,
     /// Expenditures.
     pub expenditures: BTreeMap<ExpenditureId, Expenditure>,
-    /// Live (not reversed) expenditures by (supplier, invoice).
+    /// Live (not reversed) expenditures by (supplier, invoice), compared
+    /// as [`super::invoice::invoice_key`] gives them.
     pub invoices: BTreeMap<(String, String), ExpenditureId>,
     /// Milestones.
     pub milestones: BTreeMap<MilestoneId, Milestone>,
@@ -220,6 +221,12 @@ pub struct GrantState {
     pub periods: BTreeMap<PeriodId, Period>,
     /// Set when the grant is closed.
     pub closed_on: Option<NaiveDate>,
+    /// The sum of the absolute values of every amount recorded that a view
+    /// adds up (award, lines, approved deltas, commitments, releases,
+    /// expenditures and their liquidations, reversed ones included): every
+    /// figure of every view, as of any date, is at most this. `decide`
+    /// keeps it within `events::bounds::GRANT_GROSS_UNITS_MAX`.
+    pub gross: Decimal,
 }
 
 /// Adds two amounts that `decide` guaranteed share a currency; should that
@@ -235,8 +242,30 @@ impl GrantState {
         self
     }
 
+    /// What `event` adds to [`GrantState::gross`].
+    pub fn gross_of(&self, event: &GrantEvent) -> Decimal {
+        let abs = |m: &Money| m.amount().abs();
+        match event {
+            GrantEvent::GrantAwarded(e) => abs(&e.award),
+            GrantEvent::BudgetLineOpened(e) => abs(&e.amount),
+            GrantEvent::ReallocationApproved(e) => {
+                self.reallocations.get(&e.reallocation_id).map_or(Decimal::ZERO, |r| {
+                    r.deltas.iter().fold(Decimal::ZERO, |s, d| s.saturating_add(abs(&d.amount)))
+                })
+            }
+            GrantEvent::CommitmentRaised(e) => abs(&e.amount),
+            GrantEvent::CommitmentClosed(e) => abs(&e.released),
+            GrantEvent::ExpenditureRecorded(e) => {
+                abs(&e.amount).saturating_add(e.liquidates.as_ref().map_or(Decimal::ZERO, |l| abs(&l.amount)))
+            }
+            _ => Decimal::ZERO,
+        }
+    }
+
     /// Applies one event in place.
     pub fn apply(&mut self, envelope: &Envelope<GrantEvent>) {
+        // Saturating: an older log may hold amounts past today's limits.
+        self.gross = self.gross.saturating_add(self.gross_of(&envelope.event));
         let on = envelope.context.effective_date;
         match &envelope.event {
             GrantEvent::GrantAwarded(e) => {
@@ -401,7 +430,7 @@ impl GrantState {
         {
             c.open = plus(&c.open, &liquidated.negated());
         }
-        self.invoices.insert((e.supplier.clone(), e.invoice.clone()), e.expenditure_id.clone());
+        self.invoices.insert(super::invoice::invoice_key(&e.supplier, &e.invoice), e.expenditure_id.clone());
         self.expenditures.insert(
             e.expenditure_id.clone(),
             Expenditure {
@@ -422,7 +451,7 @@ impl GrantState {
         let Some(x) = self.expenditures.get_mut(id) else { return };
         x.reversed = true;
         let x = x.clone();
-        self.invoices.remove(&(x.supplier.clone(), x.invoice.clone()));
+        self.invoices.remove(&super::invoice::invoice_key(&x.supplier, &x.invoice));
         let restored = x.liquidates.as_ref().and_then(|(cid, amount)| {
             let c = self.commitments.get_mut(cid)?;
             (!c.closed).then(|| {
