@@ -136,6 +136,10 @@ impl FromRequestParts<AppState> for Arc<Principal> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Authenticated once, by the route table's role check, per request.
+        if let Some(principal) = parts.extensions.get::<Arc<Principal>>() {
+            return Ok(Arc::clone(principal));
+        }
         let secret = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -51,7 +51,12 @@ pub fn app(state: AppState) -> Router {
     let _ = metrics::handle();
     let mut router = Router::new();
     for route in routes::table() {
-        router = router.route(route.path, route.handler);
+        let meta = routes::RouteMeta { roles: route.roles, status: route.status };
+        let handler = route
+            .handler
+            .route_layer(middleware::from_fn_with_state(state.clone(), routes::enforce_roles))
+            .route_layer(axum::Extension(meta));
+        router = router.route(route.path, handler);
     }
     router
         .fallback(|| async { ApiError::NotFound("route".into()) })

@@ -202,3 +202,56 @@ async fn a_cached_view_follows_every_write() {
         .await;
     }
 }
+
+async fn call_as(state: &AppState, token: &str, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let response = api::app(state.clone()).oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The route table is the one place a route's roles are written, and they
+/// are enforced from it before anything else: every role the table does not
+/// list for a route gets 403 on it, even with a body that would be refused
+/// as malformed, and every role it lists gets past the role check.
+#[tokio::test]
+async fn every_route_refuses_exactly_the_roles_its_table_entry_does_not_list() {
+    use api::auth::Role;
+    let (state, _dir) = state().await;
+    let mut tokens = Vec::new();
+    for role in [Role::Admin, Role::Manager, Role::Auditor, Role::Viewer] {
+        let name = format!("who-{}", role.as_str());
+        let body = json!({"name": name, "role": role.as_str(), "programmes": []}).to_string();
+        let (status, created) = call(&state, Method::POST, "/api/v1/tokens", Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        tokens.push((role, created["token"].as_str().unwrap().to_owned()));
+    }
+    let mut checked = 0;
+    for route in api::routes::table() {
+        if route.roles.is_empty() || route.path.ends_with("/stream") {
+            continue;
+        }
+        for (role, token) in &tokens {
+            // Not JSON: a handler that ran would answer 400, not 403.
+            let (status, body) = call_as(&state, token, route.method.clone(), &concrete(route.path), "{not json").await;
+            let refused = status == StatusCode::FORBIDDEN && body["code"] == "forbidden";
+            assert_eq!(
+                refused,
+                !route.roles.contains(role),
+                "{} {} as {}: {status} {body}",
+                route.method,
+                route.path,
+                role.as_str()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} route and role pairs checked");
+}

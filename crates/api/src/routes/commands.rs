@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use store::Fingerprint;
 use uuid::Uuid;
 
-use super::{Route, WRITERS};
+use super::{Route, RouteMeta, WRITERS};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::dto::{self, CommandAnswer, Envelope};
@@ -29,9 +29,9 @@ use crate::json::Body;
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
 
 /// The grant as the caller may write it: 404 when it does not exist or is
-/// outside the caller's programmes, 403 for a role that never writes.
+/// outside the caller's programmes (the role was checked by the route
+/// table before the handler ran).
 async fn writable(state: &AppState, principal: &Principal, grant: &GrantId) -> Result<Grant, ApiError> {
-    principal.require(WRITERS)?;
     match state.handler().awarded(grant).await? {
         Some(g) if principal.sees(&g.programme) => Ok(g),
         _ => Err(ApiError::NotFound(format!("grant {grant}"))),
@@ -56,6 +56,7 @@ impl<'a> Write<'a> {
         path: String,
         body_digest: [u8; 32],
         envelope: &impl Envelope,
+        route: RouteMeta,
     ) -> Self {
         Self {
             principal,
@@ -64,13 +65,8 @@ impl<'a> Write<'a> {
             body_digest,
             effective_date: envelope.effective_date(),
             reason: envelope.reason(),
-            status: StatusCode::OK,
+            status: route.status_code(),
         }
-    }
-
-    pub(crate) fn created(mut self) -> Self {
-        self.status = StatusCode::CREATED;
-        self
     }
 
     fn fingerprint(&self) -> [u8; 32] {
@@ -195,9 +191,9 @@ async fn create_grant(
     State(state): State<AppState>,
     principal: Arc<Principal>,
     headers: HeaderMap,
+    meta: RouteMeta,
     Body(b, digest): Body<dto::CreateGrant>,
 ) -> Result<Response, ApiError> {
-    principal.require(WRITERS)?;
     if !principal.sees(&b.programme) {
         return Err(ApiError::Forbidden);
     }
@@ -209,7 +205,7 @@ async fn create_grant(
     if hidden(&b.id).await? {
         return Err(ApiError::Forbidden);
     }
-    let w = Write::new(&principal, &headers, "/api/v1/grants".into(), digest, &b).created();
+    let w = Write::new(&principal, &headers, "/api/v1/grants".into(), digest, &b, meta);
     match write(&state, &b.id.clone(), w, b.command()).await {
         Err(ApiError::Domain(domain::DomainError::GrantAlreadyAwarded)) if hidden(&b.id).await? => {
             Err(ApiError::Forbidden)
@@ -222,45 +218,45 @@ async fn create_grant(
 /// perhaps one more id) and the body, check the caller may write the grant,
 /// build the command, run it.
 macro_rules! grant_write {
-    ($name:ident, $body:ty, $status:ident, |$b:ident, $g:pat_param| $command:expr) => {
-        grant_write!(@handler $name, $body, GrantId, grant, grant, $status, |$b, $g| $command);
+    ($name:ident, $body:ty, |$b:ident, $g:pat_param| $command:expr) => {
+        grant_write!(@handler $name, $body, GrantId, grant, grant, |$b, $g| $command);
     };
-    ($name:ident, $body:ty, $id:ident: $id_ty:ty, $status:ident, |$b:ident, $g:pat_param| $command:expr) => {
-        grant_write!(@handler $name, $body, (GrantId, $id_ty), (grant, $id), grant, $status, |$b, $g| $command);
+    ($name:ident, $body:ty, $id:ident: $id_ty:ty, |$b:ident, $g:pat_param| $command:expr) => {
+        grant_write!(@handler $name, $body, (GrantId, $id_ty), (grant, $id), grant, |$b, $g| $command);
     };
-    (@handler $name:ident, $body:ty, $ids:ty, $path:pat, $grant:ident, $status:ident, |$b:ident, $g:pat_param| $command:expr) => {
+    (@handler $name:ident, $body:ty, $ids:ty, $path:pat, $grant:ident, |$b:ident, $g:pat_param| $command:expr) => {
         async fn $name(
             State(state): State<AppState>,
             principal: Arc<Principal>,
+            meta: RouteMeta,
             uri: axum::http::Uri,
             Ids($path): Ids<$ids>,
             headers: HeaderMap,
             Body($b, digest): Body<$body>,
         ) -> Result<Response, ApiError> {
             let $g = &writable(&state, &principal, &$grant).await?;
-            let mut w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &$b);
-            w.status = StatusCode::$status;
+            let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &$b, meta);
             let command: GrantCommand = $command;
             write(&state, &$grant, w, command).await
         }
     };
 }
 
-grant_write!(define_workstream, dto::CreateWorkstream, CREATED, |b, _| {
+grant_write!(define_workstream, dto::CreateWorkstream, |b, _| {
     GrantCommand::DefineWorkstream { code: b.code.clone(), title: b.title.clone(), lead: b.lead.clone() }
 });
-grant_write!(open_budget_line, dto::OpenBudgetLine, CREATED, |b, _| GrantCommand::OpenBudgetLine {
+grant_write!(open_budget_line, dto::OpenBudgetLine, |b, _| GrantCommand::OpenBudgetLine {
     workstream: b.workstream.clone(),
     category: b.category.clone(),
     amount: b.amount,
 });
-grant_write!(define_period, dto::DefinePeriod, CREATED, |b, _| GrantCommand::DefineReportingPeriod {
+grant_write!(define_period, dto::DefinePeriod, |b, _| GrantCommand::DefineReportingPeriod {
     period_id: b.id.clone(),
     start: b.start,
     end: b.end,
     report_due: b.report_due,
 });
-grant_write!(raise_commitment, dto::RaiseCommitment, CREATED, |b, _| GrantCommand::RaiseCommitment {
+grant_write!(raise_commitment, dto::RaiseCommitment, |b, _| GrantCommand::RaiseCommitment {
     commitment_id: b.id.clone(),
     line: b.line.clone(),
     amount: b.amount,
@@ -268,11 +264,11 @@ grant_write!(raise_commitment, dto::RaiseCommitment, CREATED, |b, _| GrantComman
     supplier: b.supplier.clone(),
     reference: b.reference.clone(),
 });
-grant_write!(request_reallocation, dto::RequestReallocation, CREATED, |b, g| b.command(g.currency)?);
-grant_write!(request_amendment, dto::RequestAmendment, CREATED, |b, _| {
+grant_write!(request_reallocation, dto::RequestReallocation, |b, g| b.command(g.currency)?);
+grant_write!(request_amendment, dto::RequestAmendment, |b, _| {
     GrantCommand::RequestAmendment { amendment_id: b.id.clone(), kind: b.kind, proposed_end: b.proposed_end }
 });
-grant_write!(plan_milestone, dto::PlanMilestone, CREATED, |b, _| GrantCommand::PlanMilestone {
+grant_write!(plan_milestone, dto::PlanMilestone, |b, _| GrantCommand::PlanMilestone {
     milestone_id: b.id.clone(),
     workstream: b.workstream.clone(),
     kind: b.kind,
@@ -284,13 +280,14 @@ grant_write!(plan_milestone, dto::PlanMilestone, CREATED, |b, _| GrantCommand::P
 async fn record_expenditure(
     State(state): State<AppState>,
     principal: Arc<Principal>,
+    meta: RouteMeta,
     uri: axum::http::Uri,
     Ids(grant): Ids<GrantId>,
     headers: HeaderMap,
     Body(b, digest): Body<dto::RecordExpenditure>,
 ) -> Result<Response, ApiError> {
     writable(&state, &principal, &grant).await?;
-    let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &b).created();
+    let w = Write::new(&principal, &headers, uri.path().to_owned(), digest, &b, meta);
     let command = GrantCommand::RecordExpenditure {
         expenditure_id: b.id,
         line: b.line,
@@ -313,37 +310,37 @@ async fn record_expenditure(
     write(&state, &grant, w, command).await
 }
 
-grant_write!(close_period, dto::Action, id: PeriodId, OK, |b, _| GrantCommand::ClosePeriod {
+grant_write!(close_period, dto::Action, id: PeriodId, |b, _| GrantCommand::ClosePeriod {
     period_id: id
 });
-grant_write!(reopen_period, dto::Action, id: PeriodId, OK, |b, _| GrantCommand::ReopenPeriod {
+grant_write!(reopen_period, dto::Action, id: PeriodId, |b, _| GrantCommand::ReopenPeriod {
     period_id: id
 });
-grant_write!(close_commitment, dto::Action, id: CommitmentId, OK, |b, _| {
+grant_write!(close_commitment, dto::Action, id: CommitmentId, |b, _| {
     GrantCommand::CloseCommitment { commitment_id: id }
 });
-grant_write!(reverse_expenditure, dto::Action, id: ExpenditureId, OK, |b, _| {
+grant_write!(reverse_expenditure, dto::Action, id: ExpenditureId, |b, _| {
     GrantCommand::ReverseExpenditure { expenditure_id: id }
 });
-grant_write!(approve_reallocation, dto::Action, id: ReallocationId, OK, |b, _| {
+grant_write!(approve_reallocation, dto::Action, id: ReallocationId, |b, _| {
     GrantCommand::ApproveReallocation { reallocation_id: id }
 });
-grant_write!(reject_reallocation, dto::Action, id: ReallocationId, OK, |b, _| {
+grant_write!(reject_reallocation, dto::Action, id: ReallocationId, |b, _| {
     GrantCommand::RejectReallocation { reallocation_id: id }
 });
-grant_write!(approve_amendment, dto::Action, id: AmendmentId, OK, |b, _| {
+grant_write!(approve_amendment, dto::Action, id: AmendmentId, |b, _| {
     GrantCommand::ApproveAmendment { amendment_id: id }
 });
-grant_write!(reject_amendment, dto::Action, id: AmendmentId, OK, |b, _| {
+grant_write!(reject_amendment, dto::Action, id: AmendmentId, |b, _| {
     GrantCommand::RejectAmendment { amendment_id: id }
 });
-grant_write!(reschedule_milestone, dto::RescheduleMilestone, id: MilestoneId, OK, |b, _| {
+grant_write!(reschedule_milestone, dto::RescheduleMilestone, id: MilestoneId, |b, _| {
     GrantCommand::RescheduleMilestone { milestone_id: id, due_on: b.due_on, amendment: b.amendment.clone() }
 });
-grant_write!(achieve_milestone, dto::AchieveMilestone, id: MilestoneId, OK, |b, _| {
+grant_write!(achieve_milestone, dto::AchieveMilestone, id: MilestoneId, |b, _| {
     GrantCommand::AchieveMilestone { milestone_id: id, achieved_on: b.achieved_on, evidence: b.evidence.clone() }
 });
-grant_write!(cancel_milestone, dto::Action, id: MilestoneId, OK, |b, _| {
+grant_write!(cancel_milestone, dto::Action, id: MilestoneId, |b, _| {
     GrantCommand::CancelMilestone { milestone_id: id }
 });
 

@@ -67,7 +67,6 @@ async fn history(
     Ids(grant): Ids<GrantId>,
     Params(q): Params<HistoryQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(HISTORY_READERS)?;
     let limit = limit(q.limit)?;
     super::readable_grant(&state, &principal, &grant).await?;
     let stream = domain::handler::grant_stream(&grant)?;
@@ -86,12 +85,7 @@ pub struct LogQuery {
     pub limit: Option<usize>,
 }
 
-async fn events(
-    State(state): State<AppState>,
-    principal: Arc<Principal>,
-    Params(q): Params<LogQuery>,
-) -> Result<Response, ApiError> {
-    principal.require(AUDITORS)?;
+async fn events(State(state): State<AppState>, Params(q): Params<LogQuery>) -> Result<Response, ApiError> {
     let limit = limit(q.limit)?;
     let after = q.after.unwrap_or(0);
     let events = state.store().read_all(Position(after), limit).await?;
@@ -117,7 +111,6 @@ async fn live(
     headers: HeaderMap,
     Params(q): Params<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require(AUDITORS)?;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).ok_or_else(|| {
@@ -160,12 +153,7 @@ pub struct ExportQuery {
     pub format: Option<String>,
 }
 
-async fn export(
-    State(state): State<AppState>,
-    principal: Arc<Principal>,
-    Params(q): Params<ExportQuery>,
-) -> Result<Response, ApiError> {
-    principal.require(AUDITORS)?;
+async fn export(State(state): State<AppState>, Params(q): Params<ExportQuery>) -> Result<Response, ApiError> {
     let format = match q.format.as_deref() {
         None | Some("ndjson") => ExportFormat::Ndjson,
         Some("cloudevents") => ExportFormat::CloudEvents { source: "urn:grantlog".into() },
@@ -216,12 +204,7 @@ pub struct VerifyQuery {
     pub since: Option<String>,
 }
 
-async fn verify(
-    State(state): State<AppState>,
-    principal: Arc<Principal>,
-    Params(q): Params<VerifyQuery>,
-) -> Result<Json<Verified>, ApiError> {
-    principal.require(AUDITORS)?;
+async fn verify(State(state): State<AppState>, Params(q): Params<VerifyQuery>) -> Result<Json<Verified>, ApiError> {
     let since = match q.since {
         None => None,
         Some(text) => Some(text.parse::<Head>().map_err(|e| {

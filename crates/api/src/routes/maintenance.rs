@@ -99,14 +99,12 @@ fn status_of(state: &AppState) -> RebuildStatus {
 }
 
 async fn start_rebuild(State(state): State<AppState>, principal: Arc<Principal>) -> Result<Response, ApiError> {
-    principal.require(ADMINS)?;
     state.projector().start_rebuild(Utc::now().date_naive());
     tracing::info!(by = %principal.name, "views rebuild requested");
     Ok((StatusCode::ACCEPTED, Json(status_of(&state))).into_response())
 }
 
-async fn rebuild_status(State(state): State<AppState>, principal: Arc<Principal>) -> Result<Response, ApiError> {
-    principal.require(ADMINS)?;
+async fn rebuild_status(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(status_of(&state)).into_response())
 }
 

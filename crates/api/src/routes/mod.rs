@@ -139,6 +139,66 @@ impl Route {
     }
 }
 
+/// What the route table says of the route a request matched, put in the
+/// request's extensions by [`crate::app`]: the roles that may call it
+/// (enforced there, before any handler or body is looked at) and its
+/// success status (the one a write answers with). The table is the one
+/// place either is written.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteMeta {
+    /// Roles that may call it (empty: no token needed).
+    pub roles: &'static [Role],
+    /// Success status.
+    pub status: u16,
+}
+
+impl RouteMeta {
+    /// The success status as an HTTP status.
+    pub fn status_code(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::from_u16(self.status).unwrap_or(axum::http::StatusCode::OK)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RouteMeta {
+    type Rejection = crate::error::ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RouteMeta>()
+            .copied()
+            .ok_or_else(|| crate::error::ApiError::Internal("a handler ran outside the route table".into()))
+    }
+}
+
+/// Refuses a caller whose role the route's [`RouteMeta`] does not list:
+/// 401 without a valid token, 403 for a role that never makes the call.
+/// The authenticated principal is left in the request for the handler.
+pub(crate) async fn enforce_roles(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let Some(meta) = request.extensions().get::<RouteMeta>().copied() else {
+        return crate::error::ApiError::Internal("a route without its table entry".into()).into_response();
+    };
+    if meta.roles.is_empty() {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let principal = match std::sync::Arc::<crate::auth::Principal>::from_request_parts(&mut parts, &state).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = principal.require(meta.roles) {
+        return e.into_response();
+    }
+    parts.extensions.insert(principal);
+    next.run(axum::extract::Request::from_parts(parts, body)).await
+}
+
 /// The programme of a grant the caller may see, for reads: from the
 /// projector's in-memory ledgers, falling back to the log only for a grant
 /// the views have not applied yet. 404 when it does not exist or is outside
