@@ -111,8 +111,13 @@ pub enum ApiError {
     /// The disk is full: nothing was recorded.
     #[error("storage is full; nothing was recorded")]
     StorageFull,
-    /// The log stopped accepting writes after an I/O error.
-    #[error("the event log is not accepting writes")]
+    /// The log stopped accepting writes after an I/O error. For the write
+    /// whose commit failed, whether it reached the disk is not known: the
+    /// answer says so rather than "nothing was recorded".
+    #[error(
+        "the event log is not accepting writes (it stopped after an I/O error); if this was a write, it may or \
+         may not be recorded: retry it with the same Idempotency-Key once the server is back"
+    )]
     Unavailable,
     /// The path exists, but not with this method (the answer carries `Allow`).
     #[error("the method is not allowed here")]
