@@ -206,6 +206,25 @@ impl Api {
         reply.body["events"].as_array().unwrap_or_else(|| panic!("no events in {}", reply.text)).clone()
     }
 
+    /// The ids of every expenditure recorded on `grant`, in log order, read
+    /// page by page from `/history` as the admin (a repeated id means the
+    /// log holds it twice).
+    pub async fn expenditure_ids(&self, grant: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut after: Option<u64> = None;
+        loop {
+            let path = match after {
+                Some(v) => format!("/api/v1/grants/{grant}/history?after_version={v}&limit=1000"),
+                None => format!("/api/v1/grants/{grant}/history?limit=1000"),
+            };
+            let page = self.get(ADMIN_TOKEN, &path).await.expect_status(200).body;
+            let events = page["events"].as_array().cloned().unwrap_or_default();
+            let Some(last) = events.last() else { return ids };
+            after = last["version"].as_u64();
+            ids.extend(events.iter().filter_map(|e| e["data"]["expenditure_id"].as_str().map(str::to_owned)));
+        }
+    }
+
     /// The grant's version: that of its last event in `/history`.
     pub async fn version(&self, grant: &str) -> u64 {
         let events = self.history(ADMIN_TOKEN, grant).await;

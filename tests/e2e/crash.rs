@@ -163,7 +163,7 @@ async fn kill_9_under_keyed_writers_loses_nothing_and_answers_only_truths() {
     }
 
     let api = server.api();
-    let recorded = recorded_ids(&api).await;
+    let recorded = api.expenditure_ids(GRANT).await;
     let unique: HashSet<&String> = recorded.iter().collect();
     assert_eq!(unique.len(), recorded.len(), "an expenditure was recorded twice");
     for (id, body) in &written {
@@ -199,22 +199,6 @@ fn parse(id: &str) -> (u64, u64) {
     let writer = parts.next().and_then(|w| w.strip_prefix('W')).and_then(|w| w.parse().ok());
     let n = parts.next().and_then(|n| n.parse().ok());
     (writer.expect("a writer"), n.expect("a number"))
-}
-
-async fn recorded_ids(api: &Api) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut after: Option<u64> = None;
-    loop {
-        let path = match after {
-            Some(v) => format!("/api/v1/grants/{GRANT}/history?after_version={v}&limit=1000"),
-            None => format!("/api/v1/grants/{GRANT}/history?limit=1000"),
-        };
-        let page = api.get(ADMIN_TOKEN, &path).await.expect_status(200).body;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        let Some(last) = events.last() else { return ids };
-        after = last["version"].as_u64();
-        ids.extend(events.iter().filter_map(|e| e["data"]["expenditure_id"].as_str().map(str::to_owned)));
-    }
 }
 
 /// `grantlog replay --view budget --json` on the stopped server's data.

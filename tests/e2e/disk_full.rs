@@ -125,7 +125,7 @@ async fn a_full_disk_refuses_only_what_it_does_not_record_and_recovers_without_a
     std::fs::remove_file(&filler).expect("the filler removed");
     let mut acknowledged: Vec<String> =
         answers.iter().filter(|(_, s, _)| *s == 201).map(|(id, _, _)| id.clone()).collect();
-    let recorded_while_full = recorded_ids(&api).await;
+    let recorded_while_full = api.expenditure_ids(GRANT).await;
     for id in &refused {
         assert!(!recorded_while_full.contains(id), "{id} was answered 507 but is recorded");
         let (status, body) = write(&api, id).await;
@@ -136,7 +136,7 @@ async fn a_full_disk_refuses_only_what_it_does_not_record_and_recovers_without_a
     assert_eq!(status, 201, "{body}");
     acknowledged.push("F-after".into());
     let head = body["position"].as_u64().expect("a position");
-    let recorded = recorded_ids(&api).await;
+    let recorded = api.expenditure_ids(GRANT).await;
     for id in &acknowledged {
         assert_eq!(recorded.iter().filter(|r| *r == id).count(), 1, "{id} acknowledged but recorded {recorded:?}");
     }
@@ -156,20 +156,4 @@ async fn a_full_disk_refuses_only_what_it_does_not_record_and_recovers_without_a
     );
     drop(server);
     drop(mount);
-}
-
-async fn recorded_ids(api: &Api) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut after: Option<u64> = None;
-    loop {
-        let path = match after {
-            Some(v) => format!("/api/v1/grants/{GRANT}/history?after_version={v}&limit=1000"),
-            None => format!("/api/v1/grants/{GRANT}/history?limit=1000"),
-        };
-        let page = api.get(ADMIN_TOKEN, &path).await.expect_status(200).body;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        let Some(last) = events.last() else { return ids };
-        after = last["version"].as_u64();
-        ids.extend(events.iter().filter_map(|e| e["data"]["expenditure_id"].as_str().map(str::to_owned)));
-    }
 }

@@ -105,16 +105,6 @@ fn expenditure_on(grant: &str) -> String {
     format!("/api/v1/grants/{grant}/expenditures")
 }
 
-/// The expenditure ids recorded on `grant`.
-async fn expenditure_ids(api: &Api, grant: &str) -> Vec<String> {
-    let history = api.history(ADMIN_TOKEN, grant).await;
-    history
-        .iter()
-        .filter(|e| e["type"] == "ExpenditureRecorded")
-        .filter_map(|e| e["data"]["expenditure_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn spend(id: &str, amount: &str) -> Value {
     crate::bodies::expenditure(id, "WP1-PER", eur(amount), "2022-03-01", "sup-race", id, None)
 }
@@ -150,9 +140,9 @@ async fn one_key_sent_in_parallel_with_two_requests_has_one_effect() {
         );
         let loser = if a.status == 422 { &a } else { &b };
         loser.problem(422, "idempotency-key-reused");
-        let mut recorded = expenditure_ids(&api, a_grant).await;
+        let mut recorded = api.expenditure_ids(a_grant).await;
         if b_grant != a_grant {
-            recorded.extend(expenditure_ids(&api, b_grant).await);
+            recorded.extend(api.expenditure_ids(b_grant).await);
         }
         let winners = recorded.iter().filter(|id| **id == a_id || **id == b_id).count();
         assert_eq!(winners, 1, "round {round}: recorded {recorded:?}");
@@ -181,7 +171,7 @@ async fn one_request_sent_in_parallel_records_once_and_every_answer_is_the_first
         for r in &replies {
             assert_eq!((r.status.as_u16(), &r.body, r.etag()), (201, &first.body, first.etag()), "{}", r.text);
         }
-        let ids = expenditure_ids(&clients[0], GRANT_A).await;
+        let ids = clients[0].expenditure_ids(GRANT_A).await;
         assert_eq!(ids.iter().filter(|id| **id == format!("S-{round}")).count(), 1);
     }
 }
@@ -221,7 +211,7 @@ async fn a_key_is_remembered_by_the_log_when_the_api_file_is_lost() {
     let commitment = json!({"id": "PO-K", "line": "WP1-CON", "amount": eur("5.00"), "supplier": "s", "reference": "r"});
     let path = format!("/api/v1/grants/{GRANT_A}/commitments");
     api.post_with(&token, &path, &commitment, &key).await.problem(422, "idempotency-key-reused");
-    let recorded = expenditure_ids(&api, GRANT_A).await;
+    let recorded = api.expenditure_ids(GRANT_A).await;
     assert_eq!(recorded.iter().filter(|id| **id == body["id"].as_str().unwrap()).count(), 1, "{recorded:?}");
 }
 

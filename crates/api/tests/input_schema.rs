@@ -5,35 +5,15 @@
 //! router on a real data directory.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use api::{AppState, Config};
-use axum::body::{Body, to_bytes};
-use axum::http::{Method, Request, StatusCode, header};
+use api::AppState;
+use axum::http::{Method, StatusCode};
 use events::bounds;
 use regex::Regex;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-const ADMIN: &str = "test-admin-token";
+mod support;
 
-async fn state() -> (AppState, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path());
-    config.admin_token = Some(ADMIN.into());
-    let (state, _) = AppState::open(config).await.unwrap();
-    (state, dir)
-}
-
-async fn call(state: &AppState, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
-    if body.is_some() {
-        req = req.header(header::CONTENT_TYPE, "application/json");
-    }
-    let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
-    let response = api::app(state.clone()).oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use support::{call, state};
 
 fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
     &doc["components"]["schemas"][name]

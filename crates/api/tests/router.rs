@@ -4,33 +4,14 @@
 //! live in the workspace's `tests/` package.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use api::{AppState, Config};
 use axum::body::{Body, to_bytes};
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ADMIN: &str = "test-admin-token";
+mod support;
 
-async fn state() -> (AppState, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path());
-    config.admin_token = Some(ADMIN.into());
-    let (state, _) = AppState::open(config).await.unwrap();
-    (state, dir)
-}
-
-async fn call(state: &AppState, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
-    if body.is_some() {
-        req = req.header(header::CONTENT_TYPE, "application/json");
-    }
-    let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
-    let response = api::app(state.clone()).oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use support::{call, call_as, state};
 
 fn concrete(path: &str) -> String {
     path.split('/').map(|s| if s.starts_with('{') { "X1" } else { s }).collect::<Vec<_>>().join("/")
@@ -201,20 +182,6 @@ async fn a_cached_view_follows_every_write() {
         )
         .await;
     }
-}
-
-async fn call_as(state: &AppState, token: &str, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    let response = api::app(state.clone()).oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// The route table is the one place a route's roles are written, and they
