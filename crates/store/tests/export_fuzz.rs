@@ -1,18 +1,23 @@
 //! Fuzzing the export verifier (issue 10, section 9): `verify_export` over
-//! arbitrary bytes, arbitrary lines spliced into a real export, and real
-//! exports (both formats, resumed, CRLF, mixed) mutated by byte flips,
-//! insertions, deletions, line swaps, truncations and forged edits.
+//! arbitrary bytes (against arbitrary heads, near 2^64 too), arbitrary
+//! lines spliced into a real export, real exports against arbitrary heads,
+//! real exports (both formats, resumed, CRLF, mixed) mutated by byte flips,
+//! insertions, deletions, line swaps, truncations and forged edits, and
+//! doubles displayed with more digits than they need.
 //!
 //! Every verdict must be well formed (ok with the exact head, or a failure
 //! naming a line of the input and a known code), come within a deadline (no
 //! panic, no loop), agree with `docs/verify_export.py` on every case, and a
 //! mutated export is `ok` with the original head exactly when each of its
 //! lines is, as JSON, a line of the original event in either format (the
-//! only latitude the format gives: whitespace and `\r`, escapes, key order,
-//! repeated keys, number spellings of the display fields, the final
-//! newline, the per-line format, and the unhashed CloudEvents `source`).
+//! only latitude the format gives, docs/audit.md: whitespace and `\r`,
+//! escapes, key order, repeated keys, number spellings of the display
+//! fields, the final newline, the per-line format, the unhashed CloudEvents
+//! `source`, and where an export anchored by `since` starts).
 //!
-//! 256 cases per property by default; `PROPTEST_CASES=N` runs more.
+//! 256 cases per property by default (about 4 s in a debug build);
+//! `PROPTEST_CASES=N` runs more. Whatever breaks goes into the corpus
+//! (`tests/export_corpus.rs`) with its fix.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
