@@ -192,6 +192,9 @@ fn reordered(c: &mut Corpus) {
     l.insert(6, forged[6].clone());
     c.lines("inserted-line.ndjson", &l, None, None, bad(8, Some(7), "duplicate"));
     let mut l = n.clone();
+    l.insert(3, n[0].clone());
+    c.lines("earlier-line-again.ndjson", &l, None, None, bad(4, Some(1), "out-of-order"));
+    let mut l = n.clone();
     l.swap(2, 5);
     c.lines("lines-swapped.ndjson", &l, None, None, bad(3, Some(3), "gap"));
     let mut l = n.clone();
