@@ -696,7 +696,9 @@ impl Verifier {
             ));
         };
         let s = since.position.0;
-        if p == s + 1 {
+        // The position an anchored export starts at; none after 2^64 - 1.
+        let next = s.checked_add(1);
+        if next == Some(p) {
             if line.prev_hash != since.hash {
                 return Err(problem(
                     n,
@@ -710,14 +712,15 @@ impl Verifier {
             }
             return Ok(since.hash);
         }
-        if p > s + 1 {
+        if let Some(next) = next
+            && p > next
+        {
             return Err(problem(
                 n,
-                Some(s + 1),
+                Some(next),
                 "gap",
                 format!(
-                    "the export starts at position {p}, after the earlier head {since}: positions {} to {} are missing",
-                    s + 1,
+                    "the export starts at position {p}, after the earlier head {since}: positions {next} to {} are missing",
                     p - 1
                 ),
             ));
@@ -758,7 +761,7 @@ impl Verifier {
         if let Some(head) = self.expected_head {
             let h = head.position.0;
             let found = match (last, self.first_position) {
-                (Some(_), Some(first)) if h + 1 == first => self.first_prev,
+                (Some(_), Some(first)) if h.checked_add(1) == Some(first) => self.first_prev,
                 (Some(_), Some(first)) if h >= first => self.head_hash_seen,
                 (Some(_), _) => None,
                 (None, _) => (h == 0).then_some(GENESIS),
@@ -951,6 +954,23 @@ mod tests {
         let line = export_line(&e, &GENESIS);
         assert!(line.contains(r#""recorded_at":null"#));
         assert!(verify_export(line.as_bytes(), None, None).unwrap().ok);
+    }
+
+    /// Found by `tests/export_fuzz.rs`: heads at position 2^64 - 1 made
+    /// `h + 1` and `since + 1` overflow (a panic in a debug build; in a
+    /// release build a wrong `gap` at position 0 instead of `not-a-prefix`).
+    #[test]
+    fn heads_at_the_last_position_are_refused_without_overflow() {
+        let last = |hash| Head { position: Position(u64::MAX), hash };
+        let mut e = sample();
+        e.position = Position(2);
+        e.hash = e.canonical().chain_hash(&[5; 32]);
+        let line = export_line(&e, &[5; 32]);
+        let v = verify_export(line.as_bytes(), Some(last(e.hash)), Some(Head { position: Position(1), hash: [5; 32] }));
+        let v = v.unwrap().to_string();
+        assert!(v.starts_with("bad at line 2 position 18446744073709551615: head-mismatch"), "{v}");
+        let v = verify_export(line.as_bytes(), None, Some(last(e.hash))).unwrap().to_string();
+        assert!(v.starts_with("bad at line 2 position 18446744073709551615: not-a-prefix"), "{v}");
     }
 
     #[test]
