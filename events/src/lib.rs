@@ -13,6 +13,8 @@ pub mod ids;
 pub mod money;
 pub mod programme;
 pub mod rules;
+pub mod stored;
+pub mod streams;
 pub mod upcast;
 
 pub use codec::DecodeError;
@@ -21,3 +23,4 @@ pub use grant::GrantEvent;
 pub use ids::*;
 pub use money::{Conversion, Currency, Money, MoneyError};
 pub use programme::ProgrammeEvent;
+pub use stored::{Stored, StoredError};

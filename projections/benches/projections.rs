@@ -13,8 +13,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use events::grant::*;
 use events::*;
 use projections::db::Models;
+use projections::fold::grant_stream;
 use projections::{as_known_at, budget, timeline};
-use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, SqliteStore, StreamId};
+use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, SqliteStore};
 
 const GRANTS: u64 = 100;
 const EVENTS_PER_GRANT: u64 = 10_000;
@@ -112,7 +113,7 @@ fn data(rt: &tokio::runtime::Runtime) -> Data {
     let mut midway = Utc::now();
     rt.block_on(async {
         for g in 0..GRANTS {
-            let stream = StreamId::parse(format!("grant-g{g}")).unwrap();
+            let stream = grant_stream(&GrantId::parse(format!("g{g}")).unwrap()).unwrap();
             for (i, chunk) in grant_events(g).chunks(1_000).enumerate() {
                 store.append(&stream, ExpectedVersion::Any, chunk.to_vec()).await.unwrap();
                 if g == 0 && i == 4 {
@@ -203,7 +204,7 @@ fn rebuild(c: &mut Criterion) {
     g.bench_function("timeline_as_of_date_from_live_ledger", |b| {
         b.iter(|| timeline(&ledger, Some(d("2024-03-31")), d("2024-06-30")).unwrap());
     });
-    let stream = StreamId::parse("grant-g0").unwrap();
+    let stream = grant_stream(&GrantId::parse("g0").unwrap()).unwrap();
     g.bench_function("read_stream_decoded_baseline", |b| {
         b.iter(|| {
             rt.block_on(async {

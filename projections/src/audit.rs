@@ -182,7 +182,23 @@ fn touches(ledger: &GrantLedger, event: &GrantEvent) -> Vec<Touch> {
             }
             lines
         }
-        _ => Vec::new(),
+        // Every other event leaves each line's amounts as they were. A new
+        // event type must be placed here or above: no `_` arm.
+        GrantEvent::GrantAwarded(_)
+        | GrantEvent::WorkstreamDefined(_)
+        | GrantEvent::ReportingPeriodDefined(_)
+        | GrantEvent::ReallocationRequested(_)
+        | GrantEvent::ReallocationRejected(_)
+        | GrantEvent::AmendmentRequested(_)
+        | GrantEvent::AmendmentApproved(_)
+        | GrantEvent::AmendmentRejected(_)
+        | GrantEvent::MilestonePlanned(_)
+        | GrantEvent::MilestoneRescheduled(_)
+        | GrantEvent::MilestoneAchieved(_)
+        | GrantEvent::MilestoneCancelled(_)
+        | GrantEvent::ReportingPeriodClosed(_)
+        | GrantEvent::ReportingPeriodReopened(_)
+        | GrantEvent::GrantClosed(_) => Vec::new(),
     }
 }
 
@@ -357,7 +373,27 @@ pub fn corrections(events: &[Projected]) -> Vec<Correction> {
                 };
                 reversals.push((&e.expenditure_id, reversal));
             }
-            _ => {}
+            // Only expenditures are corrected. A new event type must be
+            // placed here or above: no `_` arm.
+            GrantEvent::GrantAwarded(_)
+            | GrantEvent::WorkstreamDefined(_)
+            | GrantEvent::ReportingPeriodDefined(_)
+            | GrantEvent::BudgetLineOpened(_)
+            | GrantEvent::ReallocationRequested(_)
+            | GrantEvent::ReallocationApproved(_)
+            | GrantEvent::ReallocationRejected(_)
+            | GrantEvent::AmendmentRequested(_)
+            | GrantEvent::AmendmentApproved(_)
+            | GrantEvent::AmendmentRejected(_)
+            | GrantEvent::CommitmentRaised(_)
+            | GrantEvent::CommitmentClosed(_)
+            | GrantEvent::MilestonePlanned(_)
+            | GrantEvent::MilestoneRescheduled(_)
+            | GrantEvent::MilestoneAchieved(_)
+            | GrantEvent::MilestoneCancelled(_)
+            | GrantEvent::ReportingPeriodClosed(_)
+            | GrantEvent::ReportingPeriodReopened(_)
+            | GrantEvent::GrantClosed(_) => {}
         }
     }
     reversals
@@ -539,7 +575,21 @@ pub fn approvals(events: &[Projected]) -> Vec<Approval> {
             GrantEvent::ReallocationRejected(e) => ((false, e.reallocation_id.to_string()), decision(false, None)),
             GrantEvent::AmendmentApproved(e) => ((true, e.amendment_id.to_string()), decision(true, Some(e.new_end))),
             GrantEvent::AmendmentRejected(e) => ((true, e.amendment_id.to_string()), decision(false, None)),
-            _ => continue,
+            // Nothing here is asked for or decided. A new event type must be
+            // placed here or above: no `_` arm.
+            GrantEvent::GrantAwarded(_)
+            | GrantEvent::WorkstreamDefined(_)
+            | GrantEvent::ReportingPeriodDefined(_)
+            | GrantEvent::BudgetLineOpened(_)
+            | GrantEvent::CommitmentRaised(_)
+            | GrantEvent::CommitmentClosed(_)
+            | GrantEvent::ExpenditureRecorded(_)
+            | GrantEvent::ExpenditureReversed(_)
+            | GrantEvent::MilestonePlanned(_)
+            | GrantEvent::MilestoneRescheduled(_)
+            | GrantEvent::MilestoneAchieved(_)
+            | GrantEvent::MilestoneCancelled(_)
+            | GrantEvent::GrantClosed(_) => continue,
         };
         if let Some(&i) = requests.get(&key)
             && let Some(Approval::Reallocation(r) | Approval::Amendment(r)) = log.get_mut(i)

@@ -2,9 +2,8 @@
 //! projector, rebuilds and as-of queries.
 
 use chrono::{DateTime, Utc};
-use events::{ActorId, Envelope, EventContext, GrantEvent, GrantId, ProgrammeEvent, ProgrammeId};
-use store::RecordedEvent;
-use uuid::Uuid;
+use events::{GrantId, ProgrammeEvent, ProgrammeId, Stored};
+use store::{RecordedEvent, StoreError, StreamId};
 
 use crate::db::Models;
 use crate::ledger::{FactKind, Projected};
@@ -30,35 +29,33 @@ pub enum Touched {
     Nothing,
 }
 
-/// Reads a stored grant event as the ledger takes it.
+/// Reads a stored grant event as the ledger takes it (the rules in
+/// [`events::stored`], shared with the domain's handler).
 pub fn projected(e: &RecordedEvent) -> Result<Projected, ApplyError> {
-    events::ids::reading_stored(|| projected_stored(e))
+    let envelope = stored(e).grant_event().map_err(|x| ApplyError { position: e.position.0, detail: x.to_string() })?;
+    Ok(Projected { position: e.position.0, version: e.stream_version, recorded_at: e.recorded_at, envelope })
 }
 
-fn projected_stored(e: &RecordedEvent) -> Result<Projected, ApplyError> {
-    let bad = |detail: String| ApplyError { position: e.position.0, detail };
-    let event = GrantEvent::decode(&e.event_type, e.schema_version, e.data.get()).map_err(|x| bad(x.to_string()))?;
+/// A recorded event's parts as [`events::stored`] reads them.
+fn stored(e: &RecordedEvent) -> Stored<'_> {
     let m = &e.metadata;
-    let context = EventContext {
-        effective_date: m.effective_date.unwrap_or_else(|| e.recorded_at.date_naive()),
-        actor: ActorId::parse(m.actor.clone()).map_err(|x| bad(x.to_string()))?,
-        reason: m.reason.clone(),
-        command_id: m.command_id.unwrap_or(Uuid::nil()),
+    Stored {
+        event_type: &e.event_type,
+        schema_version: e.schema_version,
+        data: e.data.get(),
+        recorded_at: e.recorded_at,
+        actor: &m.actor,
+        effective_date: m.effective_date,
+        reason: m.reason.as_deref(),
+        command_id: m.command_id,
         correlation_id: m.correlation_id,
         causation_id: m.causation_id,
-    };
-    Ok(Projected {
-        position: e.position.0,
-        version: e.stream_version,
-        recorded_at: e.recorded_at,
-        envelope: Envelope { event, context },
-    })
+    }
 }
 
-/// The grant id of a `grant-<id>` stream.
-pub fn grant_of(stream: &str) -> Option<GrantId> {
-    let id = stream.strip_prefix("grant-")?;
-    events::ids::reading_stored(|| GrantId::parse(id).ok())
+/// The log's stream of a grant (its name from [`events::streams`]).
+pub fn grant_stream(grant: &GrantId) -> Result<StreamId, StoreError> {
+    StreamId::parse(events::streams::grant_name(grant))
 }
 
 impl Models {
@@ -71,12 +68,12 @@ impl Models {
     fn apply_stored(&mut self, e: &RecordedEvent) -> Result<Touched, ApplyError> {
         self.position = e.position.0;
         let stream = e.stream_id.as_str();
-        if let Some(grant) = grant_of(stream) {
+        if let Some(grant) = events::streams::grant_of(stream) {
             let p = projected(e)?;
             let (kind, key) = self.ledgers.entry(grant.clone()).or_default().apply(&p);
             return Ok(Touched::Grant(grant, kind, key));
         }
-        if let Some(id) = stream.strip_prefix("programme-").and_then(|id| ProgrammeId::parse(id).ok()) {
+        if let Some(id) = events::streams::programme_of(stream) {
             let event = ProgrammeEvent::decode(&e.event_type, e.schema_version, e.data.get())
                 .map_err(|x| ApplyError { position: e.position.0, detail: x.to_string() })?;
             match event {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use events::GrantId;
-use store::{Direction, EventStore, READ_EVENTS_MAX, StreamId, StreamStart};
+use store::{Direction, EventStore, READ_EVENTS_MAX, StreamStart};
 
 use crate::fold::{known, projected};
 use crate::ledger::{GrantLedger, Projected};
@@ -53,7 +53,7 @@ impl HistoryCache {
             let guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             guard.1.get(grant).map(|e| Arc::clone(&e.events)).unwrap_or_default()
         };
-        let stream = StreamId::parse(format!("grant-{grant}"))?;
+        let stream = crate::fold::grant_stream(grant)?;
         loop {
             let from = events.last().map_or(0, |e| e.version + 1);
             let page = self

@@ -49,7 +49,7 @@ pub async fn as_known_at(
     grant: &GrantId,
     known_at: Option<DateTime<Utc>>,
 ) -> Result<GrantLedger, ProjectionError> {
-    let stream = store::StreamId::parse(format!("grant-{grant}"))?;
+    let stream = fold::grant_stream(grant)?;
     let mut ledger = GrantLedger::default();
     let mut from = 0;
     loop {

@@ -8,13 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use domain::handler::{Handler, Issued};
+use domain::handler::{Handler, HandlerError, Issued};
 use domain::scenario::{self, MANAGER, eur, expenditure};
 use events::{ActorId, GrantId, LineId, MilestoneId, ProgrammeId};
+use projections::fold::ApplyError;
 use projections::timeline::MilestoneStatus;
 use projections::{Projector, Status, as_known_at, budget, portfolio, statement, timeline};
 use rust_decimal_macros::dec;
-use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteStore, StreamId};
+use store::{
+    Direction, EventMetadata, EventStore, ExpectedVersion, NewEvent, READ_EVENTS_MAX, SqliteStore, StreamId,
+    StreamStart,
+};
 
 struct World {
     dir: tempfile::TempDir,
@@ -227,7 +231,7 @@ async fn an_event_the_projection_cannot_read_stops_it_at_that_position() {
     let w = world().await;
     let p = projector(&w).await;
     let head = p.position();
-    let stream = StreamId::parse(format!("grant-{}", scenario::GRANT)).unwrap();
+    let stream = projections::fold::grant_stream(&gid()).unwrap();
     let bogus = NewEvent::new(
         "GrantExploded",
         1,
@@ -273,4 +277,42 @@ async fn the_history_cache_answers_known_at_like_the_log_and_stays_current() {
     let then = cache.ledger_known_at(&gid(), Some(before_entry)).await.unwrap();
     assert_eq!(json(&then), json(&as_known_at(&*w.store, &gid(), Some(before_entry)).await.unwrap()));
     assert!(!then.expenditures.keys().any(|k| k.as_str() == "E72"));
+}
+
+#[tokio::test]
+async fn the_handler_and_the_projections_read_every_stored_event_alike() {
+    let w = world().await;
+    let stream = projections::fold::grant_stream(&gid()).unwrap();
+    assert_eq!(stream, domain::handler::grant_stream(&gid()).unwrap(), "one stream name for both sides");
+    // Written with no business date and no command id, by an actor named
+    // before `..` was refused; then one that no build can read.
+    let bare = NewEvent::new(
+        "GrantClosed",
+        1,
+        serde_json::json!({"closed_on": "2023-12-31"}),
+        EventMetadata { actor: "..".into(), ..Default::default() },
+    );
+    let bogus = NewEvent::new(
+        "GrantExploded",
+        1,
+        serde_json::json!({}),
+        EventMetadata { actor: "x".into(), ..Default::default() },
+    );
+    w.store.append(&stream, ExpectedVersion::Any, vec![bare, bogus]).await.unwrap();
+    let stored = w.store.read_stream(&stream, StreamStart::End, Direction::Forward, READ_EVENTS_MAX).await.unwrap();
+    assert!(stored.len() > 40 && stored.len() < READ_EVENTS_MAX, "{} events", stored.len());
+    for e in &stored {
+        match (domain::handler::decode_grant_event(e), projections::fold::projected(e)) {
+            (Ok(written), Ok(read)) => assert_eq!(written, read.envelope, "at {}", e.position.0),
+            (Err(HandlerError::Unreadable { position, detail }), Err(ApplyError { position: at, detail: why })) => {
+                assert_eq!((position.0, &detail), (at, &why));
+                assert_eq!(detail, r#"unknown event type "GrantExploded""#);
+            }
+            other => panic!("the two sides disagree at {}: {other:?}", e.position.0),
+        }
+    }
+    let bare = projections::fold::projected(&stored[stored.len() - 2]).unwrap();
+    let c = &bare.envelope.context;
+    assert_eq!(c.effective_date, bare.recorded_at.date_naive(), "dated by the day it was recorded");
+    assert_eq!((c.command_id, c.actor.as_str()), (uuid::Uuid::nil(), ".."));
 }

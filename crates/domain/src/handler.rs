@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
 
 use chrono::NaiveDate;
-use events::{ActorId, Envelope, EventContext, GrantEvent, GrantId, ProgrammeEvent, ProgrammeId};
+use events::{ActorId, Envelope, EventContext, GrantEvent, GrantId, ProgrammeEvent, ProgrammeId, Stored};
 use store::{
     AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, Fingerprint, NewEvent, Position,
     READ_EVENTS_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart,
@@ -166,35 +166,37 @@ pub enum HandlerError {
     Store(#[from] StoreError),
 }
 
-/// The stream of a grant.
+/// The stream of a grant (its name from [`events::streams`]).
 pub fn grant_stream(id: &GrantId) -> Result<StreamId, StoreError> {
-    StreamId::parse(format!("grant-{id}"))
+    StreamId::parse(events::streams::grant_name(id))
 }
 
-/// The stream of a programme.
+/// The stream of a programme (its name from [`events::streams`]).
 pub fn programme_stream(id: &ProgrammeId) -> Result<StreamId, StoreError> {
-    StreamId::parse(format!("programme-{id}"))
+    StreamId::parse(events::streams::programme_name(id))
 }
 
-/// Reads a stored grant event with its envelope.
+/// Reads a stored grant event with its envelope (the rules in
+/// [`events::stored`], shared with the projections).
 pub fn decode_grant_event(e: &RecordedEvent) -> Result<Envelope<GrantEvent>, HandlerError> {
-    let unreadable = |detail: String| HandlerError::Unreadable { position: e.position, detail };
-    let event =
-        GrantEvent::decode(&e.event_type, e.schema_version, e.data.get()).map_err(|x| unreadable(x.to_string()))?;
-    Ok(Envelope { event, context: context_of(e).map_err(unreadable)? })
+    stored(e).grant_event().map_err(|x| HandlerError::Unreadable { position: e.position, detail: x.to_string() })
 }
 
-fn context_of(e: &RecordedEvent) -> Result<EventContext, String> {
+/// A recorded event's parts as [`events::stored`] reads them.
+fn stored(e: &RecordedEvent) -> Stored<'_> {
     let m = &e.metadata;
-    Ok(EventContext {
-        effective_date: m.effective_date.unwrap_or_else(|| e.recorded_at.date_naive()),
-        // Read as written (an actor named before `.` and `..` were refused).
-        actor: events::ids::reading_stored(|| ActorId::parse(m.actor.clone())).map_err(|x| x.to_string())?,
-        reason: m.reason.clone(),
-        command_id: m.command_id.unwrap_or(Uuid::nil()),
+    Stored {
+        event_type: &e.event_type,
+        schema_version: e.schema_version,
+        data: e.data.get(),
+        recorded_at: e.recorded_at,
+        actor: &m.actor,
+        effective_date: m.effective_date,
+        reason: m.reason.as_deref(),
+        command_id: m.command_id,
         correlation_id: m.correlation_id,
         causation_id: m.causation_id,
-    })
+    }
 }
 
 fn encode(event_type: &str, version: u32, data: serde_json::Value, c: &EventContext) -> NewEvent {

@@ -52,7 +52,7 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Optio
         let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
         let mut dirty = db::Dirty::new();
         for e in page {
-            let outcome = if let Some(grant) = crate::fold::grant_of(e.stream_id.as_str()) {
+            let outcome = if let Some(grant) = events::streams::grant_of(e.stream_id.as_str()) {
                 crate::fold::projected(e).map(|p| {
                     let ledger = Arc::make_mut(ledgers.entry(grant.clone()).or_default());
                     let (kind, key) = ledger.apply(&p);

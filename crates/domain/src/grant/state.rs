@@ -258,7 +258,25 @@ impl GrantState {
             GrantEvent::ExpenditureRecorded(e) => {
                 abs(&e.amount).saturating_add(e.liquidates.as_ref().map_or(Decimal::ZERO, |l| abs(&l.amount)))
             }
-            _ => Decimal::ZERO,
+            // No view adds up an amount of these (a reversal subtracts what
+            // its expenditure added; a request moves nothing until it is
+            // approved). A new event type must be placed here or above: no
+            // `_` arm, so no amount a view sums can escape the bound.
+            GrantEvent::WorkstreamDefined(_)
+            | GrantEvent::ReportingPeriodDefined(_)
+            | GrantEvent::ReallocationRequested(_)
+            | GrantEvent::ReallocationRejected(_)
+            | GrantEvent::AmendmentRequested(_)
+            | GrantEvent::AmendmentApproved(_)
+            | GrantEvent::AmendmentRejected(_)
+            | GrantEvent::ExpenditureReversed(_)
+            | GrantEvent::MilestonePlanned(_)
+            | GrantEvent::MilestoneRescheduled(_)
+            | GrantEvent::MilestoneAchieved(_)
+            | GrantEvent::MilestoneCancelled(_)
+            | GrantEvent::ReportingPeriodClosed(_)
+            | GrantEvent::ReportingPeriodReopened(_)
+            | GrantEvent::GrantClosed(_) => Decimal::ZERO,
         }
     }
 
