@@ -85,6 +85,11 @@ struct Args {
     /// Print the results as one JSON object (progress goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Send every expenditure with an `Idempotency-Key` (its own id), as a
+    /// careful client does: the log then records the key's command id and
+    /// the request's fingerprint, and the handler looks the key up first.
+    #[arg(long)]
+    idempotency_keys: bool,
     /// An extra argument for the started `grantlog serve` (repeatable), e.g.
     /// `--server-arg=--rate-limit-per-second=0`.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
@@ -211,7 +216,7 @@ async fn measure(args: &Args, base: &str, admin: &str, server_text: &str, server
         setup.tokens.len(),
         started.elapsed().as_secs_f64()
     ));
-    let context = Arc::new(Context::new(base, &setup, args.tokens_per_client as usize)?);
+    let context = Arc::new(Context::new(base, &setup, args.tokens_per_client as usize, args.idempotency_keys)?);
     let phases: &[Phase] = match args.phase {
         PhaseArg::Expenditures => &[Phase::Expenditures],
         PhaseArg::Reads => &[Phase::Reads],
@@ -262,6 +267,7 @@ async fn measure(args: &Args, base: &str, admin: &str, server_text: &str, server
             "server": server_text,
             "url": base,
             "tokens_per_client": args.tokens_per_client,
+            "idempotency_keys": args.idempotency_keys,
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "clients": args.clients,
             "grants": args.grants,
@@ -584,10 +590,11 @@ struct Context {
     authorizations: Vec<HeaderValue>,
     tokens_per_client: usize,
     dates: Vec<String>,
+    idempotency_keys: bool,
 }
 
 impl Context {
-    fn new(base: &str, setup: &Setup, tokens_per_client: usize) -> Result<Self> {
+    fn new(base: &str, setup: &Setup, tokens_per_client: usize, idempotency_keys: bool) -> Result<Self> {
         let expenditure_paths: Vec<String> =
             setup.grants.iter().map(|g| format!("/api/v1/grants/{g}/expenditures")).collect();
         let budget_paths: Vec<String> = setup.grants.iter().map(|g| format!("/api/v1/grants/{g}/budget")).collect();
@@ -607,6 +614,7 @@ impl Context {
             authorizations,
             tokens_per_client,
             dates,
+            idempotency_keys,
         })
     }
 }
@@ -922,10 +930,12 @@ async fn client_loop(
                 id = format!("r{run}-c{client}-n{sequence}");
                 cents = rng.random_range(100_u64..10_000);
                 date = &context.dates[rng.random_range(0..context.dates.len())];
-                http.post(context.expenditure_urls[grant].clone())
+                let post = http
+                    .post(context.expenditure_urls[grant].clone())
                     .header(AUTHORIZATION, authorization.clone())
                     .header(CONTENT_TYPE, "application/json")
-                    .body(expenditure_body(&id, cents, date))
+                    .body(expenditure_body(&id, cents, date));
+                if context.idempotency_keys { post.header("idempotency-key", id.as_str()) } else { post }
             }
             Phase::Reads => http.get(context.budget_urls[grant].clone()).header(AUTHORIZATION, authorization.clone()),
         };
