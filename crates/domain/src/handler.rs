@@ -380,32 +380,24 @@ impl Handler {
             self.catch_up(&stream, &mut cached).await?;
         }
         let (id, fingerprint) = (issued.command_id, issued.fingerprint.as_ref());
-        if issued.fingerprint.is_some() && !cached.commands.contains_key(&id) {
-            self.recorded_elsewhere(&stream, &mut cached, id).await?;
-        }
         for attempt in 0..=CONFLICT_RETRIES_MAX {
             if let Some(done) = cached.commands.get(&id) {
                 return done.answer(id, fingerprint);
             }
-            if let Some(expected) = issued.expected_version
-                && cached.version != Some(expected)
-            {
-                return Err(HandlerError::VersionMismatch { expected, actual: cached.version });
-            }
-            let ctx = self.context(issued, &cached.state).await?;
-            let decided = decide(&cached.state, &issued.command, &ctx)?;
-            let envelopes: Vec<Envelope<GrantEvent>> =
-                decided.into_iter().map(|event| Envelope { event, context: event_context(issued, &ctx) }).collect();
-            let mut new_events = Vec::with_capacity(envelopes.len());
-            for e in &envelopes {
-                let data = e
-                    .event
-                    .to_json()
-                    .map_err(|x| HandlerError::Unreadable { position: Position::START, detail: x.to_string() })?;
-                let mut event = encode(e.event.event_type(), e.event.schema_version(), data, &e.context);
-                event.metadata.fingerprint = issued.fingerprint;
-                new_events.push(event);
-            }
+            let (envelopes, new_events) = match self.prepare(issued, &cached).await {
+                Ok(prepared) => prepared,
+                // A keyed command refused here may reuse a key the log holds
+                // (for another grant, or recorded here by another writer):
+                // that answer comes before the refusal. On the success path
+                // the append itself enforces the rule, so no read is spent.
+                Err(refusal) if issued.fingerprint.is_some() => {
+                    if self.recorded_elsewhere(&stream, &mut cached, id).await? {
+                        continue;
+                    }
+                    return Err(refusal);
+                }
+                Err(refusal) => return Err(refusal),
+            };
             let ids: Vec<Uuid> = new_events.iter().map(|e| e.event_id).collect();
             let expected = cached.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
             match self.store.append(&stream, expected, new_events).await {
@@ -441,18 +433,48 @@ impl Handler {
     }
 
     /// Refuses a command id the log holds for another stream; catches up
-    /// when it holds it for this one (recorded by another writer).
+    /// (and says so) when it holds it for this one, recorded by another
+    /// writer; `false` when the log does not hold it.
     async fn recorded_elsewhere(
         &self,
         stream: &StreamId,
         cached: &mut CachedGrant,
         command_id: Uuid,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<bool, HandlerError> {
         match self.store.command(command_id).await? {
             Some(recorded) if &recorded.stream_id != stream => Err(HandlerError::CommandReused { command_id }),
-            Some(_) => self.catch_up(stream, cached).await,
-            None => Ok(()),
+            Some(_) => self.catch_up(stream, cached).await.map(|()| true),
+            None => Ok(false),
         }
+    }
+
+    /// Decides `issued` against the cached grant and encodes its events:
+    /// the events with their envelopes, or why the command is refused.
+    async fn prepare(
+        &self,
+        issued: &Issued<GrantCommand>,
+        cached: &CachedGrant,
+    ) -> Result<(Vec<Envelope<GrantEvent>>, Vec<NewEvent>), HandlerError> {
+        if let Some(expected) = issued.expected_version
+            && cached.version != Some(expected)
+        {
+            return Err(HandlerError::VersionMismatch { expected, actual: cached.version });
+        }
+        let ctx = self.context(issued, &cached.state).await?;
+        let decided = decide(&cached.state, &issued.command, &ctx)?;
+        let envelopes: Vec<Envelope<GrantEvent>> =
+            decided.into_iter().map(|event| Envelope { event, context: event_context(issued, &ctx) }).collect();
+        let mut new_events = Vec::with_capacity(envelopes.len());
+        for e in &envelopes {
+            let data = e
+                .event
+                .to_json()
+                .map_err(|x| HandlerError::Unreadable { position: Position::START, detail: x.to_string() })?;
+            let mut event = encode(e.event.event_type(), e.event.schema_version(), data, &e.context);
+            event.metadata.fingerprint = issued.fingerprint;
+            new_events.push(event);
+        }
+        Ok((envelopes, new_events))
     }
 
     async fn context(&self, issued: &Issued<GrantCommand>, state: &GrantState) -> Result<Context, HandlerError> {

@@ -405,7 +405,7 @@ async fn a_command_id_answers_only_the_request_it_was_recorded_for() {
         // A different request that a rule would refuse is still a reused id.
         reused(h.execute(&gid(), &keyed(spend("E72", "999999.00"), "2022-10-12", id, 3)).await, id);
     }
-    // Another grant: refused before the grant is even looked at.
+    // Another grant: a reused key, not the refusal the grant would give.
     let other = GrantId::parse("no-such-grant").unwrap();
     reused(fresh.execute(&other, &keyed(spend("E70", "10.00"), "2022-10-12", id, 1)).await, id);
     let (state, _) = fresh.grant(&gid()).await.unwrap();
