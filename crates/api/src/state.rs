@@ -264,7 +264,7 @@ async fn follow_pages_max(state: std::sync::Weak<Inner>, file: PathBuf) {
     }
 }
 
-async fn bootstrap(tokens: &Tokens, config: &Config, dir: &Path) -> Result<Bootstrap, ApiError> {
+async fn bootstrap(tokens: &Arc<Tokens>, config: &Config, dir: &Path) -> Result<Bootstrap, ApiError> {
     if !tokens.is_empty() {
         return Ok(Bootstrap::Existing);
     }

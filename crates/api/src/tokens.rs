@@ -49,6 +49,10 @@ struct Known {
 pub struct Tokens {
     db: ApiDb,
     known: RwLock<HashMap<[u8; 32], Arc<Known>>>,
+    /// Held across a change of the table and of `known` (create, revoke,
+    /// reload), so that a reload never puts back what a revocation took
+    /// away, nor drops a token just created.
+    changes: tokio::sync::Mutex<()>,
     uses: tokio::sync::mpsc::Sender<(String, String)>,
 }
 
@@ -61,7 +65,8 @@ impl Tokens {
         let version = db.data_version().await?;
         let known = Self::read(&db).await?;
         let (uses, rx) = tokio::sync::mpsc::channel(LAST_USED_QUEUE_MAX);
-        let tokens = Arc::new(Self { db: db.clone(), known: RwLock::new(known), uses });
+        let tokens =
+            Arc::new(Self { db: db.clone(), known: RwLock::new(known), changes: tokio::sync::Mutex::new(()), uses });
         tokio::spawn(write_last_used(db, rx));
         tokio::spawn(reload(Arc::downgrade(&tokens), version));
         Ok(tokens)
@@ -83,6 +88,7 @@ impl Tokens {
 
     /// Reads the table again, keeping what is known of recent uses.
     async fn refresh(&self) -> Result<(), ApiError> {
+        let _change = self.changes.lock().await;
         let fresh = Self::read(&self.db).await?;
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         for (digest, entry) in &fresh {
@@ -128,7 +134,7 @@ impl Tokens {
 
     /// Creates a token; `Ok(None)` if the name is taken in any case.
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         principal: Principal,
         created_by: &str,
         secret: Option<String>,
@@ -136,14 +142,30 @@ impl Tokens {
         self.create_expiring(principal, created_by, secret, None).await
     }
 
-    /// Creates a token that stops being accepted at `expires_at`.
+    /// Creates a token that stops being accepted at `expires_at`. The work
+    /// runs in a task of its own: a request cancelled (timed out, or its
+    /// client gone) cannot leave the table and the server disagreeing.
     pub async fn create_expiring(
+        self: &Arc<Self>,
+        principal: Principal,
+        created_by: &str,
+        secret: Option<String>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<String>, ApiError> {
+        let (this, created_by) = (Arc::clone(self), created_by.to_owned());
+        tokio::spawn(async move { this.create_now(principal, &created_by, secret, expires_at).await })
+            .await
+            .map_err(|e| ApiError::Internal(format!("creating a token: {e}")))?
+    }
+
+    async fn create_now(
         &self,
         principal: Principal,
         created_by: &str,
         secret: Option<String>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Option<String>, ApiError> {
+        let _change = self.changes.lock().await;
         let (secret, row) = new_row(&principal, created_by, secret, expires_at)?;
         if self.db.insert_token(row.clone()).await? == Inserted::NameTaken {
             return Ok(None);
@@ -159,7 +181,16 @@ impl Tokens {
     }
 
     /// Revokes a token by name (any case): refused from the next request on.
-    pub async fn revoke(&self, name: &str, by: &str) -> Result<Revoked, ApiError> {
+    /// Runs in a task of its own, like [`Tokens::create_expiring`].
+    pub async fn revoke(self: &Arc<Self>, name: &str, by: &str) -> Result<Revoked, ApiError> {
+        let (this, name, by) = (Arc::clone(self), name.to_owned(), by.to_owned());
+        tokio::spawn(async move { this.revoke_now(&name, &by).await })
+            .await
+            .map_err(|e| ApiError::Internal(format!("revoking a token: {e}")))?
+    }
+
+    async fn revoke_now(&self, name: &str, by: &str) -> Result<Revoked, ApiError> {
+        let _change = self.changes.lock().await;
         let revoked = self.db.revoke_token(name.to_owned(), by.to_owned()).await?;
         if revoked != Revoked::Unknown {
             let known = self.known.read().unwrap_or_else(|e| e.into_inner());
@@ -330,5 +361,34 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "an expired token still accepted");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A revocation whose request is cut short (timed out, or its client
+    /// gone) once it has started still takes effect here, not only in the
+    /// file: the server refuses the token, as the file says.
+    #[tokio::test]
+    async fn a_revocation_cut_short_still_refuses_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
+        let tokens = Tokens::load(db.clone()).await.unwrap();
+        let mut cut = 0;
+        for i in 0..20 {
+            let name = format!("cut-{i}");
+            let secret = tokens.create(viewer(&name), "admin", None).await.unwrap().unwrap();
+            // Polled once, then dropped: the caller's future is gone.
+            if futures_util::FutureExt::now_or_never(tokens.revoke(&name, "admin")).is_none() {
+                cut += 1;
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !db.tokens().await.unwrap().iter().any(|r| r.name == name && r.revoked_at.is_some()) {
+                assert!(std::time::Instant::now() < deadline, "{name}: the revocation never reached the file");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            while tokens.authenticate(&secret).is_some() {
+                assert!(std::time::Instant::now() < deadline, "{name}: revoked in the file, still accepted");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert!(cut > 0, "no revocation was cut short");
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use domain::programme::ProgrammeCommand;
@@ -39,6 +39,7 @@ async fn create_programme(
 async fn create_token(
     State(state): State<AppState>,
     principal: Arc<Principal>,
+    meta: super::RouteMeta,
     Body(b, _): Body<dto::CreateToken>,
 ) -> Result<Response, ApiError> {
     if let Some(at) = b.expires_at
@@ -50,6 +51,8 @@ async fn create_token(
         }]));
     }
     let new = Principal { name: b.name.clone(), role: b.role, programmes: b.programmes.iter().cloned().collect() };
+    // From here the token may be stored: no timeout may answer for it.
+    crate::write_submitted();
     let token = state
         .tokens()
         .create_expiring(new, principal.name.as_str(), None, b.expires_at)
@@ -58,7 +61,7 @@ async fn create_token(
     tracing::info!(name = %b.name, role = b.role.as_str(), "token created");
     let answer =
         dto::TokenCreated { name: b.name, role: b.role, programmes: b.programmes, token, expires_at: b.expires_at };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok((meta.status_code(), Json(answer)).into_response())
 }
 
 async fn list_tokens(State(state): State<AppState>) -> Result<Json<dto::TokenList>, ApiError> {
@@ -69,15 +72,18 @@ async fn list_tokens(State(state): State<AppState>) -> Result<Json<dto::TokenLis
 async fn revoke_token(
     State(state): State<AppState>,
     principal: Arc<Principal>,
+    meta: super::RouteMeta,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    // The revocation may be stored from here: no timeout may answer for it.
+    crate::write_submitted();
     match state.tokens().revoke(&name, principal.name.as_str()).await? {
         Revoked::Unknown => Err(ApiError::NotFound(format!("token {name}"))),
         Revoked::Now => {
             tracing::info!(%name, by = %principal.name, "token revoked");
-            Ok(StatusCode::NO_CONTENT.into_response())
+            Ok(meta.status_code().into_response())
         }
-        Revoked::Already => Ok(StatusCode::NO_CONTENT.into_response()),
+        Revoked::Already => Ok(meta.status_code().into_response()),
     }
 }
 
