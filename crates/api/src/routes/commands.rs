@@ -153,7 +153,11 @@ where
         crate::metrics::events_appended(result.events.len());
     }
     let answer = CommandAnswer::from(result);
-    let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The write is recorded: nothing from here on may answer an error.
+    let body = serde_json::to_string(&answer).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a recorded write's answer could not be serialised");
+        format!("{{\"version\":{},\"position\":{}}}", answer.version, answer.position)
+    });
     let etag = format!("\"{}\"", answer.version);
     let mut r = json_answer(w.status, Some(&etag), body);
     if replayed {
@@ -198,13 +202,12 @@ async fn create_grant(
         return Err(ApiError::Forbidden);
     }
     // An id taken in a programme the caller cannot see is refused like any
-    // action outside their programmes: a 409 would tell them it exists.
+    // action outside their programmes: a 409 would tell them it exists. The
+    // domain refuses an awarded id before anything else, so only that
+    // refusal needs the look-up.
     let hidden = async |grant: &GrantId| {
         Ok::<_, ApiError>(state.handler().awarded(grant).await?.is_some_and(|g| !principal.sees(&g.programme)))
     };
-    if hidden(&b.id).await? {
-        return Err(ApiError::Forbidden);
-    }
     let w = Write::new(&principal, &headers, "/api/v1/grants".into(), digest, &b, meta);
     match write(&state, &b.id.clone(), w, b.command()).await {
         Err(ApiError::Domain(domain::DomainError::GrantAlreadyAwarded)) if hidden(&b.id).await? => {
