@@ -455,7 +455,13 @@ macro_rules! stored_facts {
     ($($kind:ident => $field:ident: $key:ty),* $(,)?) => {
         impl GrantLedger {
             /// One fact as stored JSON; `None` if the ledger has no such fact.
+            /// Keys are read as stored (an older log may hold ids that are
+            /// refused today), so that every fact the ledger holds is written.
             pub fn fact_json(&self, kind: FactKind, key: &str) -> Result<Option<String>, serde_json::Error> {
+                events::ids::reading_stored(|| self.stored_fact_json(kind, key))
+            }
+
+            fn stored_fact_json(&self, kind: FactKind, key: &str) -> Result<Option<String>, serde_json::Error> {
                 match kind {
                     FactKind::Header => serde_json::to_string(&Header {
                         position: self.position,

@@ -308,3 +308,25 @@ async fn a_full_read_model_file_is_retried_and_catches_up_without_a_restart() {
     assert_eq!(again.opened(), &Opened::Loaded { position: head_now });
     assert_eq!(again.models(), truth(w.store.as_ref()).await);
 }
+
+/// A log written before ids `.` and `..` were refused may hold them: every
+/// such fact is written to the file too, so a restart that loads the file
+/// serves what the log says, not a ledger missing that expenditure.
+#[tokio::test]
+async fn facts_with_ids_refused_today_are_written_and_loaded_like_any_other() {
+    let w = world().await;
+    let spent = w.store.read_all(Position::START, store::READ_EVENTS_MAX).await.unwrap();
+    let model = spent.iter().find(|e| e.event_type == "ExpenditureRecorded").expect("an expenditure");
+    let mut data = model.data.to_value();
+    data["expenditure_id"] = serde_json::json!("..");
+    data["invoice"] = serde_json::json!("OLD-DOT-DOT");
+    let mut metadata = model.metadata.clone();
+    metadata.command_id = None;
+    let old = store::NewEvent::new(model.event_type.clone(), model.schema_version, data, metadata);
+    w.store.append(&model.stream_id, store::ExpectedVersion::Any, vec![old]).await.unwrap();
+    let path = w.dir.path().join("views.sqlite");
+    written_views(&w.store, &path).await;
+    let again = caught_up(&w.store, &path).await;
+    assert!(matches!(again.opened(), Opened::Loaded { .. }), "{:?}", again.opened());
+    assert_eq!(again.models(), truth(w.store.as_ref()).await, "the file lost a fact the log holds");
+}

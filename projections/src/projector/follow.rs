@@ -48,6 +48,8 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Optio
     let mut programmes = BTreeMap::new();
     let mut position = *shared.visible.borrow();
     let mut log_hash = *lock(&shared.visible_hash);
+    let start = db::Checkpoint { position, log_hash };
+    let mut unwritable = false;
     {
         let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
         let mut dirty = db::Dirty::new();
@@ -76,6 +78,7 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Optio
                 Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
                 Some(Err(e)) => {
                     failure = failure.or(Some((position, e.to_string())));
+                    unwritable = true;
                 }
                 _ => {}
             }
@@ -84,5 +87,9 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Optio
     shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
     *lock(&shared.visible_hash) = log_hash;
     shared.visible.send_replace(position);
+    if unwritable {
+        // A fact that cannot be written: the file must not claim this page.
+        return (Pending { checkpoint: start, rows: Vec::new(), programmes: BTreeMap::new() }, failure);
+    }
     (Pending { checkpoint: db::Checkpoint { position, log_hash }, rows, programmes }, failure)
 }
