@@ -147,8 +147,9 @@ pub fn within_amount_limit(amount: Decimal) -> bool {
 pub fn parse_amount_text(text: &str, signed: bool) -> Result<Decimal, InputError> {
     let (re, pattern) = if signed { (&SIGNED_AMOUNT, SIGNED_AMOUNT_PATTERN) } else { (&AMOUNT, AMOUNT_PATTERN) };
     matching(text, re, pattern, AMOUNT_CHARS_MAX)?;
-    let amount = Decimal::from_str_exact(text)
-        .map_err(|_| InputError::AboveLimit { amount: Decimal::MAX, limit: AMOUNT_UNITS_MAX })?;
+    // The pattern and length held: a text Decimal cannot hold exactly has
+    // more digits than it keeps, which the pattern error names best.
+    let amount = Decimal::from_str_exact(text).map_err(|_| InputError::Pattern { text: text.to_owned(), pattern })?;
     if !within_amount_limit(amount) {
         return Err(InputError::AboveLimit { amount, limit: AMOUNT_UNITS_MAX });
     }
@@ -190,6 +191,13 @@ pub fn accepted_currency(currency: Currency) -> Result<Currency, InputError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_amount_with_more_digits_than_a_decimal_holds_is_a_pattern_error_not_a_large_one() {
+        let text = "0.00000000000000000000000000001";
+        let got = parse_amount_text(text, false);
+        assert!(matches!(got, Err(InputError::Pattern { .. })), "{got:?}");
+    }
+
     use proptest::prelude::*;
 
     use super::*;
@@ -315,7 +323,14 @@ mod tests {
                 let digits = |s: &str| s.trim_start_matches('-').trim_start_matches('0').to_owned();
                 prop_assert_eq!(digits(&shown), digits(&text));
             } else if pattern.is_match(&text) && text.len() <= AMOUNT_CHARS_MAX {
-                prop_assert!(matches!(parsed, Err(InputError::AboveLimit { .. })), "{:?}", parsed);
+                // Too large, or more digits than a Decimal holds exactly.
+                let exact = Decimal::from_str_exact(&text).is_ok();
+                prop_assert!(
+                    matches!(parsed, Err(InputError::AboveLimit { .. })) && exact
+                        || matches!(parsed, Err(InputError::Pattern { .. })) && !exact,
+                    "{:?}",
+                    parsed
+                );
             }
         }
 
