@@ -271,7 +271,7 @@ async fn a_full_read_model_file_is_retried_and_catches_up_without_a_restart() {
                 let r = handler.execute(&gid(), &spend(&id, "0.01", &format!("INV-{id}"))).await.unwrap();
                 // Reads keep answering, and show the write at once.
                 p.wait_for(r.position.0, WAIT).await.unwrap();
-                positions.push(r.position.0);
+                positions.push((id, r.position.0));
             }
             positions
         }));
@@ -293,13 +293,14 @@ async fn a_full_read_model_file_is_retried_and_catches_up_without_a_restart() {
     p.wait_committed(head_now, WAIT).await.unwrap();
     assert_eq!(p.status(), Status::Running);
     assert_eq!(acknowledged.len(), 240);
-    // Every acknowledged write is in the log and in the views.
+    // Every acknowledged write is in the log, at its position, and in the views.
     let ledger = p.ledger(&gid()).unwrap();
-    let recorded: std::collections::BTreeSet<u64> = {
-        let all = w.store.read_all(Position(0), store::READ_EVENTS_MAX).await.unwrap();
-        all.iter().map(|e| e.position.0).collect()
-    };
-    assert!(acknowledged.iter().all(|pos| recorded.contains(pos)));
+    let all = w.store.read_all(Position(0), store::READ_EVENTS_MAX).await.unwrap();
+    for (id, position) in &acknowledged {
+        let e = all.iter().find(|e| e.position.0 == *position).expect("the acknowledged position is in the log");
+        assert_eq!(e.data.to_value()["expenditure_id"], serde_json::json!(id), "position {position}");
+        assert!(ledger.expenditures.contains_key(&events::ExpenditureId::parse(id.as_str()).unwrap()), "{id}");
+    }
     assert_eq!(ledger.position, head_now);
     drop(ledger);
     let p = Arc::into_inner(p).expect("the writers are done");
