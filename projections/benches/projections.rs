@@ -15,7 +15,8 @@ use events::*;
 use projections::db::Models;
 use projections::fold::grant_stream;
 use projections::{as_known_at, budget, timeline};
-use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, SqliteStore};
+use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position};
+use store_sqlite::SqliteStore;
 
 const GRANTS: u64 = 100;
 const EVENTS_PER_GRANT: u64 = 10_000;

@@ -15,7 +15,8 @@ use events::{GrantId, Money};
 use projections::audit::{Approval, LineChangeKind, LineFigures, RequestDetails, STATEMENT_CSV_HEADER};
 use projections::ledger::Projected;
 use projections::{GrantLedger, HistoryCache, approvals, budget, corrections, line_history, statement, statement_csv};
-use store::{EventStore, SqliteStore};
+use store::EventStore;
+use store_sqlite::SqliteStore;
 
 fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()

@@ -15,10 +15,8 @@ use projections::fold::ApplyError;
 use projections::timeline::MilestoneStatus;
 use projections::{Projector, Status, as_known_at, budget, portfolio, statement, timeline};
 use rust_decimal_macros::dec;
-use store::{
-    Direction, EventMetadata, EventStore, ExpectedVersion, NewEvent, READ_EVENTS_MAX, SqliteStore, StreamId,
-    StreamStart,
-};
+use store::{Direction, EventMetadata, EventStore, ExpectedVersion, NewEvent, READ_EVENTS_MAX, StreamId, StreamStart};
+use store_sqlite::SqliteStore;
 
 struct World {
     dir: tempfile::TempDir,

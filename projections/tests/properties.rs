@@ -16,7 +16,8 @@ use events::{ActorId, CommitmentId, ExpenditureId, GrantId, LineId, Money};
 use projections::db::Models;
 use projections::{Projector, as_known_at, views_digest};
 use proptest::prelude::*;
-use store::{EventStore, Position, SqliteStore};
+use store::{EventStore, Position};
+use store_sqlite::SqliteStore;
 
 #[derive(Debug, Clone)]
 enum Op {

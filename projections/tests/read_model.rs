@@ -15,7 +15,8 @@ use domain::scenario::{self, MANAGER, eur, expenditure};
 use events::{ActorId, GrantId};
 use projections::db::Models;
 use projections::{Opened, Projector, Status};
-use store::{EventStore, Position, SqliteStore};
+use store::{EventStore, Position};
+use store_sqlite::SqliteStore;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use domain::handler::Handler;
 use projections::{HistoryCache, Projector};
-use store::{EventStore, SqliteStore};
+use store::EventStore;
+use store_sqlite::SqliteStore;
 
 use crate::apidb::ApiDb;
 use crate::auth::{Principal, RateLimiter, Role, Tokens};
@@ -83,7 +84,7 @@ pub enum Bootstrap {
 #[derive(Debug)]
 struct Inner {
     config: Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn EventStore>,
     handler: Handler,
     projector: Projector,
     history: HistoryCache,
@@ -148,8 +149,9 @@ impl AppState {
             remedy: None,
         })?;
         let log = dir.join("events.sqlite");
-        let store = Arc::new(SqliteStore::open(&log).await.map_err(|e| open_error(log, e, LOG_REMEDY))?);
-        let dyn_store: Arc<dyn EventStore> = store.clone();
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqliteStore::open(&log).await.map_err(|e| open_error(log, e, LOG_REMEDY))?);
+        let dyn_store = Arc::clone(&store);
         let views = projections::views_path(&dir);
         let projector = Projector::start(Arc::clone(&dyn_store), &views).await.map_err(|e| match e {
             projections::ProjectionError::File { path, detail } => open_error(path, detail, VIEWS_REMEDY),
@@ -207,11 +209,6 @@ impl AppState {
     /// The event log.
     pub fn store(&self) -> Arc<dyn EventStore> {
         self.0.store.clone()
-    }
-
-    /// The SQLite log itself (for raw reads: the audit export).
-    pub fn sqlite(&self) -> &Arc<SqliteStore> {
-        &self.0.store
     }
 
     /// The command handler.

@@ -80,11 +80,11 @@ fn bar(total: u64) -> ProgressBar {
 /// Runs `verify`; `Ok(false)` when the chain does not verify.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let store = open_log(&args.data_dir).await?;
-    let total = store::EventStore::head(store.as_ref()).await?.map_or(0, |h| h.position.0);
+    let total = store.head().await?.map_or(0, |h| h.position.0);
     let progress = bar(total);
     progress.set_message("verifying");
     let bar = progress.clone();
-    let outcome = store.verify_with_progress(args.since, move |checked| bar.set_position(checked)).await?;
+    let outcome = store.verify_with_progress(args.since, Box::new(move |checked| bar.set_position(checked))).await?;
     progress.finish_and_clear();
     store.close().await;
     match outcome {
@@ -121,7 +121,7 @@ fn hex(bytes: &[u8; 32]) -> String {
 /// Runs `export`, up to the head as it is when the export starts.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let store = open_log(&args.data_dir).await?;
-    let head = store::EventStore::head(store.as_ref()).await?.map_or(0, |h| h.position.0);
+    let head = store.head().await?.map_or(0, |h| h.position.0);
     let previous = store
         .hash_at(Position(args.after))
         .await?

@@ -9,7 +9,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, ValueEnum};
 use events::{GrantId, Money};
 use projections::{BudgetView, TimelineView};
-use store::{EventStore, SqliteStore};
+use store::EventStore;
+use store_sqlite::SqliteStore;
 
 use crate::output;
 
@@ -54,7 +55,7 @@ fn business_date(text: &str) -> Result<NaiveDate, String> {
 }
 
 /// Opens an existing log (never creates one).
-pub async fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Arc<SqliteStore>> {
+pub async fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn EventStore>> {
     let path = data_dir.join("events.sqlite");
     anyhow::ensure!(path.exists(), "no event log at {}", path.display());
     Ok(Arc::new(SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?))
@@ -64,8 +65,7 @@ pub async fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Arc<SqliteSt
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let grant = GrantId::parse(args.grant.clone()).map_err(|e| anyhow::anyhow!("--grant: {e}"))?;
     let store = open_log(&args.data_dir).await?;
-    let dyn_store: Arc<dyn EventStore> = store.clone();
-    let ledger = projections::as_known_at(dyn_store.as_ref(), &grant, args.known_at).await?;
+    let ledger = projections::as_known_at(store.as_ref(), &grant, args.known_at).await?;
     let today = args.today.or(args.as_of).unwrap_or_else(|| Utc::now().date_naive());
     let text = match args.view {
         View::Budget => {

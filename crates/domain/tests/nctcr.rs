@@ -14,7 +14,8 @@ use domain::handler::{CommandResult, Handler, HandlerError};
 use domain::scenario::{self, FINANCE, MANAGER, Script, eur, expenditure, reallocation};
 use events::*;
 use rust_decimal_macros::dec;
-use store::{EventStore, SqliteStore, VerifyOutcome};
+use store::{EventStore, VerifyOutcome};
+use store_sqlite::SqliteStore;
 
 struct Loaded {
     handler: Handler,

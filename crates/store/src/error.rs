@@ -85,7 +85,7 @@ pub enum StoreError {
     /// The database was written by a newer version of the store.
     #[error("the database schema is version {found}; this build understands up to {supported}: upgrade grantlog")]
     NewerSchema {
-        /// The database's `user_version`.
+        /// The database's schema version.
         found: i64,
         /// The newest schema this build knows.
         supported: i64,
@@ -94,7 +94,7 @@ pub enum StoreError {
     /// append was recorded, and appends may succeed once space returns.
     #[error("storage is full; nothing was recorded: {detail}")]
     StorageFull {
-        /// SQLite's words.
+        /// The database's words.
         detail: String,
     },
     /// The writer hit an I/O error and stopped: it acknowledges nothing
@@ -118,19 +118,4 @@ pub enum StoreError {
     /// The store is shutting down or its worker is gone.
     #[error("the event log is closed")]
     Closed,
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        if is_full(&e) {
-            StoreError::StorageFull { detail: e.to_string() }
-        } else {
-            StoreError::Database(e.to_string())
-        }
-    }
-}
-
-/// Whether SQLite reports a full disk or a full database.
-pub(crate) fn is_full(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
 }

@@ -42,7 +42,7 @@ const METADATA_ATTRIBUTES: [&str; 6] =
 /// its bytes, so its hash cannot recompute and the verifier names the row.
 /// Rows that cannot be represented at all (an event id that is not 16
 /// bytes, a hash that is not 32, a schema version outside `u32`) make
-/// [`SqliteStore::read_raw`](crate::SqliteStore::read_raw) fail with
+/// [`EventStore::read_raw`](crate::EventStore::read_raw) fail with
 /// `StoreError::Corrupt` naming the position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEvent {
@@ -230,7 +230,7 @@ impl Exporter {
     /// An exporter whose first line follows an event with hash `previous`
     /// ([`GENESIS`] for an export from position 1; otherwise the stored
     /// hash at the position the export starts after, from
-    /// [`SqliteStore::hash_at`](crate::SqliteStore::hash_at)).
+    /// [`EventStore::hash_at`](crate::EventStore::hash_at)).
     pub fn new(format: ExportFormat, previous: [u8; 32]) -> Self {
         Self { format, previous }
     }

@@ -12,15 +12,18 @@
 //! - [`Subscription`]s catch up from a position, then follow live.
 //!
 //! The store knows nothing of event types: it stores a type name, a schema
-//! version and JSON. [`EventStore`] is the contract every backend meets;
-//! [`SqliteStore`] is the embedded one. The `conformance` feature exposes the
-//! generic test suite that every backend runs.
+//! version and JSON. [`EventStore`] is the contract every backend meets:
+//! `store-sqlite` is the embedded one, `store-postgres` the shared one. The
+//! hash, the chain check, the export and its offline verifier belong to the
+//! contract, so every backend writes and proves the same bytes. The
+//! `conformance` feature exposes the generic test suite that every backend
+//! runs. This crate links no database.
 
 mod chain;
 mod error;
 pub mod export;
 pub mod hash;
-mod sqlite;
+pub mod prepare;
 mod subscription;
 mod types;
 
@@ -33,7 +36,8 @@ use tokio::sync::watch;
 
 pub use chain::ChainChecker;
 pub use error::StoreError;
-pub use sqlite::{EVENT_JSON_BYTES_MAX, SCHEMA_VERSION, SqliteConfig, SqliteStore};
+pub use export::RawEvent;
+pub use prepare::{EVENT_JSON_BYTES_MAX, PreparedAppend, PreparedEvent, prepare};
 pub use subscription::{SUBSCRIPTION_PAGE_EVENTS, Subscription};
 pub use types::{
     AppendResult, ChainProblem, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, EventMetadata, ExpectedVersion,
@@ -47,7 +51,7 @@ pub const READ_EVENTS_MAX: usize = 10_000;
 /// The event log's contract. Every backend implements it and passes the
 /// generic suite in [`conformance`] (feature `conformance`).
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `events` to `stream_id` atomically if the stream is at
     /// `expected`. Acknowledged only once durable. Appending a batch whose
     /// event ids are all already stored, with the same content, in the same
@@ -95,7 +99,32 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Recomputes the whole chain. With `since`, an auditor's earlier head,
     /// also proves that the log they saw is an unchanged prefix of this one.
-    async fn verify(&self, since: Option<Head>) -> Result<VerifyOutcome, StoreError>;
+    async fn verify(&self, since: Option<Head>) -> Result<VerifyOutcome, StoreError> {
+        self.verify_with_progress(since, Box::new(|_| {})).await
+    }
+
+    /// [`EventStore::verify`], calling `progress` with the number of events
+    /// checked so far every few thousand events (for progress bars).
+    async fn verify_with_progress(
+        &self,
+        since: Option<Head>,
+        progress: Box<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<VerifyOutcome, StoreError>;
+
+    /// Up to `limit` (at most [`READ_EVENTS_MAX`]) rows after `after`, in
+    /// position order, exactly as stored: nothing is checked, so that an
+    /// export of a tampered log shows the tampering to its verifier (see
+    /// [`RawEvent`] for the few rows that cannot be represented).
+    async fn read_raw(&self, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError>;
+
+    /// The stored hash at `position`: what the first line of an export that
+    /// starts after `position` gives as `prev_hash`. [`GENESIS`](hash::GENESIS)
+    /// for position 0; `None` when there is no event there.
+    async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError>;
+
+    /// Finishes queued appends, then lets go of the database. Appends answer
+    /// [`StoreError::Closed`] afterwards.
+    async fn close(&self);
 
     /// The committed head position, announced after every commit.
     fn watch_position(&self) -> watch::Receiver<Position>;

@@ -164,7 +164,7 @@ async fn export(State(state): State<AppState>, Params(q): Params<ExportQuery>) -
             }]));
         }
     };
-    let store = Arc::clone(state.sqlite());
+    let store = state.store();
     // The export ends at the head as it is when the request arrives.
     let head = store::EventStore::head(store.as_ref()).await?.map_or(0, |h| h.position.0);
     let start = q.after.unwrap_or(0);

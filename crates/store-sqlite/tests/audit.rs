@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use store::export::{ExportFormat, ExportVerdict, Exporter, RawEvent, export_line, verify_export};
 use store::hash::{CanonicalEvent, GENESIS};
 use store::{
-    ChainProblem, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, SqliteStore, StreamId,
-    VerifyOutcome,
+    ChainProblem, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, StreamId, VerifyOutcome,
 };
+use store_sqlite::SqliteStore;
 use uuid::Uuid;
 
 const STREAMS: u64 = 7;

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 use store::conformance::{Fixture, event};
-use store::{
-    ChainProblem, EventStore, ExpectedVersion, Position, SqliteConfig, SqliteStore, StoreError, StreamId, VerifyOutcome,
-};
+use store::{ChainProblem, EventStore, ExpectedVersion, Position, StoreError, StreamId, VerifyOutcome};
+use store_sqlite::{SqliteConfig, SqliteStore};
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -75,10 +74,10 @@ async fn a_database_from_a_newer_version_is_refused() {
     let store = SqliteStore::open(&path).await.unwrap();
     fill(&store, 1).await;
     store.close().await;
-    raw(&path).pragma_update(None, "user_version", store::SCHEMA_VERSION + 1).unwrap();
+    raw(&path).pragma_update(None, "user_version", store_sqlite::SCHEMA_VERSION + 1).unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::NewerSchema { found, supported } if found == store::SCHEMA_VERSION + 1 && supported == store::SCHEMA_VERSION),
+        matches!(err, StoreError::NewerSchema { found, supported } if found == store_sqlite::SCHEMA_VERSION + 1 && supported == store_sqlite::SCHEMA_VERSION),
         "{err:?}"
     );
 }
@@ -91,7 +90,7 @@ async fn opening_a_new_file_applies_the_schema_once() {
     a.unwrap();
     b.unwrap();
     let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, store::SCHEMA_VERSION);
+    assert_eq!(version, store_sqlite::SCHEMA_VERSION);
 }
 
 /// A log written before command ids were kept in their own table (schema 1)
@@ -241,7 +240,7 @@ async fn verify_reports_its_progress_up_to_every_event_checked() {
     }
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
-    let outcome = store.verify_with_progress(None, move |n| record.lock().unwrap().push(n)).await.unwrap();
+    let outcome = store.verify_with_progress(None, Box::new(move |n| record.lock().unwrap().push(n))).await.unwrap();
     assert!(matches!(outcome, VerifyOutcome::Intact { events: 25_000, .. }), "{outcome:?}");
     assert_eq!(*seen.lock().unwrap(), [10_000, 20_000, 25_000]);
 }

@@ -4,7 +4,9 @@
 
 use rusqlite::Connection;
 
-use crate::error::StoreError;
+use store::StoreError;
+
+use crate::error::Sql;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -60,16 +62,16 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// database written by a newer build.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).sql()?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).sql()?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { found, supported: SCHEMA_VERSION });
         }
         let Some(sql) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
             return Ok(());
         };
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", found + 1)?;
-        tx.commit()?;
+        tx.execute_batch(sql).sql()?;
+        tx.pragma_update(None, "user_version", found + 1).sql()?;
+        tx.commit().sql()?;
     }
 }

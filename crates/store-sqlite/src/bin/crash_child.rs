@@ -6,7 +6,8 @@
 
 use std::io::Write;
 
-use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, SqliteStore, StreamId};
+use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId};
+use store_sqlite::SqliteStore;
 
 const APPENDERS: u64 = 16;
 

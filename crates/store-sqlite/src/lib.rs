@@ -1,11 +1,13 @@
-//! The embedded backend: the log in one SQLite file (WAL, `synchronous=FULL`),
-//! one writer thread with group commit, reads on a pool of other connections.
+//! The embedded backend of the grantlog event log: the log in one SQLite
+//! file (WAL, `synchronous=FULL`), one writer thread with group commit, reads
+//! on a pool of other connections. It meets [`store::EventStore`] and passes
+//! its conformance suite.
 
+mod error;
 mod read;
 mod schema;
 mod writer;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,20 +16,18 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use self::read::ReadPool;
-use self::writer::{PreparedAppend, PreparedEvent, Request, Writer};
-use crate::EventStore;
-use crate::error::StoreError;
-use crate::export::RawEvent;
-use crate::types::{
-    AppendResult, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, ExpectedVersion, Fingerprint, Head, NewEvent,
-    Position, RecordedCommand, RecordedEvent, StreamId, StreamStart, VerifyOutcome,
+use store::{
+    AppendResult, Direction, EventStore, ExpectedVersion, Head, NewEvent, Position, RawEvent, RecordedCommand,
+    RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome, prepare,
 };
+
+use self::error::Sql;
+use self::read::ReadPool;
+use self::writer::{Request, Writer};
 
 pub use self::schema::SCHEMA_VERSION;
 
-/// Largest JSON payload (data or metadata) of one event, in bytes.
-pub const EVENT_JSON_BYTES_MAX: usize = 1024 * 1024;
+pub use store::EVENT_JSON_BYTES_MAX;
 
 /// How to open a SQLite event log.
 #[derive(Debug, Clone)]
@@ -104,94 +104,12 @@ impl SqliteStore {
         Ok(Self { inner: Arc::new(Inner { requests, reads, position }) })
     }
 
-    /// Finishes queued appends, then closes the write connection. Other
-    /// clones answer `Closed` afterwards.
-    pub async fn close(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.inner.requests.send(Request::Close { reply }).await.is_ok() {
-            let _ = done.await;
-        }
-    }
-
-    /// Up to `limit` (at most [`READ_EVENTS_MAX`](crate::READ_EVENTS_MAX))
-    /// rows after `after`, in position order, exactly as stored: nothing is
-    /// checked, so that an export of a tampered log shows the tampering to
-    /// its verifier (see [`RawEvent`] for the few rows that cannot be
-    /// represented).
-    pub async fn read_raw(&self, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
-        self.inner.reads.run(move |conn| read::read_raw(conn, after, limit)).await
-    }
-
-    /// [`EventStore::verify`], calling `progress` with the number of events
-    /// checked so far every few thousand events (for progress bars).
-    pub async fn verify_with_progress(
-        &self,
-        since: Option<Head>,
-        progress: impl Fn(u64) + Send + 'static,
-    ) -> Result<VerifyOutcome, StoreError> {
-        self.inner.reads.run(move |conn| read::verify(conn, since, &progress)).await
-    }
-
-    /// The stored hash at `position`: what the first line of an export that
-    /// starts after `position` gives as `prev_hash`. [`GENESIS`](crate::hash::GENESIS)
-    /// for position 0; `None` when there is no event there.
-    pub async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
-        self.inner.reads.run(move |conn| read::hash_at(conn, position)).await
-    }
-
     /// Makes the writer's next commit fail as an fsync error would, to test
     /// fail-stop.
     #[cfg(feature = "fault-injection")]
     pub async fn fail_next_commit(&self) {
         let _ = self.inner.requests.send(Request::FailNextCommit).await;
     }
-}
-
-fn prepare(
-    stream_id: &StreamId,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-) -> Result<PreparedAppend, StoreError> {
-    if events.is_empty() {
-        return Err(StoreError::EmptyAppend);
-    }
-    if events.len() > EVENTS_PER_APPEND_MAX {
-        return Err(StoreError::TooManyEvents { count: events.len(), max: EVENTS_PER_APPEND_MAX });
-    }
-    let mut seen = HashSet::with_capacity(events.len());
-    let mut prepared = Vec::with_capacity(events.len());
-    let command = command_of(&events)?;
-    for event in events {
-        if !seen.insert(event.event_id) {
-            return Err(StoreError::DuplicateEventInBatch { event_id: event.event_id });
-        }
-        if event.event_type.is_empty() || event.event_type.len() > EVENT_TYPE_BYTES_MAX {
-            return Err(StoreError::InvalidEventType { event_type: event.event_type });
-        }
-        let data_text = serde_json::to_string(&event.data).map_err(|e| StoreError::Database(e.to_string()))?;
-        let metadata_text = serde_json::to_string(&event.metadata).map_err(|e| StoreError::Database(e.to_string()))?;
-        let bytes = data_text.len().max(metadata_text.len());
-        if bytes > EVENT_JSON_BYTES_MAX {
-            return Err(StoreError::EventTooLarge { event_id: event.event_id, bytes, max: EVENT_JSON_BYTES_MAX });
-        }
-        prepared.push(PreparedEvent {
-            event_id: event.event_id,
-            event_type: event.event_type,
-            schema_version: event.schema_version,
-            data_text,
-            metadata_text,
-        });
-    }
-    Ok(PreparedAppend { stream_id: stream_id.clone(), expected, events: prepared, command })
-}
-
-/// The one command id (and fingerprint) an append's events carry, if any.
-fn command_of(events: &[NewEvent]) -> Result<Option<(Uuid, Option<Fingerprint>)>, StoreError> {
-    let first = events.first().map(|e| (e.metadata.command_id, e.metadata.fingerprint));
-    if events.iter().any(|e| Some((e.metadata.command_id, e.metadata.fingerprint)) != first) {
-        return Err(StoreError::MixedCommands);
-    }
-    Ok(first.and_then(|(id, fingerprint)| id.map(|id| (id, fingerprint))))
 }
 
 #[async_trait]
@@ -237,11 +155,32 @@ impl EventStore for SqliteStore {
     }
 
     async fn command(&self, command_id: Uuid) -> Result<Option<RecordedCommand>, StoreError> {
-        self.inner.reads.run(move |conn| Ok(read::command(conn, command_id)?)).await
+        self.inner.reads.run(move |conn| read::command(conn, command_id).sql()).await
     }
 
-    async fn verify(&self, since: Option<Head>) -> Result<VerifyOutcome, StoreError> {
-        self.verify_with_progress(since, |_| {}).await
+    async fn verify_with_progress(
+        &self,
+        since: Option<Head>,
+        progress: Box<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<VerifyOutcome, StoreError> {
+        self.inner.reads.run(move |conn| read::verify(conn, since, &progress)).await
+    }
+
+    async fn read_raw(&self, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        self.inner.reads.run(move |conn| read::read_raw(conn, after, limit)).await
+    }
+
+    async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
+        self.inner.reads.run(move |conn| read::hash_at(conn, position)).await
+    }
+
+    /// Finishes queued appends, then closes the write connection. Other
+    /// clones answer `Closed` afterwards.
+    async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.requests.send(Request::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
     }
 
     fn watch_position(&self) -> watch::Receiver<Position> {

@@ -13,7 +13,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use rand::{Rng, SeedableRng};
-use store::{EventStore, Position, SqliteStore, VerifyOutcome};
+use store::{EventStore, Position, VerifyOutcome};
+use store_sqlite::SqliteStore;
 use uuid::Uuid;
 
 fn env_u64(name: &str, default: u64) -> u64 {

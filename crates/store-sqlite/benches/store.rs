@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::Rng;
 use serde_json::json;
-use store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, SqliteStore, StreamId, Subscription, VerifyOutcome,
-};
+use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamId, Subscription, VerifyOutcome};
+use store_sqlite::SqliteStore;
 
 const STREAMS: u64 = 10_000;
 const LOG_EVENTS: u64 = 100_000;

@@ -13,35 +13,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use store::{PreparedAppend, PreparedEvent};
+
 use super::SqliteConfig;
-use crate::error::{StoreError, is_full};
-use crate::hash::{CanonicalEvent, GENESIS};
-use crate::types::{AppendResult, EventMetadata, ExpectedVersion, Fingerprint, Position, StreamId};
+use store::StoreError;
+
+use crate::error::{Sql, is_full};
+use store::hash::{CanonicalEvent, GENESIS};
+use store::{AppendResult, EventMetadata, Fingerprint, Position};
 
 /// Largest WAL file kept after a checkpoint resets it.
 const WAL_BYTES_KEPT: i64 = 64 * 1024 * 1024;
-
-/// One event, validated and serialised by the caller's task so that the
-/// writer thread only does SQL and hashing.
-#[derive(Debug)]
-pub(crate) struct PreparedEvent {
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub schema_version: u32,
-    pub data_text: String,
-    pub metadata_text: String,
-}
-
-/// One append, ready for the writer.
-#[derive(Debug)]
-pub(crate) struct PreparedAppend {
-    pub stream_id: StreamId,
-    pub expected: ExpectedVersion,
-    pub events: Vec<PreparedEvent>,
-    /// The command id the events carry (one per append), and its request's
-    /// fingerprint.
-    pub command: Option<(Uuid, Option<Fingerprint>)>,
-}
 
 pub(crate) type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
 
@@ -84,28 +66,28 @@ impl Writer {
         rx: mpsc::Receiver<Request>,
         position_tx: watch::Sender<Position>,
     ) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(&config.path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut conn = Connection::open(&config.path).sql()?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).sql()?;
         // WAL lets readers work beside the writer; FULL syncs the WAL on every
         // commit, so an acknowledged append survives power loss.
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).sql()?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Database(format!("could not switch to WAL mode (got {mode})")));
         }
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", "FULL").sql()?;
         // Appends to random streams touch random pages of the stream index:
         // keep the hot part of the log in memory (64 MiB) rather than
         // re-reading it from the OS on every group.
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        conn.pragma_update(None, "cache_size", -65_536).sql()?;
         // Checkpointing every 1,000 pages (SQLite's default) stalls the
         // writer often and copies hot index pages again and again; a longer
         // WAL lets a checkpoint copy each hot page once (see
         // docs/benchmarks.md: +35% for 64 appenders). The WAL file is cut
         // back to `WAL_BYTES_KEPT` after each reset.
-        conn.pragma_update(None, "wal_autocheckpoint", config.wal_checkpoint_pages)?;
-        conn.pragma_update(None, "journal_size_limit", WAL_BYTES_KEPT)?;
+        conn.pragma_update(None, "wal_autocheckpoint", config.wal_checkpoint_pages).sql()?;
+        conn.pragma_update(None, "journal_size_limit", WAL_BYTES_KEPT).sql()?;
         if let Some(pages) = config.database_pages_max {
-            conn.query_row(&format!("PRAGMA max_page_count={pages}"), [], |_| Ok(()))?;
+            conn.query_row(&format!("PRAGMA max_page_count={pages}"), [], |_| Ok(())).sql()?;
         }
         super::schema::migrate(&mut conn)?;
         let writer = Writer {
@@ -117,7 +99,7 @@ impl Writer {
             #[cfg(feature = "fault-injection")]
             fail_next_commit: false,
         };
-        let (tip, _) = writer.tip()?;
+        let (tip, _) = writer.tip().sql()?;
         writer.position_tx.send_replace(Position(tip.position));
         Ok(writer)
     }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use store::export::{ExportFormat, ExportVerdict, Exporter, RawEvent, verify_export};
 use store::hash::{CanonicalEvent, GENESIS};
-use store::{EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, SqliteStore, StreamId};
+use store::{EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, StreamId};
+use store_sqlite::SqliteStore;
 use uuid::Uuid;
 
 /// Events in the sample log.

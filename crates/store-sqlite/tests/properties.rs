@@ -10,9 +10,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use store::conformance::event;
 use store::{
-    AppendResult, EventStore, ExpectedVersion, Position, RecordedEvent, SqliteStore, StoreError, StreamId,
-    Subscription, VerifyOutcome,
+    AppendResult, EventStore, ExpectedVersion, Position, RecordedEvent, StoreError, StreamId, Subscription,
+    VerifyOutcome,
 };
+use store_sqlite::SqliteStore;
 
 /// How an op states its expectation; `Exact` is relative to the version the
 /// op last saw, so both right and stale guesses occur.

@@ -8,11 +8,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use crate::chain::ChainChecker;
-use crate::error::StoreError;
-use crate::export::RawEvent;
-use crate::hash::{CanonicalEvent, GENESIS};
-use crate::types::{
+use store::ChainChecker;
+use store::StoreError;
+
+use crate::error::Sql;
+use store::RawEvent;
+use store::hash::{CanonicalEvent, GENESIS};
+use store::{
     ChainProblem, Direction, EventMetadata, Fingerprint, Head, Position, RecordedCommand, RecordedEvent, StoredJson,
     StreamId, StreamStart, VerifyOutcome,
 };
@@ -63,9 +65,9 @@ impl ReadPool {
 
     fn open(&self) -> Result<Connection, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "query_only", true)?;
+        let conn = Connection::open_with_flags(&self.path, flags).sql()?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).sql()?;
+        conn.pragma_update(None, "query_only", true).sql()?;
         Ok(conn)
     }
 }
@@ -76,23 +78,23 @@ fn corrupt(position: i64, detail: impl std::fmt::Display) -> StoreError {
 
 /// Decodes one row selected with [`COLUMNS`].
 fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.get(0)?;
+    let position: i64 = row.get(0).sql()?;
     let bad = |d: &dyn std::fmt::Display| corrupt(position, d);
-    let stream_id = StreamId::parse(row.get::<_, String>(1)?).map_err(|e| bad(&e))?;
-    let id: Vec<u8> = row.get(3)?;
+    let stream_id = StreamId::parse(row.get::<_, String>(1).sql()?).map_err(|e| bad(&e))?;
+    let id: Vec<u8> = row.get(3).sql()?;
     let event_id = Uuid::from_slice(&id).map_err(|e| bad(&e))?;
-    let data: String = row.get(6)?;
-    let metadata: String = row.get(7)?;
-    let micros: i64 = row.get(8)?;
-    let hash_bytes: Vec<u8> = row.get(9)?;
+    let data: String = row.get(6).sql()?;
+    let metadata: String = row.get(7).sql()?;
+    let micros: i64 = row.get(8).sql()?;
+    let hash_bytes: Vec<u8> = row.get(9).sql()?;
     let hash: [u8; 32] = hash_bytes.as_slice().try_into().map_err(|_| bad(&"hash is not 32 bytes"))?;
     Ok(RecordedEvent {
         position: Position(position as u64),
         stream_id,
-        stream_version: row.get::<_, i64>(2)? as u64,
+        stream_version: row.get::<_, i64>(2).sql()? as u64,
         event_id,
-        event_type: row.get(4)?,
-        schema_version: row.get(5)?,
+        event_type: row.get(4).sql()?,
+        schema_version: row.get(5).sql()?,
         data: StoredJson::from_text(data).map_err(|e| bad(&e))?,
         metadata: serde_json::from_str::<EventMetadata>(&metadata).map_err(|e| bad(&e))?,
         recorded_at: DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(|| bad(&"recorded_at out of range"))?,
@@ -102,20 +104,22 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
 
 fn collect(mut rows: rusqlite::Rows<'_>) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
+    while let Some(row) = rows.next().sql()? {
         out.push(decode(row)?);
     }
     Ok(out)
 }
 
 fn limit_of(limit: usize) -> i64 {
-    limit.min(crate::READ_EVENTS_MAX) as i64
+    limit.min(store::READ_EVENTS_MAX) as i64
 }
 
 pub fn stream_version(conn: &Connection, stream_id: &StreamId) -> Result<Option<u64>, StoreError> {
     let v: Option<i64> = conn
-        .prepare_cached("SELECT max(stream_version) FROM events WHERE stream_id = ?1")?
-        .query_row([stream_id.as_str()], |r| r.get(0))?;
+        .prepare_cached("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
+        .sql()?
+        .query_row([stream_id.as_str()], |r| r.get(0))
+        .sql()?;
     Ok(v.map(|v| v as u64))
 }
 
@@ -148,21 +152,24 @@ pub fn read_stream(
             },
         ),
     };
-    let mut stmt = conn.prepare_cached(&sql)?;
-    collect(stmt.query(params![stream_id.as_str(), from, limit_of(limit)])?)
+    let mut stmt = conn.prepare_cached(&sql).sql()?;
+    collect(stmt.query(params![stream_id.as_str(), from, limit_of(limit)]).sql()?)
 }
 
 pub fn read_all(conn: &Connection, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
-    collect(stmt.query(params![after.0.min(i64::MAX as u64) as i64, limit_of(limit)])?)
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))
+        .sql()?;
+    collect(stmt.query(params![after.0.min(i64::MAX as u64) as i64, limit_of(limit)]).sql()?)
 }
 
 pub fn head(conn: &Connection) -> Result<Option<Head>, StoreError> {
     let row = conn
-        .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?
+        .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+        .sql()?
         .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
-        .optional()?;
+        .optional()
+        .sql()?;
     row.map(|(position, hash)| {
         let hash: [u8; 32] = hash.as_slice().try_into().map_err(|_| corrupt(position, "hash is not 32 bytes"))?;
         Ok(Head { position: Position(position as u64), hash })
@@ -172,13 +179,14 @@ pub fn head(conn: &Connection) -> Result<Option<Head>, StoreError> {
 
 /// Binary search over positions: `recorded_at` never decreases along the log.
 pub fn position_at_or_after(conn: &mut Connection, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction().sql()?;
     let target = at.timestamp_micros();
     let Some(last) = head(&tx)? else { return Ok(None) };
     let recorded = |position: u64| -> Result<i64, StoreError> {
-        Ok(tx
-            .prepare_cached("SELECT recorded_at FROM events WHERE position = ?1")?
-            .query_row([position as i64], |r| r.get(0))?)
+        tx.prepare_cached("SELECT recorded_at FROM events WHERE position = ?1")
+            .sql()?
+            .query_row([position as i64], |r| r.get(0))
+            .sql()
     };
     if recorded(last.position.0)? < target {
         return Ok(None);
@@ -204,13 +212,13 @@ pub fn verify(
     since: Option<Head>,
     progress: &(dyn Fn(u64) + Send),
 ) -> Result<VerifyOutcome, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction().sql()?;
     let mut checker = ChainChecker::new();
     {
-        let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY position"))?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let position: i64 = row.get(0)?;
+        let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY position")).sql()?;
+        let mut rows = stmt.query([]).sql()?;
+        while let Some(row) = rows.next().sql()? {
+            let position: i64 = row.get(0).sql()?;
             let undecodable = |detail: String| VerifyOutcome::Broken {
                 position: Position(position as u64),
                 problem: ChainProblem::Undecodable { detail },
@@ -219,7 +227,7 @@ pub fn verify(
                 Ok(event) => event,
                 Err(e) => return Ok(undecodable(e.to_string())),
             };
-            let stored_hash = match row.get_ref(9)?.as_blob() {
+            let stored_hash = match row.get_ref(9).sql()?.as_blob() {
                 Ok(h) => h,
                 Err(e) => return Ok(undecodable(e.to_string())),
             };
@@ -236,9 +244,11 @@ pub fn verify(
         None => None,
         Some(expected) => {
             let found = tx
-                .prepare_cached("SELECT hash FROM events WHERE position = ?1")?
+                .prepare_cached("SELECT hash FROM events WHERE position = ?1")
+                .sql()?
                 .query_row([expected.position.0 as i64], |r| r.get::<_, Vec<u8>>(0))
-                .optional()?
+                .optional()
+                .sql()?
                 .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
             Some((expected, found))
         }
@@ -268,26 +278,27 @@ fn canonical<'a>(row: &'a Row<'_>, position: i64) -> rusqlite::Result<CanonicalE
 /// Rows after `after` exactly as stored, without validating anything but
 /// what [`RawEvent`] cannot represent.
 pub fn read_raw(conn: &Connection, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
-    let mut rows = stmt.query(params![after.0.min(i64::MAX as u64) as i64, limit_of(limit)])?;
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))
+        .sql()?;
+    let mut rows = stmt.query(params![after.0.min(i64::MAX as u64) as i64, limit_of(limit)]).sql()?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
+    while let Some(row) = rows.next().sql()? {
         out.push(decode_raw(row)?);
     }
     Ok(out)
 }
 
 fn decode_raw(row: &Row<'_>) -> Result<RawEvent, StoreError> {
-    let position: i64 = row.get(0)?;
+    let position: i64 = row.get(0).sql()?;
     let text = |i: usize| -> Result<String, StoreError> {
-        match row.get_ref(i)? {
+        match row.get_ref(i).sql()? {
             rusqlite::types::ValueRef::Text(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
             other => Err(corrupt(position, format!("column {i} is {:?}, not text", other.data_type()))),
         }
     };
     let blob = |i: usize| -> Result<&[u8], StoreError> {
-        row.get_ref(i)?.as_blob().map_err(|e| corrupt(position, format!("column {i}: {e}")))
+        row.get_ref(i).sql()?.as_blob().map_err(|e| corrupt(position, format!("column {i}: {e}")))
     };
     let event_id = Uuid::from_slice(blob(3)?).map_err(|e| corrupt(position, e))?;
     let hash: [u8; 32] = blob(9)?.try_into().map_err(|_| corrupt(position, "hash is not 32 bytes"))?;
@@ -295,13 +306,13 @@ fn decode_raw(row: &Row<'_>) -> Result<RawEvent, StoreError> {
     Ok(RawEvent {
         position: Position(position as u64),
         stream_id: text(1)?,
-        stream_version: row.get::<_, i64>(2)? as u64,
+        stream_version: row.get::<_, i64>(2).sql()? as u64,
         event_id,
         event_type: text(4)?,
         schema_version,
         data: text(6)?,
         metadata: text(7)?,
-        recorded_at_micros: row.get(8)?,
+        recorded_at_micros: row.get(8).sql()?,
         hash,
     })
 }
@@ -313,9 +324,11 @@ pub fn hash_at(conn: &Connection, position: Position) -> Result<Option<[u8; 32]>
         return Ok(Some(GENESIS));
     }
     let found = conn
-        .prepare_cached("SELECT hash FROM events WHERE position = ?1")?
+        .prepare_cached("SELECT hash FROM events WHERE position = ?1")
+        .sql()?
         .query_row([position.0.min(i64::MAX as u64) as i64], |r| r.get::<_, Vec<u8>>(0))
-        .optional()?;
+        .optional()
+        .sql()?;
     found
         .map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| corrupt(position.0 as i64, "hash is not 32 bytes")))
         .transpose()
