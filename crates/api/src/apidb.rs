@@ -1,11 +1,17 @@
-//! The API's own SQLite file (`api.sqlite`): bearer tokens (as SHA-256
-//! digests). Not the log's file: one writer per file. Calls run on the
-//! blocking pool, never on a runtime worker. (Schema 3 drops the
-//! `idempotency` table of older builds: idempotency is decided by the log.)
+//! The API's own data: bearer tokens (as SHA-256 digests), behind
+//! [`ApiData`], with two implementations: [`SqliteApiData`], the data
+//! directory's `api.sqlite`, and [`PostgresApiData`](crate::apidb_pg::PostgresApiData),
+//! tables beside the shared log for several servers. Idempotency is not
+//! here: the log decides it (schema 3 of `api.sqlite` drops the table older
+//! builds kept).
+//!
+//! `api.sqlite` is not the log's file: one writer per file. Its calls run on
+//! the blocking pool, never on a runtime worker.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
 use crate::error::ApiError;
@@ -100,9 +106,33 @@ pub enum Revoked {
     Unknown,
 }
 
-/// The API database.
+/// Where the API keeps its tokens. Every write is durable when it returns.
+#[async_trait]
+pub trait ApiData: Send + Sync + std::fmt::Debug + 'static {
+    /// Every token, revoked and expired ones included, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRow>, ApiError>;
+
+    /// Stores a new token unless its name is taken in any (ASCII) case, in
+    /// one atomic statement, so that servers racing to create the same name
+    /// store it once. `row`'s `created_at`/`created_by` are stored; its
+    /// lifecycle fields are not.
+    async fn insert_token(&self, row: TokenRow) -> Result<Inserted, ApiError>;
+
+    /// Revokes the token named `name` (in any case): every row so named.
+    async fn revoke_token(&self, name: String, by: String) -> Result<Revoked, ApiError>;
+
+    /// Records when tokens were last used (a batch, one transaction).
+    async fn record_last_used(&self, uses: Vec<(String, String)>) -> Result<(), ApiError>;
+
+    /// A number that changes whenever another connection (another process:
+    /// `grantlog token`, another server) creates or revokes a token, so that
+    /// a server knows when to read the tokens again.
+    async fn data_version(&self) -> Result<i64, ApiError>;
+}
+
+/// The API's data in the data directory's `api.sqlite`.
 #[derive(Debug, Clone)]
-pub struct ApiDb {
+pub struct SqliteApiData {
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -128,7 +158,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("api database: {e}"))
 }
 
-impl ApiDb {
+impl SqliteApiData {
     /// Opens (creating and migrating) the file.
     pub fn open(path: &Path) -> Result<Self, ApiError> {
         let mut conn = Connection::open(path).map_err(internal)?;
@@ -179,8 +209,12 @@ impl ApiDb {
         })
     }
 
+}
+
+#[async_trait]
+impl ApiData for SqliteApiData {
     /// Every token, revoked and expired ones included.
-    pub async fn tokens(&self) -> Result<Vec<TokenRow>, ApiError> {
+    async fn tokens(&self) -> Result<Vec<TokenRow>, ApiError> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT name, role, programmes, digest, expires_at, created_at, created_by, last_used_at,
@@ -213,7 +247,7 @@ impl ApiDb {
 
     /// Stores a new token unless its name is taken in any case. `row`'s
     /// `created_at`/`created_by` are stored; its lifecycle fields are not.
-    pub async fn insert_token(&self, row: TokenRow) -> Result<Inserted, ApiError> {
+    async fn insert_token(&self, row: TokenRow) -> Result<Inserted, ApiError> {
         self.with(move |c| {
             // One statement: atomic against another process's insert.
             let n = c.execute(
@@ -237,7 +271,7 @@ impl ApiDb {
     }
 
     /// Revokes the token named `name` (in any case): every row so named.
-    pub async fn revoke_token(&self, name: String, by: String) -> Result<Revoked, ApiError> {
+    async fn revoke_token(&self, name: String, by: String) -> Result<Revoked, ApiError> {
         self.with(move |c| {
             let n = c.execute(
                 "UPDATE tokens SET revoked_at = ?2, revoked_by = ?3
@@ -255,7 +289,7 @@ impl ApiDb {
     }
 
     /// Records when tokens were last used (a batch, one transaction).
-    pub async fn record_last_used(&self, uses: Vec<(String, String)>) -> Result<(), ApiError> {
+    async fn record_last_used(&self, uses: Vec<(String, String)>) -> Result<(), ApiError> {
         self.with(move |c| {
             let tx = c.transaction()?;
             {
@@ -274,10 +308,11 @@ impl ApiDb {
 
     /// SQLite's `data_version`: it changes when another connection (another
     /// process: `grantlog token`) commits to the file.
-    pub async fn data_version(&self) -> Result<i64, ApiError> {
+    async fn data_version(&self) -> Result<i64, ApiError> {
         self.with(|c| c.pragma_query_value(None, "data_version", |r| r.get(0))).await
     }
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -316,7 +351,7 @@ mod tests {
                 .unwrap();
             }
         }
-        let db = ApiDb::open(&path).unwrap();
+        let db = SqliteApiData::open(&path).unwrap();
         assert_eq!(db.tokens().await.unwrap().len(), 2, "both rows kept");
         assert_eq!(db.insert_token(row("Pm-Nctcr", 3)).await.unwrap(), Inserted::NameTaken);
         assert_eq!(db.revoke_token("pm-NCTCR".into(), "admin".into()).await.unwrap(), Revoked::Now);
@@ -329,7 +364,7 @@ mod tests {
     #[tokio::test]
     async fn a_fresh_file_has_a_unique_index_on_names_without_case() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
+        let db = SqliteApiData::open(&dir.path().join("api.sqlite")).unwrap();
         assert_eq!(db.insert_token(row("ops", 1)).await.unwrap(), Inserted::Yes);
         assert_eq!(db.insert_token(row("OPS", 2)).await.unwrap(), Inserted::NameTaken);
         let unique: i64 = db

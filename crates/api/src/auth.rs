@@ -157,13 +157,13 @@ impl FromRequestParts<AppState> for Arc<Principal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apidb::ApiDb;
+    use crate::apidb::{ApiData, SqliteApiData};
 
     #[tokio::test]
     async fn a_token_is_stored_hashed_and_found_by_its_secret_only() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
-        let tokens = Tokens::load(db.clone()).await.unwrap();
+        let db = SqliteApiData::open(&dir.path().join("api.sqlite")).unwrap();
+        let tokens = Tokens::load(Arc::new(db.clone())).await.unwrap();
         let p = Principal { name: ActorId::parse("pm").unwrap(), role: Role::Manager, programmes: BTreeSet::new() };
         let secret = tokens.create(p.clone(), "admin", None).await.unwrap().unwrap();
         assert!(tokens.create(p, "admin", None).await.unwrap().is_none(), "a name is used once");
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(stored[0].digest, digest(&secret));
         assert!(!stored[0].programmes.contains(&secret));
         // A restart finds it again.
-        let again = Tokens::load(db).await.unwrap();
+        let again = Tokens::load(Arc::new(db)).await.unwrap();
         assert_eq!(again.authenticate(&secret).unwrap().role, Role::Manager);
     }
 

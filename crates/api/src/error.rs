@@ -119,6 +119,16 @@ pub enum ApiError {
          may not be recorded: retry it with the same Idempotency-Key once the server is back"
     )]
     Unavailable,
+    /// The database (PostgreSQL) cannot be reached or did not answer in
+    /// time. For a write that met it, whether it was recorded is not known.
+    #[error(
+        "the database cannot be reached; if this was a write, it may or may not be recorded: retry it with the \
+         same Idempotency-Key"
+    )]
+    DatabaseUnavailable {
+        /// What the database driver said (logged, not answered).
+        detail: String,
+    },
     /// The path exists, but not with this method (the answer carries `Allow`).
     #[error("the method is not allowed here")]
     MethodNotAllowed,
@@ -162,7 +172,10 @@ impl ApiError {
             ApiError::Exists(_) | ApiError::TooManyConflicts { .. } => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotReady { .. } | ApiError::Timeout { .. } | ApiError::Unavailable => {
+            ApiError::NotReady { .. }
+            | ApiError::Timeout { .. }
+            | ApiError::Unavailable
+            | ApiError::DatabaseUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -195,6 +208,7 @@ impl ApiError {
             ApiError::TooManyConflicts { .. } => "too-many-conflicts".into(),
             ApiError::StorageFull => "storage-full".into(),
             ApiError::Unavailable => "log-unavailable".into(),
+            ApiError::DatabaseUnavailable { .. } => "database-unavailable".into(),
             ApiError::MethodNotAllowed => "method-not-allowed".into(),
             ApiError::UriTooLong { .. } => "uri-too-long".into(),
             ApiError::HeadersTooLarge { .. } => "headers-too-large".into(),
@@ -356,7 +370,10 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::NotReady { .. } | ApiError::Timeout { .. } | ApiError::Unavailable => {
+            ApiError::NotReady { .. }
+            | ApiError::Timeout { .. }
+            | ApiError::Unavailable
+            | ApiError::DatabaseUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}

@@ -13,6 +13,8 @@
 //! Only this crate knows HTTP.
 
 pub mod apidb;
+pub mod apidb_pg;
+pub mod backend;
 pub mod auth;
 pub mod dto;
 pub mod error;

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use domain::handler::Handler;
 use projections::{HistoryCache, Projector};
 use store::EventStore;
-use store_sqlite::SqliteStore;
 
-use crate::apidb::ApiDb;
+use crate::backend::API_REMEDY;
 use crate::auth::{Principal, RateLimiter, Role, Tokens};
 use crate::error::ApiError;
 use crate::routes::views::ViewCache;
@@ -41,6 +40,10 @@ pub struct Config {
     /// read-model file's page cap (`PRAGMA max_page_count`), re-read every
     /// [`VIEWS_PAGES_MAX_POLL_MS`]; empty, `none` or missing lifts the cap.
     pub views_pages_max_file: Option<PathBuf>,
+    /// The shared log and API data in PostgreSQL (`postgres://...`); `None`
+    /// for the data directory's SQLite files. The read models stay in the
+    /// data directory either way: each server keeps its own.
+    pub database_url: Option<String>,
 }
 
 /// How often [`Config::views_pages_max_file`] is re-read.
@@ -61,6 +64,7 @@ impl Config {
             request_headers_bytes_max: crate::problems::REQUEST_HEADERS_BYTES_MAX,
             request_headers_max: crate::problems::REQUEST_HEADERS_MAX,
             views_pages_max_file: None,
+            database_url: None,
         }
     }
 }
@@ -107,23 +111,16 @@ pub struct OpenError {
     pub remedy: Option<&'static str>,
 }
 
-/// What to do when the log cannot be opened.
-const LOG_REMEDY: &str = "The event log is the source of truth and cannot be rebuilt: check the disk and \
-    permissions, check the chain with `grantlog verify`, or restore the file from a backup";
 /// What to do when the read-model file cannot be opened.
 const VIEWS_REMEDY: &str = "The views are derived from the log: fix the disk or permissions, or move the file \
     aside (or run `grantlog rebuild-views`) to rebuild it";
-/// What to do when the API's file cannot be opened.
-const API_REMEDY: &str = "It holds the API tokens, which cannot be rebuilt from the log: restore it from a \
-    backup, or move it aside and start with GRANTLOG_ADMIN_TOKEN set (or read the new admin-token file) to \
-    bootstrap a new admin token, then create the other tokens again";
 
 fn open_error(file: PathBuf, detail: impl std::fmt::Display, remedy: &'static str) -> OpenError {
     OpenError { file, detail: detail.to_string(), remedy: Some(remedy) }
 }
 
 /// An API error's own detail (an internal one's is not in its `Display`).
-fn api_detail(e: &ApiError) -> String {
+pub(crate) fn api_detail(e: &ApiError) -> String {
     match e {
         ApiError::Internal(detail) => detail.clone(),
         other => other.to_string(),
@@ -148,25 +145,34 @@ impl AppState {
             detail: e.to_string(),
             remedy: None,
         })?;
-        let log = dir.join("events.sqlite");
-        let store: Arc<dyn EventStore> =
-            Arc::new(SqliteStore::open(&log).await.map_err(|e| open_error(log, e, LOG_REMEDY))?);
+        let database_url = config.database_url.as_deref();
+        let store = crate::backend::open_log(&dir, database_url, true).await?;
         let dyn_store = Arc::clone(&store);
         let views = projections::views_path(&dir);
         let projector = Projector::start(Arc::clone(&dyn_store), &views).await.map_err(|e| match e {
             projections::ProjectionError::File { path, detail } => open_error(path, detail, VIEWS_REMEDY),
             other => open_error(views, other, VIEWS_REMEDY),
         })?;
-        let api_file = dir.join("api.sqlite");
+        let api_data = crate::backend::open_api_data(&dir, database_url).await?;
+        let api_file = match database_url {
+            Some(url) => PathBuf::from(crate::backend::redacted(url)),
+            None => dir.join("api.sqlite"),
+        };
         let api_failed = |e: ApiError| open_error(api_file.clone(), api_detail(&e), API_REMEDY);
-        let db = ApiDb::open(&api_file).map_err(api_failed)?;
-        let tokens = Tokens::load(db.clone()).await.map_err(api_failed)?;
+        let tokens = Tokens::load(api_data).await.map_err(api_failed)?;
         let bootstrap = bootstrap(&tokens, &config, &dir).await.map_err(api_failed)?;
+        let shared = database_url.is_some();
         let pages_max_file = config.views_pages_max_file.clone();
         let views = ViewCache::new(config.view_cache_bytes_max);
         let inner = Inner {
             rate_limiter: RateLimiter::new(config.rate_limit_per_second),
-            handler: Handler::new(Arc::clone(&dyn_store)),
+            // On a shared database other servers append too: the handler
+            // reads what it has not seen before deciding.
+            handler: if shared {
+                Handler::shared(Arc::clone(&dyn_store))
+            } else {
+                Handler::new(Arc::clone(&dyn_store))
+            },
             history: HistoryCache::new(dyn_store, projections::history::HISTORY_EVENTS_MAX),
             config,
             store,

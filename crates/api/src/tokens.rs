@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use events::ActorId;
 use subtle::ConstantTimeEq;
 
-use crate::apidb::{ApiDb, Inserted, Revoked, TokenRow};
+use crate::apidb::{ApiData, Inserted, Revoked, TokenRow};
 use crate::auth::{Principal, Role, digest, new_secret};
 use crate::error::ApiError;
 
@@ -47,7 +47,7 @@ struct Known {
 /// then compared in constant time.
 #[derive(Debug)]
 pub struct Tokens {
-    db: ApiDb,
+    db: Arc<dyn ApiData>,
     known: RwLock<HashMap<[u8; 32], Arc<Known>>>,
     /// Held across a change of the table and of `known` (create, revoke,
     /// reload), so that a reload never puts back what a revocation took
@@ -60,19 +60,19 @@ impl Tokens {
     /// Loads every stored token and starts the background tasks: the
     /// `last_used_at` writer and the reload of tokens changed by another
     /// process. Both end when the `Tokens` is dropped.
-    pub async fn load(db: ApiDb) -> Result<Arc<Self>, ApiError> {
+    pub async fn load(db: Arc<dyn ApiData>) -> Result<Arc<Self>, ApiError> {
         // The version first: a change made while reading is then seen.
         let version = db.data_version().await?;
-        let known = Self::read(&db).await?;
+        let known = Self::read(db.as_ref()).await?;
         let (uses, rx) = tokio::sync::mpsc::channel(LAST_USED_QUEUE_MAX);
         let tokens =
-            Arc::new(Self { db: db.clone(), known: RwLock::new(known), changes: tokio::sync::Mutex::new(()), uses });
+            Arc::new(Self { db: Arc::clone(&db), known: RwLock::new(known), changes: tokio::sync::Mutex::new(()), uses });
         tokio::spawn(write_last_used(db, rx));
         tokio::spawn(reload(Arc::downgrade(&tokens), version));
         Ok(tokens)
     }
 
-    async fn read(db: &ApiDb) -> Result<HashMap<[u8; 32], Arc<Known>>, ApiError> {
+    async fn read(db: &dyn ApiData) -> Result<HashMap<[u8; 32], Arc<Known>>, ApiError> {
         let mut known = HashMap::new();
         for row in db.tokens().await? {
             let entry = Known {
@@ -89,7 +89,7 @@ impl Tokens {
     /// Reads the table again, keeping what is known of recent uses.
     async fn refresh(&self) -> Result<(), ApiError> {
         let _change = self.changes.lock().await;
-        let fresh = Self::read(&self.db).await?;
+        let fresh = Self::read(self.db.as_ref()).await?;
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         for (digest, entry) in &fresh {
             if let Some(old) = known.get(digest) {
@@ -267,7 +267,7 @@ pub fn new_row(
 
 /// Writes queued uses, in batches; a failure (a full disk) is logged, never
 /// answered: a request never waits for or fails on `last_used_at`.
-async fn write_last_used(db: ApiDb, mut rx: tokio::sync::mpsc::Receiver<(String, String)>) {
+async fn write_last_used(db: Arc<dyn ApiData>, mut rx: tokio::sync::mpsc::Receiver<(String, String)>) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, LAST_USED_QUEUE_MAX).await > 0 {
         let uses = std::mem::take(&mut batch);
@@ -335,6 +335,7 @@ fn parse_time(row: &TokenRow, text: Option<&str>) -> Result<Option<DateTime<Utc>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apidb::{ApiData, SqliteApiData};
 
     fn viewer(name: &str) -> Principal {
         Principal { name: ActorId::parse(name).unwrap(), role: Role::Viewer, programmes: Default::default() }
@@ -343,8 +344,8 @@ mod tests {
     #[tokio::test]
     async fn revoked_and_expired_tokens_are_refused_and_names_differ_by_more_than_case() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
-        let tokens = Tokens::load(db.clone()).await.unwrap();
+        let db = SqliteApiData::open(&dir.path().join("api.sqlite")).unwrap();
+        let tokens = Tokens::load(Arc::new(db.clone())).await.unwrap();
         let secret = tokens.create(viewer("Ops"), "admin", None).await.unwrap().unwrap();
         assert!(tokens.create(viewer("OPS"), "admin", None).await.unwrap().is_none());
         assert!(tokens.authenticate(&secret).is_some());
@@ -354,7 +355,7 @@ mod tests {
         let brief = tokens.create_expiring(viewer("brief"), "admin", None, Some(soon)).await.unwrap().unwrap();
         assert!(tokens.authenticate(&brief).is_some());
         // A restart knows both.
-        let again = Tokens::load(db).await.unwrap();
+        let again = Tokens::load(Arc::new(db)).await.unwrap();
         assert!(again.authenticate(&secret).is_none());
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while again.authenticate(&brief).is_some() {
@@ -369,8 +370,8 @@ mod tests {
     #[tokio::test]
     async fn a_revocation_cut_short_still_refuses_the_token() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ApiDb::open(&dir.path().join("api.sqlite")).unwrap();
-        let tokens = Tokens::load(db.clone()).await.unwrap();
+        let db = SqliteApiData::open(&dir.path().join("api.sqlite")).unwrap();
+        let tokens = Tokens::load(Arc::new(db.clone())).await.unwrap();
         let mut cut = 0;
         for i in 0..20 {
             let name = format!("cut-{i}");

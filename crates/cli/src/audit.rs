@@ -22,6 +22,10 @@ pub struct VerifyArgs {
     /// The data directory.
     #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
     pub data_dir: PathBuf,
+    /// The shared log in PostgreSQL (`postgres://user@host:port/database`);
+    /// without it, the data directory's `events.sqlite`.
+    #[arg(long, env = "GRANTLOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// A head recorded earlier (POSITION:HASH) that must be an unchanged prefix of today's log.
     #[arg(long)]
     pub since: Option<Head>,
@@ -33,6 +37,10 @@ pub struct ExportArgs {
     /// The data directory.
     #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
     pub data_dir: PathBuf,
+    /// The shared log in PostgreSQL (`postgres://user@host:port/database`);
+    /// without it, the data directory's `events.sqlite`.
+    #[arg(long, env = "GRANTLOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Export the events after this position (resume an export).
     #[arg(long, default_value_t = 0)]
     pub after: u64,
@@ -79,7 +87,7 @@ fn bar(total: u64) -> ProgressBar {
 
 /// Runs `verify`; `Ok(false)` when the chain does not verify.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
-    let store = open_log(&args.data_dir).await?;
+    let store = open_log(&args.data_dir, args.database_url.as_deref()).await?;
     let total = store.head().await?.map_or(0, |h| h.position.0);
     let progress = bar(total);
     progress.set_message("verifying");
@@ -120,7 +128,7 @@ fn hex(bytes: &[u8; 32]) -> String {
 
 /// Runs `export`, up to the head as it is when the export starts.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let store = open_log(&args.data_dir).await?;
+    let store = open_log(&args.data_dir, args.database_url.as_deref()).await?;
     let head = store.head().await?.map_or(0, |h| h.position.0);
     let previous = store
         .hash_at(Position(args.after))

@@ -27,6 +27,10 @@ pub struct RebuildArgs {
     /// `POST /api/v1/admin/rebuild-views` instead.
     #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
     pub data_dir: PathBuf,
+    /// The shared log in PostgreSQL (`postgres://user@host:port/database`);
+    /// without it, the data directory's `events.sqlite`.
+    #[arg(long, env = "GRANTLOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 fn bar(total: u64, message: &'static str) -> ProgressBar {
@@ -41,7 +45,7 @@ fn bar(total: u64, message: &'static str) -> ProgressBar {
 /// Runs `rebuild-views`; `Ok(false)` when the file was not what the log
 /// says (moved aside, or its views differed): it has been rebuilt either way.
 pub async fn run(args: RebuildArgs) -> anyhow::Result<bool> {
-    let store = open_log(&args.data_dir).await?;
+    let store = open_log(&args.data_dir, args.database_url.as_deref()).await?;
     let dyn_store: Arc<dyn EventStore> = store.clone();
     let head = dyn_store.head().await?.map_or(0, |h| h.position.0);
     let path = projections::views_path(&args.data_dir);

@@ -10,7 +10,6 @@ use clap::{Args, ValueEnum};
 use events::{GrantId, Money};
 use projections::{BudgetView, TimelineView};
 use store::EventStore;
-use store_sqlite::SqliteStore;
 
 use crate::output;
 
@@ -29,6 +28,10 @@ pub struct ReplayArgs {
     /// The data directory.
     #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
     pub data_dir: PathBuf,
+    /// The shared log in PostgreSQL (`postgres://user@host:port/database`);
+    /// without it, the data directory's `events.sqlite`.
+    #[arg(long, env = "GRANTLOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// The grant.
     #[arg(long)]
     pub grant: String,
@@ -54,17 +57,16 @@ fn business_date(text: &str) -> Result<NaiveDate, String> {
     events::bounds::parse_date(text).map_err(|e| e.to_string())
 }
 
-/// Opens an existing log (never creates one).
-pub async fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn EventStore>> {
-    let path = data_dir.join("events.sqlite");
-    anyhow::ensure!(path.exists(), "no event log at {}", path.display());
-    Ok(Arc::new(SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?))
+/// Opens an existing log: PostgreSQL at `database_url`, else the data
+/// directory's (never created here).
+pub async fn open_log(data_dir: &std::path::Path, database_url: Option<&str>) -> anyhow::Result<Arc<dyn EventStore>> {
+    Ok(api::backend::open_log(data_dir, database_url, false).await?)
 }
 
 /// Runs `replay`.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let grant = GrantId::parse(args.grant.clone()).map_err(|e| anyhow::anyhow!("--grant: {e}"))?;
-    let store = open_log(&args.data_dir).await?;
+    let store = open_log(&args.data_dir, args.database_url.as_deref()).await?;
     let ledger = projections::as_known_at(store.as_ref(), &grant, args.known_at).await?;
     let today = args.today.or(args.as_of).unwrap_or_else(|| Utc::now().date_naive());
     let text = match args.view {

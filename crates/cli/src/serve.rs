@@ -26,9 +26,15 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "GRANTLOG_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Where the log, the views and the tokens live.
+    /// Where the log, the views and the tokens live (with
+    /// `--database-url`, only this server's views).
     #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data")]
     pub data_dir: PathBuf,
+    /// Keep the log and the tokens in PostgreSQL
+    /// (`postgres://user@host:port/database`), shared by every server given
+    /// the same URL; without it, the data directory's SQLite files.
+    #[arg(long, env = "GRANTLOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Load the NCTCR demo scenario first (into an empty log only).
     #[arg(long, env = "GRANTLOG_DEMO")]
     pub demo: bool,
@@ -89,6 +95,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_token = args.admin_token.clone();
     config.view_cache_bytes_max = args.view_cache_bytes_max;
     config.views_pages_max_file = args.views_pages_max_file.clone();
+    config.database_url = args.database_url.clone();
     let (state, bootstrap) =
         AppState::open(config).await.with_context(|| format!("opening {}", args.data_dir.display()))?;
     let demo = if args.demo { crate::serve::demo(&state).await? } else { None };

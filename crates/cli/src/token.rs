@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use api::apidb::{ApiDb, Inserted, Revoked};
+use api::apidb::{ApiData, Inserted, Revoked, SqliteApiData};
+use api::apidb_pg::PostgresApiData;
 use api::auth::{self, Principal, Role};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -23,6 +24,10 @@ pub struct TokenArgs {
     /// Where the log, the views and the tokens live.
     #[arg(long, env = "GRANTLOG_DATA_DIR", default_value = "./grantlog-data", global = true)]
     pub data_dir: PathBuf,
+    /// The tokens in PostgreSQL (`postgres://...`), shared by the servers
+    /// of that database; without it, the data directory's `api.sqlite`.
+    #[arg(long, env = "GRANTLOG_DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
     #[command(subcommand)]
     command: TokenCommand,
 }
@@ -59,17 +64,26 @@ enum TokenCommand {
 
 /// Runs a token command; `false` when the token to revoke does not exist.
 pub async fn run(args: TokenArgs) -> anyhow::Result<bool> {
-    let path = args.data_dir.join("api.sqlite");
-    let creating = matches!(args.command, TokenCommand::Create { .. });
-    if creating {
-        api::files::prepare_data_dir(&args.data_dir).with_context(|| args.data_dir.display().to_string())?;
-    } else if !path.is_file() {
-        bail!("{} does not exist: no tokens here (is --data-dir right?)", path.display());
-    }
-    let db = ApiDb::open(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+    let db: std::sync::Arc<dyn ApiData> = match args.database_url.as_deref() {
+        Some(url) => std::sync::Arc::new(
+            PostgresApiData::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e:?}", api::backend::redacted(url)))?,
+        ),
+        None => {
+            let path = args.data_dir.join("api.sqlite");
+            let creating = matches!(args.command, TokenCommand::Create { .. });
+            if creating {
+                api::files::prepare_data_dir(&args.data_dir).with_context(|| args.data_dir.display().to_string())?;
+            } else if !path.is_file() {
+                bail!("{} does not exist: no tokens here (is --data-dir right?)", path.display());
+            }
+            std::sync::Arc::new(SqliteApiData::open(&path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?)
+        }
+    };
     match args.command {
         TokenCommand::Create { name, role, programmes, expires_at } => {
-            create(&db, name, &role, programmes, expires_at).await?;
+            create(db.as_ref(), name, &role, programmes, expires_at).await?;
             Ok(true)
         }
         TokenCommand::List => {
@@ -99,7 +113,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<bool> {
 }
 
 async fn create(
-    db: &ApiDb,
+    db: &dyn ApiData,
     name: String,
     role: &str,
     programmes: Vec<String>,

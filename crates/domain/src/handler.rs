@@ -7,6 +7,12 @@
 //! there first) it reads only the events it has not seen, decides again, and
 //! retries, a bounded number of times.
 //!
+//! On a log other processes append to (PostgreSQL shared by several
+//! servers, [`Handler::shared`]), the cache can be behind the log, and a
+//! command refused on stale state would be refused falsely: such a handler
+//! reads the grant's new events (usually none: one indexed read) before
+//! every decision and every answer from the cache.
+//!
 //! Command ids are idempotent, and the log decides: a command id has at most
 //! one effect in the whole log (the store's rule). The same command id with
 //! the same request fingerprint returns the first result (`replayed`) and
@@ -250,6 +256,8 @@ struct CachedGrant {
 pub struct Handler {
     store: Arc<dyn EventStore>,
     grants: SyncMutex<HashMap<GrantId, Arc<Mutex<CachedGrant>>>>,
+    /// Other processes append to the log: catch up before every use.
+    shared: bool,
 }
 
 impl std::fmt::Debug for Handler {
@@ -261,7 +269,14 @@ impl std::fmt::Debug for Handler {
 impl Handler {
     /// A handler over `store`, with an empty cache.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { store, grants: SyncMutex::new(HashMap::new()) }
+        Self { store, grants: SyncMutex::new(HashMap::new()), shared: false }
+    }
+
+    /// A handler over a log that other processes append to as well: each
+    /// command and each read of a grant first reads the events of the grant
+    /// this process has not seen.
+    pub fn shared(store: Arc<dyn EventStore>) -> Self {
+        Self { store, grants: SyncMutex::new(HashMap::new()), shared: true }
     }
 
     /// The event log.
@@ -322,7 +337,7 @@ impl Handler {
     pub async fn grant(&self, grant: &GrantId) -> Result<(GrantState, Option<u64>), HandlerError> {
         let entry = self.entry(grant);
         let mut cached = entry.lock().await;
-        if !cached.loaded {
+        if !cached.loaded || self.shared {
             self.catch_up(&grant_stream(grant)?, &mut cached).await?;
         }
         Ok((cached.state.clone(), cached.version))
@@ -335,7 +350,7 @@ impl Handler {
         let entry = self.entry(grant);
         let found = {
             let mut cached = entry.lock().await;
-            if !cached.loaded {
+            if !cached.loaded || self.shared {
                 self.catch_up(&grant_stream(grant)?, &mut cached).await?;
             }
             cached.state.grant.clone()
@@ -376,7 +391,7 @@ impl Handler {
         let stream = grant_stream(grant)?;
         let entry = self.entry(grant);
         let mut cached = entry.lock().await;
-        if !cached.loaded {
+        if !cached.loaded || self.shared {
             self.catch_up(&stream, &mut cached).await?;
         }
         let (id, fingerprint) = (issued.command_id, issued.fingerprint.as_ref());

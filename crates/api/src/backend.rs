@@ -1,0 +1,105 @@
+//! Where the log and the API's data live: the one place that names a
+//! backend. Without a database URL, the data directory's SQLite files (the
+//! embedded default); with one, PostgreSQL, shared by every server given the
+//! same URL. Each server keeps its own read models either way, in its data
+//! directory (ARCHITECTURE.md says why).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use store::EventStore;
+use store_postgres::{PostgresConfig, PostgresStore};
+use store_sqlite::SqliteStore;
+
+use crate::apidb::{ApiData, SqliteApiData};
+use crate::apidb_pg::PostgresApiData;
+use crate::state::OpenError;
+
+/// What to do when the SQLite log cannot be opened.
+pub const LOG_REMEDY: &str = "The event log is the source of truth and cannot be rebuilt: check the disk and \
+    permissions, check the chain with `grantlog verify`, or restore the file from a backup";
+/// What to do when the PostgreSQL log cannot be opened.
+pub const PG_REMEDY: &str = "Check that PostgreSQL is running and that the URL (host, port, database, user) is \
+    right; the database must exist";
+/// What to do when the API's file cannot be opened.
+pub const API_REMEDY: &str = "It holds the API tokens, which cannot be rebuilt from the log: restore it from a \
+    backup, or move it aside and start with GRANTLOG_ADMIN_TOKEN set (or read the new admin-token file) to \
+    bootstrap a new admin token, then create the other tokens again";
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+            format!(
+                "postgres://{}@{}:{}/{}",
+                config.get_user().unwrap_or(""),
+                hosts.join(","),
+                ports.join(","),
+                config.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "the database URL given (not shown: it does not parse)".to_owned(),
+    }
+}
+
+/// Whether `location` names a PostgreSQL database rather than a directory.
+pub fn is_database_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+fn open_error(file: PathBuf, detail: impl std::fmt::Display, remedy: &'static str) -> OpenError {
+    OpenError { file, detail: detail.to_string(), remedy: Some(remedy) }
+}
+
+/// Opens the log: PostgreSQL at `database_url`, else `events.sqlite` in
+/// `data_dir` (created when `create`, else it must exist).
+pub async fn open_log(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    create: bool,
+) -> Result<Arc<dyn EventStore>, OpenError> {
+    match database_url {
+        Some(url) => {
+            let store = PostgresStore::connect(PostgresConfig::new(url))
+                .await
+                .map_err(|e| open_error(PathBuf::from(redacted(url)), e, PG_REMEDY))?;
+            Ok(Arc::new(store))
+        }
+        None => {
+            let log = data_dir.join("events.sqlite");
+            if !create && !log.is_file() {
+                return Err(OpenError { file: log, detail: "no event log here".to_owned(), remedy: None });
+            }
+            let store = SqliteStore::open(&log).await.map_err(|e| open_error(log, e, LOG_REMEDY))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens the API's data: tables in PostgreSQL at `database_url`, else
+/// `api.sqlite` in `data_dir`.
+pub async fn open_api_data(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn ApiData>, OpenError> {
+    match database_url {
+        Some(url) => {
+            let data = PostgresApiData::connect(url)
+                .await
+                .map_err(|e| open_error(PathBuf::from(redacted(url)), crate::state::api_detail(&e), PG_REMEDY))?;
+            Ok(Arc::new(data))
+        }
+        None => {
+            let file = data_dir.join("api.sqlite");
+            let data =
+                SqliteApiData::open(&file).map_err(|e| open_error(file.clone(), crate::state::api_detail(&e), API_REMEDY))?;
+            Ok(Arc::new(data))
+        }
+    }
+}
