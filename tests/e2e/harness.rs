@@ -1,6 +1,13 @@
 //! The harness: starts the real `grantlog` binary on a free port with a
 //! fresh data directory, restarts it on the same directory, and kills it
 //! when dropped.
+//!
+//! The suite runs on both backends: the `e2e` test binary on SQLite (the
+//! data directory's files), `e2e_postgres` on PostgreSQL at 127.0.0.1:5432
+//! (`GRANTLOG_TEST_PG`, user `postgres`), each server on a database of its
+//! own made for it and dropped afterwards ([`crate::BACKEND`] says which).
+//! [`Server::join`] starts another server on the same database, as a second
+//! server behind a load balancer.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -41,9 +48,81 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Where the servers of a test keep their log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The data directory's SQLite files.
+    Sqlite,
+    /// A PostgreSQL database of the test's own.
+    Postgres,
+}
+
+/// The PostgreSQL server the tests use: `GRANTLOG_TEST_PG` (a libpq URL
+/// without the database), else the machine's.
+pub fn pg_server() -> String {
+    std::env::var("GRANTLOG_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Runs SQL on the PostgreSQL server's `test` database with `psql`; panics
+/// (the test fails, it is never skipped) when PostgreSQL cannot be reached.
+pub fn psql(sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(format!("{}/test", pg_server()))
+        .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-A", "-t", "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run psql (the PostgreSQL client is needed for these tests): {e}"));
+    assert!(
+        out.status.success(),
+        "PostgreSQL at {} is needed for this test and did not take {sql:?}: {}",
+        pg_server(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A database of one test's own, dropped with it.
+#[derive(Debug)]
+pub struct Database {
+    name: String,
+}
+
+impl Database {
+    /// Creates an empty database with a fresh name.
+    pub fn create() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let name = format!("grantlog_e2e_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        psql(&format!("CREATE DATABASE {name}"));
+        Self { name }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("{}/{}", pg_server(), self.name)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(format!("{}/test", pg_server()))
+            .args(["-X", "-q", "-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
 /// A running `grantlog` server on its own temporary data directory.
 #[derive(Debug)]
 pub struct Server {
+    /// The database it shares with the servers that joined it (PostgreSQL);
+    /// dropped after the last of them.
+    database: Option<std::sync::Arc<Database>>,
     root: tempfile::TempDir,
     child: Option<Child>,
     url: String,
@@ -72,9 +151,44 @@ impl Server {
     /// Like [`Server::start_with_env`], after `prepare` has been given the
     /// data directory's path (to mount a small file system there, say).
     pub fn start_prepared(args: &[&str], envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
+        let database = (crate::BACKEND == Backend::Postgres).then(|| std::sync::Arc::new(Database::create()));
+        Self::start_on(database, args, envs, prepare)
+    }
+
+    /// Another server on this one's database (PostgreSQL), with its own
+    /// data directory (its own views), its own port and the same flags.
+    pub fn join(&self) -> Self {
+        assert!(self.database.is_some(), "only servers on PostgreSQL share a log");
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_on(self.database.clone(), &args, &envs, |_| {})
+    }
+
+    /// The database URL the server uses (PostgreSQL), if any.
+    pub fn database_url(&self) -> Option<String> {
+        self.database.as_ref().map(|d| d.url())
+    }
+
+    /// Flags that point a `grantlog` subcommand at this server's log: its
+    /// data directory, and its database when there is one.
+    pub fn log_args(&self) -> Vec<String> {
+        let mut args = vec!["--data-dir".to_owned(), self.data_dir().display().to_string()];
+        if let Some(url) = self.database_url() {
+            args.extend(["--database-url".to_owned(), url]);
+        }
+        args
+    }
+
+    fn start_on(
+        database: Option<std::sync::Arc<Database>>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         let root = tempfile::tempdir().expect("a temporary directory");
         prepare(&root.path().join("data"));
         let mut server = Self {
+            database,
             root,
             child: None,
             url: String::new(),
@@ -149,6 +263,7 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("GRANTLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .envs(self.database.as_ref().map(|d| ("GRANTLOG_DATABASE_URL", d.url())))
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -196,6 +311,11 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Kills the server outright (SIGKILL, as a crash), leaving it stopped.
+    pub fn kill_now(&mut self) {
+        self.kill();
     }
 
     fn kill(&mut self) {

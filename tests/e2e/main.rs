@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
+/// This binary runs the suite on SQLite; `e2e_postgres` on PostgreSQL.
+pub const BACKEND: harness::Backend = harness::Backend::Sqlite;
+
 mod audit;
 mod auth;
 mod bodies;

@@ -16,13 +16,14 @@ use crate::world::{GRANT_A, World};
 const NEXT_WITHIN: Duration = Duration::from_secs(10);
 
 /// A reader of `text/event-stream`.
-struct Stream {
+pub struct Stream {
     response: Response,
     buffer: Vec<u8>,
 }
 
 impl Stream {
-    async fn open(api: &Api, token: &str, last_event_id: Option<u64>) -> Self {
+    /// Opens the stream, resuming after `last_event_id` when given.
+    pub async fn open(api: &Api, token: &str, last_event_id: Option<u64>) -> Self {
         let mut request = api.http().get(format!("{}/api/v1/events/stream", api.base())).bearer_auth(token);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
@@ -93,7 +94,7 @@ impl Stream {
     }
 
     /// Reads until position `head`; returns every event seen.
-    async fn until(&mut self, head: u64) -> Vec<Value> {
+    pub async fn until(&mut self, head: u64) -> Vec<Value> {
         let mut seen: Vec<Value> = Vec::new();
         while seen.last().and_then(|e| e["position"].as_u64()).is_none_or(|p| p < head) {
             seen.push(self.next().await.1);
@@ -103,12 +104,13 @@ impl Stream {
 }
 
 /// Every event in the log, from `/api/v1/events`.
-async fn log(api: &Api) -> Vec<Value> {
+pub async fn log(api: &Api) -> Vec<Value> {
     let page = api.get(ADMIN_TOKEN, "/api/v1/events?after=0&limit=1000").await.expect_status(200);
     page.body["events"].as_array().expect("events").clone()
 }
 
-fn positions(events: &[Value]) -> Vec<u64> {
+/// The positions of `events`.
+pub fn positions(events: &[Value]) -> Vec<u64> {
     events.iter().filter_map(|e| e["position"].as_u64()).collect()
 }
 
