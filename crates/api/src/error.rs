@@ -386,7 +386,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::StorageFull { .. } => ApiError::StorageFull,
-            StoreError::WriterStopped { .. } | StoreError::Closed => ApiError::Unavailable,
+            StoreError::WriterStopped { .. } | StoreError::Unavailable { .. } | StoreError::Closed => {
+                ApiError::Unavailable
+            }
             StoreError::CommandIdReused { .. } => ApiError::IdempotencyKeyReused,
             other => ApiError::Internal(other.to_string()),
         }

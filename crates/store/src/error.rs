@@ -112,6 +112,14 @@ pub enum StoreError {
         /// Why.
         detail: String,
     },
+    /// The database cannot be reached (connection refused or lost, a
+    /// timeout): an append that met it may or may not be recorded, so retry
+    /// it with the same command id (its effect happens at most once).
+    #[error("the database cannot be reached; an append that met it may or may not be recorded: retry with the same command id ({detail})")]
+    Unavailable {
+        /// What happened.
+        detail: String,
+    },
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
