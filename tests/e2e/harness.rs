@@ -101,11 +101,6 @@ impl Database {
     pub fn url(&self) -> String {
         format!("{}/{}", pg_server(), self.name)
     }
-
-    /// Its name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 impl Drop for Database {
@@ -157,6 +152,7 @@ impl Server {
 
     /// Another server on this one's database (PostgreSQL), with its own
     /// data directory (its own views), its own port and the same flags.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn join(&self) -> Self {
         assert!(self.database.is_some(), "only servers on PostgreSQL share a log");
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
@@ -165,12 +161,14 @@ impl Server {
     }
 
     /// The database URL the server uses (PostgreSQL), if any.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn database_url(&self) -> Option<String> {
         self.database.as_ref().map(|d| d.url())
     }
 
     /// Flags that point a `grantlog` subcommand at this server's log: its
     /// data directory, and its database when there is one.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn log_args(&self) -> Vec<String> {
         let mut args = vec!["--data-dir".to_owned(), self.data_dir().display().to_string()];
         if let Some(url) = self.database_url() {
@@ -314,6 +312,7 @@ impl Server {
     }
 
     /// Kills the server outright (SIGKILL, as a crash), leaving it stopped.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn kill_now(&mut self) {
         self.kill();
     }

@@ -124,8 +124,7 @@ fn cli(server: &Server, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(binary())
         .arg("token")
         .args(args)
-        .arg("--data-dir")
-        .arg(server.data_dir())
+        .args(server.log_args())
         .output()
         .unwrap_or_else(|e| panic!("grantlog token {args:?}: {e}"));
     (

@@ -208,7 +208,6 @@ impl SqliteApiData {
             }
         })
     }
-
 }
 
 #[async_trait]
@@ -312,7 +311,6 @@ impl ApiData for SqliteApiData {
         self.with(|c| c.pragma_query_value(None, "data_version", |r| r.get(0))).await
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -97,8 +97,8 @@ pub async fn open_api_data(data_dir: &Path, database_url: Option<&str>) -> Resul
         }
         None => {
             let file = data_dir.join("api.sqlite");
-            let data =
-                SqliteApiData::open(&file).map_err(|e| open_error(file.clone(), crate::state::api_detail(&e), API_REMEDY))?;
+            let data = SqliteApiData::open(&file)
+                .map_err(|e| open_error(file.clone(), crate::state::api_detail(&e), API_REMEDY))?;
             Ok(Arc::new(data))
         }
     }

@@ -175,9 +175,7 @@ impl ApiError {
             ApiError::NotReady { .. }
             | ApiError::Timeout { .. }
             | ApiError::Unavailable
-            | ApiError::DatabaseUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | ApiError::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -386,9 +384,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::StorageFull { .. } => ApiError::StorageFull,
-            StoreError::WriterStopped { .. } | StoreError::Unavailable { .. } | StoreError::Closed => {
-                ApiError::Unavailable
-            }
+            StoreError::Unavailable { detail } => ApiError::DatabaseUnavailable { detail },
+            StoreError::WriterStopped { .. } | StoreError::Closed => ApiError::Unavailable,
             StoreError::CommandIdReused { .. } => ApiError::IdempotencyKeyReused,
             other => ApiError::Internal(other.to_string()),
         }

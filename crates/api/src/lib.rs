@@ -14,8 +14,8 @@
 
 pub mod apidb;
 pub mod apidb_pg;
-pub mod backend;
 pub mod auth;
+pub mod backend;
 pub mod dto;
 pub mod error;
 mod extract;

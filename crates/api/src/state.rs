@@ -8,8 +8,8 @@ use domain::handler::Handler;
 use projections::{HistoryCache, Projector};
 use store::EventStore;
 
-use crate::backend::API_REMEDY;
 use crate::auth::{Principal, RateLimiter, Role, Tokens};
+use crate::backend::API_REMEDY;
 use crate::error::ApiError;
 use crate::routes::views::ViewCache;
 

@@ -65,8 +65,12 @@ impl Tokens {
         let version = db.data_version().await?;
         let known = Self::read(db.as_ref()).await?;
         let (uses, rx) = tokio::sync::mpsc::channel(LAST_USED_QUEUE_MAX);
-        let tokens =
-            Arc::new(Self { db: Arc::clone(&db), known: RwLock::new(known), changes: tokio::sync::Mutex::new(()), uses });
+        let tokens = Arc::new(Self {
+            db: Arc::clone(&db),
+            known: RwLock::new(known),
+            changes: tokio::sync::Mutex::new(()),
+            uses,
+        });
         tokio::spawn(write_last_used(db, rx));
         tokio::spawn(reload(Arc::downgrade(&tokens), version));
         Ok(tokens)

@@ -30,7 +30,8 @@ async fn b_is_behind(b_of: impl Fn(Arc<dyn EventStore>) -> Handler) -> (Handler,
     scenario::nctcr_until(&a, "2022-03-31").await.unwrap();
     let b = b_of(Arc::clone(&store));
     b.grant(&gid()).await.unwrap();
-    let spend = expenditure("E-A1", "FP1-CON", eur("10.00").unwrap(), None, "2022-04-02", "sup-x", "A-1", None).unwrap();
+    let spend =
+        expenditure("E-A1", "FP1-CON", eur("10.00").unwrap(), None, "2022-04-02", "sup-x", "A-1", None).unwrap();
     let recorded = Script::new(&a).unwrap().on("2022-04-02", MANAGER, spend, None).await.unwrap();
     (b, recorded.version, dir)
 }

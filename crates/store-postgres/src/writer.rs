@@ -220,8 +220,7 @@ impl Writer {
 
     async fn open(&self) -> Result<Connection, StoreError> {
         let client = self.settings.connect().await?;
-        let statements =
-            self.settings.within("prepare", async { Statements::prepare(&client).await.pg() }).await?;
+        let statements = self.settings.within("prepare", async { Statements::prepare(&client).await.pg() }).await?;
         Ok(Connection { client, statements })
     }
 }
