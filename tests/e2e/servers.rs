@@ -101,6 +101,20 @@ async fn three_servers_share_one_log() {
         assert_eq!(unique, expected, "{}: the log holds exactly the acknowledged writes", api.base());
     }
 
+    // Each server says how far its views follow the shared log, and how
+    // its writer batched.
+    for api in &apis {
+        let ready = api.get(ADMIN_TOKEN, "/readyz").await.expect_status(200);
+        assert_eq!(ready.body["backend"], json!("postgres"), "{}", ready.text);
+        assert!(ready.body["lag_events"].as_u64().is_some(), "{}", ready.text);
+        let metrics = api.get(ADMIN_TOKEN, "/metrics").await.expect_status(200).text;
+        for series in
+            ["grantlog_pg_batch_appends_bucket", "grantlog_pg_lock_wait_seconds_bucket", "grantlog_follower_lag_events"]
+        {
+            assert!(metrics.contains(series), "{} /metrics lacks {series}", api.base());
+        }
+    }
+
     // Conflicting commands on two servers: commitments of 6,000 each where
     // 10,000 are available on the line; exactly one wins, the other is
     // refused on the fresh state.

@@ -556,6 +556,14 @@ pub struct Health {
     /// Position the views have applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub projection_position: Option<u64>,
+    /// How many events of the log (as the database has it now) this
+    /// server's views have not applied: its follower lag on a shared
+    /// database. Absent when the log cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_events: Option<u64>,
+    /// Where the log is: `sqlite` or `postgres`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// Why not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

@@ -13,6 +13,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const DURATION_BUCKETS_SECONDS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Histogram buckets for the appends the PostgreSQL writer commits in one
+/// transaction (group commit).
+pub const BATCH_BUCKETS_APPENDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// The process's recorder, installed on first use. `None` if another
@@ -22,6 +26,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             match PrometheusBuilder::new()
                 .set_buckets(DURATION_BUCKETS_SECONDS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full("grantlog_pg_batch_appends".to_owned()),
+                        BATCH_BUCKETS_APPENDS,
+                    )
+                })
                 .and_then(PrometheusBuilder::install_recorder)
             {
                 Ok(h) => Some(h),
@@ -76,9 +86,14 @@ pub fn events_appended(count: usize) {
     metrics::counter!("grantlog_events_appended_total").increment(count as u64);
 }
 
-/// Renders the text exposition, with the projection's lag and position.
-pub fn render(projection_lag: u64, projection_position: u64) -> String {
+/// Renders the text exposition, with the projection's lag and position, and
+/// (when the log could be read) how far this server's views are behind the
+/// log's head in the database: on a shared database, the follower lag.
+pub fn render(projection_lag: u64, projection_position: u64, head: Option<u64>) -> String {
     metrics::gauge!("grantlog_projection_lag_events").set(projection_lag as f64);
+    if let Some(head) = head {
+        metrics::gauge!("grantlog_follower_lag_events").set(head.saturating_sub(projection_position) as f64);
+    }
     metrics::gauge!("grantlog_projection_position").set(projection_position as f64);
     match handle() {
         Some(h) => {

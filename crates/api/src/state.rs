@@ -212,6 +212,12 @@ impl AppState {
         &self.0.config
     }
 
+    /// Where the log is: `postgres` (a database shared by servers) or
+    /// `sqlite` (the data directory's file).
+    pub fn backend(&self) -> &'static str {
+        if self.0.config.database_url.is_some() { "postgres" } else { "sqlite" }
+    }
+
     /// The event log.
     pub fn store(&self) -> Arc<dyn EventStore> {
         self.0.store.clone()

@@ -15,7 +15,14 @@ use crate::dto::Health;
 pub const READY_LAG_EVENTS_MAX: u64 = 10_000;
 
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into(), head: None, projection_position: None, detail: None })
+    Json(Health {
+        status: "ok".into(),
+        head: None,
+        projection_position: None,
+        lag_events: None,
+        backend: None,
+        detail: None,
+    })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -42,14 +49,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         ),
         _ => ("ok", StatusCode::OK, None),
     };
-    let head = head.ok().flatten().map(|h| h.position.0);
-    let body =
-        Health { status: status.into(), head: Some(head.unwrap_or(0)), projection_position: Some(position), detail };
+    let head = head.ok().map(|h| h.map_or(0, |h| h.position.0));
+    let body = Health {
+        status: status.into(),
+        head: Some(head.unwrap_or(0)),
+        projection_position: Some(position),
+        lag_events: head.map(|h| h.saturating_sub(position)),
+        backend: Some(state.backend().to_owned()),
+        detail,
+    };
     (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = crate::metrics::render(state.projector().lag(), state.projector().position());
+    let head = state.store().head().await.ok().map(|h| h.map_or(0, |h| h.position.0));
+    let text = crate::metrics::render(state.projector().lag(), state.projector().position(), head);
     let mut r = text.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
