@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod bodies;
 mod bounds;
 mod client;
