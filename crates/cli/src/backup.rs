@@ -46,7 +46,7 @@ pub struct DrillArgs {
     /// The backup file (as written by `grantlog backup`).
     pub file: PathBuf,
     /// Keep the scratch data directory and print where it is.
-    #[arg(long)]
+    #[arg(long, env = "GRANTLOG_RESTORE_DRILL_KEEP")]
     pub keep: bool,
 }
 

@@ -15,7 +15,7 @@ use crate::output;
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// The log to copy: a data directory or a postgres:// URL.
-    #[arg(long, env = "GRANTLOG_COPY_FROM")]
+    #[arg(long, env = "GRANTLOG_COPY_FROM", hide_env_values = true)]
     pub from: String,
     /// Where to copy it: a data directory (created if missing) or a
     /// postgres:// URL. Must hold no events.
