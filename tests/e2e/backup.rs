@@ -236,8 +236,12 @@ async fn a_backup_never_overwrites_and_a_tampered_backup_fails_its_drill_at_the_
     let file = out.path().join("good.sqlite");
     let (code, stdout, stderr) = cli(&["backup", "--data-dir", path(&data_dir), "--to", path(&file)]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let (code, said, err) = cli(&["restore-drill", path(&file)]);
+    let (code, said, err) = cli(&["restore-drill", "--keep", path(&file)]);
     assert_eq!(code, Some(0), "the untampered backup passes: {said}{err}");
+    let kept = said.lines().find_map(|l| l.strip_prefix("kept the restored data directory at ")).unwrap();
+    let kept = Path::new(kept.trim());
+    assert!(kept.join("events.sqlite").is_file() && kept.join("api.sqlite").is_file(), "{said}");
+    std::fs::remove_dir_all(kept.parent().unwrap()).unwrap();
 
     // One byte of one event's data, changed in the backup.
     let conn = rusqlite::Connection::open(&file).unwrap();
@@ -251,4 +255,13 @@ async fn a_backup_never_overwrites_and_a_tampered_backup_fails_its_drill_at_the_
     let (code, said, err) = cli(&["restore-drill", path(&file)]);
     assert_eq!(code, Some(1), "{said}{err}");
     assert!(said.contains("bad at position 7: hash-mismatch"), "{said}");
+
+    // Copied, the tampered log stops at the same position.
+    let tampered_dir = out.path().join("tampered");
+    std::fs::create_dir(&tampered_dir).unwrap();
+    std::fs::copy(&file, tampered_dir.join("events.sqlite")).unwrap();
+    let target = out.path().join("copy");
+    let (code, said, err) = cli(&["copy", "--from", path(&tampered_dir), "--to", path(&target)]);
+    assert_eq!(code, Some(2), "{said}{err}");
+    assert!(err.contains("import refused at position 7"), "{err}");
 }
