@@ -8,6 +8,7 @@ pub const BACKEND: harness::Backend = harness::Backend::Sqlite;
 
 mod audit;
 mod auth;
+mod backup;
 mod bodies;
 mod bounds;
 mod client;

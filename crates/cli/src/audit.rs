@@ -77,7 +77,8 @@ pub struct VerifyExportArgs {
     pub since: Option<Head>,
 }
 
-fn bar(total: u64) -> ProgressBar {
+/// A progress bar on stderr counting events (hidden when stderr is not a terminal).
+pub(crate) fn bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})") {
         bar.set_style(style.progress_chars("=> "));
@@ -95,17 +96,38 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let outcome = store.verify_with_progress(args.since, Box::new(move |checked| bar.set_position(checked))).await?;
     progress.finish_and_clear();
     store.close().await;
+    let (ok, line) = verdict(&outcome);
+    output::line(&line);
+    Ok(ok)
+}
+
+/// What `verify` prints for an outcome (`ok N events, head P:HASH`, head
+/// `-` for an empty log, or `bad at position P: CODE: DETAIL`), and whether
+/// the chain is intact.
+pub(crate) fn verdict(outcome: &VerifyOutcome) -> (bool, String) {
     match outcome {
         VerifyOutcome::Intact { events, head } => {
             let head = head.map_or_else(|| "-".to_owned(), |h| h.to_string());
-            output::line(&format!("ok {events} events, head {head}"));
-            Ok(true)
+            (true, format!("ok {events} events, head {head}"))
         }
         VerifyOutcome::Broken { position, problem } => {
-            output::line(&format!("bad at position {position}: {}", describe(&problem)));
-            Ok(false)
+            (false, format!("bad at position {position}: {}", describe(problem)))
         }
     }
+}
+
+/// Verifies `store` with a progress bar on stderr.
+pub(crate) async fn verify_store(
+    store: &dyn store::EventStore,
+    message: &'static str,
+) -> anyhow::Result<VerifyOutcome> {
+    let total = store.head().await?.map_or(0, |h| h.position.0);
+    let progress = bar(total);
+    progress.set_message(message);
+    let ticks = progress.clone();
+    let outcome = store.verify_with_progress(None, Box::new(move |checked| ticks.set_position(checked))).await?;
+    progress.finish_and_clear();
+    Ok(outcome)
 }
 
 fn describe(problem: &ChainProblem) -> String {

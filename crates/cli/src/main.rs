@@ -2,7 +2,10 @@
 //! auditor's commands. Every flag is also an environment variable.
 
 mod audit;
+mod backup;
+mod copy;
 mod http;
+mod location;
 mod output;
 mod rebuild;
 mod replay;
@@ -46,6 +49,18 @@ enum Command {
     /// compare them with the file's by digest. Exit code 0 only when the
     /// file was what the log says (it is rebuilt either way).
     RebuildViews(rebuild::RebuildArgs),
+    /// Copy a whole log, exactly as recorded, into an empty data directory
+    /// or database (created if missing), then verify the copy and print its
+    /// head. Exit code 0 only when the copy's head is the source's.
+    Copy(copy::CopyArgs),
+    /// Back up a data directory's log and tokens while the server runs:
+    /// a consistent snapshot, integrity-checked and verified, with its head
+    /// in FILE.head.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a scratch directory, verify it against its
+    /// recorded head and rebuild the views twice. Exit code 0 only when
+    /// everything matches.
+    RestoreDrill(backup::DrillArgs),
 }
 
 /// What a command concluded.
@@ -89,6 +104,9 @@ fn main() -> ExitCode {
             Command::VerifyExport(args) => audit::verify_export_file(args)?.into(),
             Command::Token(args) => token::run(args).await?.into(),
             Command::RebuildViews(args) => rebuild::run(args).await?.into(),
+            Command::Copy(args) => copy::run(args).await?.into(),
+            Command::Backup(args) => backup::backup(args).await?.into(),
+            Command::RestoreDrill(args) => backup::restore_drill(args).await?.into(),
         })
     });
     match result {

@@ -4,6 +4,7 @@
 //! its conformance suite.
 
 mod error;
+mod import;
 mod read;
 mod schema;
 mod writer;
@@ -172,6 +173,14 @@ impl EventStore for SqliteStore {
 
     async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
         self.inner.reads.run(move |conn| read::hash_at(conn, position)).await
+    }
+
+    /// Through the writer thread, in one transaction of its own after the
+    /// appends queued before it.
+    async fn import(&self, events: Vec<RawEvent>) -> Result<Head, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.requests.send(Request::Import { events, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Finishes queued appends, then closes the write connection. Other

@@ -20,12 +20,14 @@ use store::StoreError;
 
 use crate::error::{Sql, is_full};
 use store::hash::{CanonicalEvent, GENESIS};
-use store::{AppendResult, EventMetadata, Fingerprint, Position};
+use store::import::ImportTip;
+use store::{AppendResult, EventMetadata, Fingerprint, Head, Position, RawEvent};
 
 /// Largest WAL file kept after a checkpoint resets it.
 const WAL_BYTES_KEPT: i64 = 64 * 1024 * 1024;
 
 pub(crate) type Reply = oneshot::Sender<Result<AppendResult, StoreError>>;
+pub(crate) type ImportReply = oneshot::Sender<Result<Head, StoreError>>;
 
 /// What the writer thread is asked to do.
 #[derive(Debug)]
@@ -33,6 +35,10 @@ pub(crate) enum Request {
     Append {
         append: PreparedAppend,
         reply: Reply,
+    },
+    Import {
+        events: Vec<RawEvent>,
+        reply: oneshot::Sender<Result<Head, StoreError>>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -110,15 +116,21 @@ impl Writer {
         while closing.is_none() {
             let Some(first) = self.rx.blocking_recv() else { break };
             let mut group = Vec::new();
-            self.take(first, &mut group, &mut closing);
-            while group.len() < self.group_appends_max && closing.is_none() {
+            // An import is a transaction of its own, after the appends
+            // queued before it.
+            let mut import = None;
+            self.take(first, &mut group, &mut closing, &mut import);
+            while group.len() < self.group_appends_max && closing.is_none() && import.is_none() {
                 match self.rx.try_recv() {
-                    Ok(request) => self.take(request, &mut group, &mut closing),
+                    Ok(request) => self.take(request, &mut group, &mut closing, &mut import),
                     Err(_) => break,
                 }
             }
             if !group.is_empty() {
                 self.commit_group(group);
+            }
+            if let Some((events, reply)) = import {
+                self.commit_import(&events, reply);
             }
         }
         let Writer { conn, .. } = self;
@@ -135,9 +147,11 @@ impl Writer {
         request: Request,
         group: &mut Vec<(PreparedAppend, Reply)>,
         closing: &mut Option<oneshot::Sender<()>>,
+        import: &mut Option<(Vec<RawEvent>, ImportReply)>,
     ) {
         match request {
             Request::Append { append, reply } => group.push((append, reply)),
+            Request::Import { events, reply } => *import = Some((events, reply)),
             Request::Close { reply } => *closing = Some(reply),
             #[cfg(feature = "fault-injection")]
             Request::FailNextCommit => self.fail_next_commit = true,
@@ -164,24 +178,76 @@ impl Writer {
                 }
             }
             Err(e) => {
-                if !self.conn.is_autocommit() {
-                    // The transaction may already be gone; either way nothing
-                    // of this group is acknowledged.
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
-                let err = if is_full(&e) {
-                    tracing::warn!(error = %e, "event log storage is full; group rolled back");
-                    StoreError::StorageFull { detail: e.to_string() }
-                } else {
-                    tracing::error!(error = %e, "event log writer stopped after an I/O error");
-                    self.stopped = Some(e.to_string());
-                    StoreError::WriterStopped { reason: e.to_string() }
-                };
+                let err = self.failed(&e);
                 for (_, reply) in group {
                     let _ = reply.send(Err(err.clone()));
                 }
             }
         }
+    }
+
+    /// Rolls back after SQLite failed a transaction: a full disk is answered
+    /// as such, anything else stops the writer (fail-stop).
+    fn failed(&mut self, e: &rusqlite::Error) -> StoreError {
+        if !self.conn.is_autocommit() {
+            // The transaction may already be gone; either way nothing of it
+            // is acknowledged.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        if is_full(e) {
+            tracing::warn!(error = %e, "event log storage is full; transaction rolled back");
+            StoreError::StorageFull { detail: e.to_string() }
+        } else {
+            tracing::error!(error = %e, "event log writer stopped after an I/O error");
+            self.stopped = Some(e.to_string());
+            StoreError::WriterStopped { reason: e.to_string() }
+        }
+    }
+
+    fn commit_import(&mut self, events: &[RawEvent], reply: ImportReply) {
+        if let Some(reason) = &self.stopped {
+            let _ = reply.send(Err(StoreError::WriterStopped { reason: reason.clone() }));
+            return;
+        }
+        let answer = match self.write_import(events) {
+            Ok(Ok(head)) => {
+                self.position_tx.send_replace(head.position);
+                Ok(head)
+            }
+            Ok(Err(refusal)) => Err(refusal),
+            Err(e) => Err(self.failed(&e)),
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// One transaction for one import; a refusal rolls it back.
+    fn write_import(&mut self, events: &[RawEvent]) -> rusqlite::Result<Result<Head, StoreError>> {
+        self.exec_cached("BEGIN IMMEDIATE")?;
+        let (tip, last_micros) = self.tip()?;
+        let at = ImportTip {
+            head: (tip.position > 0).then_some(Head { position: Position(tip.position), hash: tip.hash }),
+            recorded_at_micros: (tip.position > 0).then_some(last_micros),
+        };
+        let refusal = match crate::import::import(&self.conn, at, events) {
+            Ok(Ok(head)) => {
+                #[cfg(feature = "fault-injection")]
+                if std::mem::take(&mut self.fail_next_commit) {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                        Some("injected fsync failure".to_owned()),
+                    ));
+                }
+                self.exec_cached("COMMIT")?;
+                return Ok(Ok(head));
+            }
+            Ok(Err(refusal)) => refusal,
+            Err(e) if is_constraint(&e) => {
+                StoreError::ImportRefused { position: tip.position + 1, detail: e.to_string() }
+            }
+            Err(e) => return Err(e),
+        };
+        self.exec_cached("ROLLBACK")?;
+        Ok(Err(refusal))
     }
 
     /// One transaction for the whole group. An `Err` means the transaction

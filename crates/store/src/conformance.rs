@@ -11,6 +11,10 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+mod import;
+
+pub use import::import_continues_a_log_exactly;
+
 use crate::{
     AppendResult, ChainProblem, Direction, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position,
     RecordedCommand, StoreError, StreamId, StreamStart, Subscription, VerifyOutcome,
@@ -59,6 +63,7 @@ macro_rules! conformance_tests {
             a_command_recorded_without_a_fingerprint_is_matched_by_its_stream,
             racing_appends_of_one_command_id_have_one_effect,
             an_append_carries_one_command,
+            import_continues_a_log_exactly,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -72,7 +77,7 @@ macro_rules! conformance_tests {
     };
 }
 
-fn sid(name: &str) -> StreamId {
+pub(crate) fn sid(name: &str) -> StreamId {
     StreamId::parse(name).unwrap()
 }
 

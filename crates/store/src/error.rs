@@ -122,6 +122,17 @@ pub enum StoreError {
         /// What happened.
         detail: String,
     },
+    /// An import that does not continue this log exactly (see
+    /// [`EventStore::import`](crate::EventStore::import)); nothing of it was
+    /// written.
+    #[error("import refused at position {position}: {detail}")]
+    ImportRefused {
+        /// The position of the first event that cannot be imported (the
+        /// position it would take when it carries the wrong one).
+        position: u64,
+        /// Why.
+        detail: String,
+    },
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),

@@ -23,6 +23,7 @@ mod chain;
 mod error;
 pub mod export;
 pub mod hash;
+pub mod import;
 pub mod prepare;
 mod subscription;
 mod types;
@@ -121,6 +122,21 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// starts after `position` gives as `prev_hash`. [`GENESIS`](hash::GENESIS)
     /// for position 0; `None` when there is no event there.
     async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError>;
+
+    /// Appends events recorded by another log exactly as recorded (positions,
+    /// stream versions, `recorded_at`, the stored texts and hashes), only
+    /// onto this log's head: the first event is at head + 1, each stored hash
+    /// must be the chain hash over the previous one (recomputed and
+    /// compared), each stream's versions continue where the stream stands,
+    /// `recorded_at` never decreases and no event id is stored twice (the
+    /// checks of [`import::check_import`]). Fills the command index from each
+    /// event's metadata `command_id` and `fingerprint` as the SQLite log's
+    /// schema-2 upgrade does ([`import::record_command`]); a command's events
+    /// must come in one call. All or nothing: a refusal
+    /// ([`StoreError::ImportRefused`] naming the position) writes nothing.
+    /// At most [`import::IMPORT_EVENTS_MAX`] events per call. Returns the new
+    /// head.
+    async fn import(&self, events: Vec<RawEvent>) -> Result<Head, StoreError>;
 
     /// Finishes queued appends, then lets go of the database. Appends answer
     /// [`StoreError::Closed`] afterwards.
