@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::bodies::{award, expenditure};
 use crate::client::{Api, caught_up, eur};
-use crate::harness::{ADMIN_TOKEN, Server, binary};
+use crate::harness::{ADMIN_TOKEN, Backend, Database, Server, binary};
 use crate::world::{GRANT_A, GRANT_B, World};
 
 const GRANT: &str = "grant-backup";
@@ -214,10 +214,43 @@ async fn a_copied_data_directory_serves_the_same_views_and_a_non_empty_target_is
     assert!(stderr.contains("already holds a log"), "{stderr}");
     let (_, after, _) = cli(&["verify", "--data-dir", path(&copy.data_dir())]);
     assert_eq!(after.trim(), verified.trim(), "the refused copy wrote nothing");
+    // A database that cannot be reached fails, without showing the password.
     let (code, _, stderr) =
-        cli(&["copy", "--from", "postgres://u:secret@localhost/db", "--to", path(&copy.data_dir())]);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("PostgreSQL support is not built yet") && !stderr.contains("secret"), "{stderr}");
+        cli(&["copy", "--from", "postgres://u:secret@127.0.0.1:1/db", "--to", path(&copy.data_dir())]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("127.0.0.1") && !stderr.contains("secret"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_copied_to_postgresql_and_back_keeps_positions_times_and_hashes() {
+    let w = World::with_server(Server::start_with_backend(Backend::Sqlite, &["serve"])).await;
+    let source = w.server.data_dir();
+    let (code, verified, err) = cli(&["verify", "--data-dir", path(&source)]);
+    assert_eq!(code, Some(0), "{verified}{err}");
+    // To PostgreSQL: the same verify line, then a server on it serves the
+    // same views.
+    let database = Arc::new(Database::create());
+    let (code, copied, err) = cli(&["copy", "--from", path(&source), "--to", &database.url()]);
+    assert_eq!(code, Some(0), "{copied}{err}");
+    assert_eq!(copied.trim(), verified.trim(), "copy prints the source's verify line");
+    let (code, again, err) = cli(&["verify", "--database-url", &database.url(), "--data-dir", path(&source)]);
+    assert_eq!((code, again.trim()), (Some(0), verified.trim()), "{err}");
+    let on_pg = Server::start_on_database(Arc::clone(&database), &["serve"]);
+    let head = w.api().get("", "/readyz").await.body["head"].as_u64().unwrap();
+    for grant in [GRANT_A, GRANT_B] {
+        caught_up(&on_pg.api(), grant, head).await;
+    }
+    assert_eq!(views(&on_pg.api()).await, views(&w.api()).await);
+    // A non-empty database is refused; and back to a data directory.
+    let (code, _, stderr) = cli(&["copy", "--from", path(&source), "--to", &database.url()]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("already holds a log"), "{stderr}");
+    let back = tempfile::tempdir().unwrap();
+    let target = back.path().join("data");
+    let (code, copied_back, err) = cli(&["copy", "--from", &database.url(), "--to", path(&target)]);
+    assert_eq!((code, copied_back.trim()), (Some(0), verified.trim()), "{err}");
+    let (code, verified_back, err) = cli(&["verify", "--data-dir", path(&target)]);
+    assert_eq!((code, verified_back.trim()), (Some(0), verified.trim()), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,6 +150,20 @@ impl Server {
         Self::start_on(database, args, envs, prepare)
     }
 
+    /// `grantlog <args>` on `backend` whichever backend the test binary is for.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn start_with_backend(backend: Backend, args: &[&str]) -> Self {
+        let database = (backend == Backend::Postgres).then(|| std::sync::Arc::new(Database::create()));
+        Self::start_on(database, args, &[], |_| {})
+    }
+
+    /// `grantlog <args>` on `database` (which may hold a log already), with
+    /// a fresh data directory.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn start_on_database(database: std::sync::Arc<Database>, args: &[&str]) -> Self {
+        Self::start_on(Some(database), args, &[], |_| {})
+    }
+
     /// Another server on this one's database (PostgreSQL), with its own
     /// data directory (its own views), its own port and the same flags.
     #[allow(dead_code)] // not every test binary uses it

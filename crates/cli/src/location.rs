@@ -62,7 +62,7 @@ fn without_password(url: &str) -> String {
 /// `events.sqlite`, never created here, or a PostgreSQL URL).
 pub async fn open_log_at(location: &Location) -> anyhow::Result<Arc<dyn EventStore>> {
     match location {
-        Location::DataDir(dir) => crate::replay::open_log(dir).await,
+        Location::DataDir(dir) => crate::replay::open_log(dir, None).await,
         Location::Postgres(url) => open_postgres(url, false).await,
     }
 }
@@ -81,9 +81,13 @@ pub async fn create_log_at(location: &Location) -> anyhow::Result<Arc<dyn EventS
     }
 }
 
-/// The PostgreSQL backend, creating its schema when `create`.
+/// The PostgreSQL backend. Connecting creates (or migrates) the schema in
+/// an existing database either way; the database itself must exist.
 async fn open_postgres(url: &str, _create: bool) -> anyhow::Result<Arc<dyn EventStore>> {
-    anyhow::bail!("{}: PostgreSQL support is not built yet", without_password(url))
+    let store = store_postgres::PostgresStore::connect(store_postgres::PostgresConfig::new(url))
+        .await
+        .with_context(|| format!("opening {}", without_password(url)))?;
+    Ok(Arc::new(store))
 }
 
 #[cfg(test)]

@@ -4,20 +4,20 @@
 
 use std::collections::{HashMap, HashSet};
 
-use store::{Head, Position, RawEvent, StoreError, StreamId};
+use store::import::{ImportTip, check_import, record_command};
+use store::{Fingerprint, Head, Position, RawEvent, RecordedCommand, StoreError, StreamId};
 use uuid::Uuid;
 
 use crate::conn::Settings;
-use crate::decide::{Rows, Tip};
+use crate::decide::Rows;
 use crate::error::{Pg, pool_error};
 use crate::writer::{HEAD_SQL, INSERT_EVENTS_SQL, LOCK_SQL, LOG_LOCK_KEY, MOVE_HEAD_SQL, NOTIFY_SQL, tip_of};
 
 /// Rows per INSERT statement.
 const IMPORT_CHUNK_EVENTS: usize = 2_000;
 
-/// Every refusal of an import, in one place.
 fn refused(position: Position, detail: impl Into<String>) -> StoreError {
-    StoreError::Corrupt { position: position.0, detail: format!("import refused: {}", detail.into()) }
+    StoreError::ImportRefused { position: position.0, detail: detail.into() }
 }
 
 pub(crate) async fn import(
@@ -50,11 +50,59 @@ pub(crate) async fn import(
         })
         .await?;
     let stored_ids: HashSet<Uuid> = stored_ids.iter().map(|r| r.get(0)).collect();
-    let mut versions: HashMap<String, Option<u64>> =
+    let versions: HashMap<String, Option<u64>> =
         versions.iter().map(|r| (r.get(0), r.get::<_, Option<i64>>(1).map(|v| v as u64))).collect();
-
-    let rows = check(events, tip, head_micros, &stored_ids, &mut versions)?;
-    let commands = commands_of(events);
+    // The checks every backend makes (store::import), so that both accept
+    // and refuse exactly the same imports.
+    let at = ImportTip {
+        head: (tip.position > 0).then_some(Head { position: Position(tip.position), hash: tip.hash }),
+        recorded_at_micros: (tip.position > 0).then_some(head_micros),
+    };
+    let checked = check_import::<std::convert::Infallible>(
+        at,
+        events,
+        |stream| Ok(versions.get(stream).copied().flatten()),
+        |id| Ok(stored_ids.contains(id)),
+    )
+    .unwrap_or_else(|never| match never {})?;
+    let commands = settings
+        .within("commands", async {
+            let ids: Vec<Uuid> = checked.commands.iter().map(|c| c.command_id).collect();
+            tx.query(
+                "SELECT command_id, fingerprint, stream_id, first_position, last_position
+                 FROM commands WHERE command_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .pg()
+        })
+        .await?;
+    let mut recorded: HashMap<Uuid, RecordedCommand> = HashMap::new();
+    for row in &commands {
+        let fingerprint: Option<Vec<u8>> = row.get(1);
+        let stream: String = row.get(2);
+        let command = RecordedCommand {
+            command_id: row.get(0),
+            fingerprint: fingerprint.and_then(|f| <[u8; 32]>::try_from(f.as_slice()).ok()).map(Fingerprint),
+            stream_id: StreamId::parse(stream)
+                .map_err(|e| StoreError::Corrupt { position: 0, detail: format!("commands: {e}") })?,
+            first_position: Position(row.get::<_, i64>(3) as u64),
+            last_position: Position(row.get::<_, i64>(4) as u64),
+        };
+        recorded.insert(command.command_id, command);
+    }
+    let mut new_commands = Commands::default();
+    for command in &checked.commands {
+        if record_command(recorded.get(&command.command_id), command)? {
+            new_commands.ids.push(command.command_id);
+            new_commands.fingerprints.push(command.fingerprint.map(|f| f.0.to_vec()));
+            new_commands.streams.push(command.stream_id.as_str().to_owned());
+            new_commands.firsts.push(command.first_position.0 as i64);
+            new_commands.lasts.push(command.last_position.0 as i64);
+        }
+    }
+    let commands = new_commands;
+    let rows = rows_of(events);
     for chunk in 0..rows.positions.len().div_ceil(IMPORT_CHUNK_EVENTS) {
         let r = chunk * IMPORT_CHUNK_EVENTS..((chunk + 1) * IMPORT_CHUNK_EVENTS).min(rows.positions.len());
         settings
@@ -99,41 +147,12 @@ pub(crate) async fn import(
     Ok(head)
 }
 
-/// Checks the events against the head and each other; the rows to insert.
-fn check(
-    events: &[RawEvent],
-    mut tip: Tip,
-    mut last_micros: i64,
-    stored_ids: &HashSet<Uuid>,
-    versions: &mut HashMap<String, Option<u64>>,
-) -> Result<Rows, StoreError> {
+/// The rows to insert: the events exactly as the other log recorded them
+/// (checked by `check_import` first).
+fn rows_of(events: &[RawEvent]) -> Rows {
     let mut rows = Rows::default();
-    let mut seen = HashSet::with_capacity(events.len());
     for event in events {
-        let at = event.position;
-        if at.0 != tip.position + 1 {
-            return Err(refused(at, format!("expected position {} next", tip.position + 1)));
-        }
-        if StreamId::parse(event.stream_id.clone()).is_err() {
-            return Err(refused(at, format!("{:?} is not a valid stream id", event.stream_id)));
-        }
-        let computed = event.canonical().chain_hash(&tip.hash);
-        if computed != event.hash {
-            return Err(refused(at, "the hash is not the chain hash after the previous event"));
-        }
-        if event.recorded_at_micros < last_micros {
-            return Err(refused(at, "recorded_at is earlier than the previous event's"));
-        }
-        if stored_ids.contains(&event.event_id) || !seen.insert(event.event_id) {
-            return Err(refused(at, format!("event id {} is already recorded", event.event_id)));
-        }
-        let version = versions.entry(event.stream_id.clone()).or_insert(None);
-        let next = version.map_or(0, |v| v + 1);
-        if event.stream_version != next {
-            return Err(refused(at, format!("stream {} continues at version {next}", event.stream_id)));
-        }
-        *version = Some(next);
-        rows.positions.push(at.0 as i64);
+        rows.positions.push(event.position.0 as i64);
         rows.stream_ids.push(event.stream_id.clone());
         rows.stream_versions.push(event.stream_version as i64);
         rows.event_ids.push(event.event_id);
@@ -143,15 +162,11 @@ fn check(
         rows.metadata.push(event.metadata.clone());
         rows.recorded_at_micros.push(event.recorded_at_micros);
         rows.hashes.push(event.hash.to_vec());
-        tip = Tip { position: at.0, hash: event.hash };
-        last_micros = event.recorded_at_micros;
     }
-    Ok(rows)
+    rows
 }
 
-/// The commands the events' metadata names, as store-sqlite's schema-2
-/// upgrade finds them: one per command id and stream, from its first to its
-/// last event; where one id reached two streams, the first stays.
+/// The commands to record, as columns.
 #[derive(Debug, Default)]
 struct Commands {
     ids: Vec<Uuid>,
@@ -159,44 +174,4 @@ struct Commands {
     streams: Vec<String>,
     firsts: Vec<i64>,
     lasts: Vec<i64>,
-}
-
-fn commands_of(events: &[RawEvent]) -> Commands {
-    let mut out = Commands::default();
-    let mut index: HashMap<Uuid, usize> = HashMap::new();
-    for event in events {
-        let Ok(meta) = serde_json::from_str::<serde_json::Value>(&event.metadata) else { continue };
-        let Some(id) = meta.get("command_id").and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok()) else {
-            continue;
-        };
-        let position = event.position.0 as i64;
-        match index.get(&id) {
-            Some(&i) => {
-                if out.streams[i] == event.stream_id {
-                    out.lasts[i] = position;
-                }
-            }
-            None => {
-                let fingerprint = meta
-                    .get("fingerprint")
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| <[u8; 32]>::try_from(hex_bytes(s)?.as_slice()).ok())
-                    .map(|f| f.to_vec());
-                index.insert(id, out.ids.len());
-                out.ids.push(id);
-                out.fingerprints.push(fingerprint);
-                out.streams.push(event.stream_id.clone());
-                out.firsts.push(position);
-                out.lasts.push(position);
-            }
-        }
-    }
-    out
-}
-
-fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
 }

@@ -183,7 +183,7 @@ impl PostgresStore {
     /// `recorded_at` never decrease. All or nothing. Also records the
     /// events' command ids, so that each keeps its one effect. Returns the
     /// new head.
-    pub async fn import(&self, events: Vec<RawEvent>) -> Result<Head, StoreError> {
+    async fn import_events(&self, events: Vec<RawEvent>) -> Result<Head, StoreError> {
         let inner = &self.inner;
         let mut client = inner.pool.get().await.map_err(pool_error)?;
         let head = import::import(&mut client, &inner.settings, &events).await?;
@@ -218,6 +218,10 @@ impl EventStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         with_client!(self, "read stream", |client| read::read_stream(&client, stream_id, start, direction, limit))
+    }
+
+    async fn import(&self, events: Vec<RawEvent>) -> Result<Head, StoreError> {
+        self.import_events(events).await
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
