@@ -60,6 +60,12 @@ struct Args {
     /// An admin token of the server given by --url.
     #[arg(long, requires = "url")]
     token: Option<String>,
+    /// Another server on the same shared log (PostgreSQL) to spread the
+    /// clients over (repeatable): client i talks to server i mod N, the
+    /// first being --url or the started one. The set-up is done through the
+    /// first; each other server must accept its tokens before the load starts.
+    #[arg(long = "also-url")]
+    also_urls: Vec<String>,
     /// Concurrent clients, each with its own keep-alive connection and manager tokens.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     clients: u32,
@@ -216,7 +222,12 @@ async fn measure(args: &Args, base: &str, admin: &str, server_text: &str, server
         setup.tokens.len(),
         started.elapsed().as_secs_f64()
     ));
-    let context = Arc::new(Context::new(base, &setup, args.tokens_per_client as usize, args.idempotency_keys)?);
+    let mut bases = vec![base.to_owned()];
+    bases.extend(args.also_urls.iter().map(|u| u.trim_end_matches('/').to_owned()));
+    for other in &bases[1..] {
+        accepts_tokens(&http, other, &setup).await?;
+    }
+    let context = Arc::new(Context::new(&bases, &setup, args.tokens_per_client as usize, args.idempotency_keys)?);
     let phases: &[Phase] = match args.phase {
         PhaseArg::Expenditures => &[Phase::Expenditures],
         PhaseArg::Reads => &[Phase::Reads],
@@ -581,11 +592,36 @@ fn clip(text: &str) -> String {
 }
 
 /// What the clients share: URLs, tokens, dates.
+/// Waits (10 s at most) until the server at `base` accepts the set-up's
+/// tokens, made through another server of the same log.
+async fn accepts_tokens(http: &reqwest::Client, base: &str, setup: &Setup) -> Result<()> {
+    let (Some(token), Some(grant)) = (setup.tokens.last(), setup.grants.first()) else { return Ok(()) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = http
+            .get(format!("{base}/api/v1/grants/{grant}/budget"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {base}"))?
+            .status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{base} still answers {status} to the tokens made through the first server");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[derive(Debug)]
 struct Context {
-    expenditure_urls: Vec<reqwest::Url>,
+    /// By server, then by grant.
+    expenditure_urls: Vec<Vec<reqwest::Url>>,
     expenditure_paths: Vec<String>,
-    budget_urls: Vec<reqwest::Url>,
+    /// By server, then by grant.
+    budget_urls: Vec<Vec<reqwest::Url>>,
     budget_paths: Vec<String>,
     authorizations: Vec<HeaderValue>,
     tokens_per_client: usize,
@@ -594,7 +630,7 @@ struct Context {
 }
 
 impl Context {
-    fn new(base: &str, setup: &Setup, tokens_per_client: usize, idempotency_keys: bool) -> Result<Self> {
+    fn new(bases: &[String], setup: &Setup, tokens_per_client: usize, idempotency_keys: bool) -> Result<Self> {
         let expenditure_paths: Vec<String> =
             setup.grants.iter().map(|g| format!("/api/v1/grants/{g}/expenditures")).collect();
         let budget_paths: Vec<String> = setup.grants.iter().map(|g| format!("/api/v1/grants/{g}/budget")).collect();
@@ -607,9 +643,9 @@ impl Context {
         let first = NaiveDate::from_ymd_opt(y, m, d).ok_or_else(|| anyhow!("bad first date"))?;
         let dates = first.iter_days().take(INCURRED_DAYS as usize).map(|d| d.format("%Y-%m-%d").to_string()).collect();
         Ok(Context {
-            expenditure_urls: urls(base, &expenditure_paths)?,
+            expenditure_urls: bases.iter().map(|b| urls(b, &expenditure_paths)).collect::<Result<_>>()?,
             expenditure_paths,
-            budget_urls: urls(base, &budget_paths)?,
+            budget_urls: bases.iter().map(|b| urls(b, &budget_paths)).collect::<Result<_>>()?,
             budget_paths,
             authorizations,
             tokens_per_client,
@@ -819,7 +855,7 @@ async fn run_phase(
     server_pid: Option<u32>,
 ) -> PhaseOutcome {
     let clients = args.clients as usize;
-    let grants = context.budget_urls.len();
+    let grants = context.budget_urls.first().map_or(0, Vec::len);
     note(&format!(
         "grantlog-load: run {} {}: {clients} clients, {} s warm-up + {} s",
         run + 1,
@@ -899,7 +935,7 @@ async fn client_loop(
     measure_from: Instant,
     until: Instant,
 ) -> ClientOutcome {
-    let grants = context.budget_urls.len();
+    let grants = context.budget_urls.first().map_or(0, Vec::len);
     let mut outcome = ClientOutcome { acknowledged: vec![0; grants], ..ClientOutcome::default() };
     let http = match client_for_load() {
         Ok(http) => http,
@@ -913,6 +949,7 @@ async fn client_loop(
     let first = (client * share) % context.authorizations.len();
     let mine: Vec<HeaderValue> = context.authorizations.iter().cycle().skip(first).take(share).cloned().collect();
     let mut turn = 0_usize;
+    let server = client % context.expenditure_urls.len().max(1);
     let seed = ((run as u64) << 32) | client as u64;
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut sequence = 0_u64;
@@ -931,13 +968,13 @@ async fn client_loop(
                 cents = rng.random_range(100_u64..10_000);
                 date = &context.dates[rng.random_range(0..context.dates.len())];
                 let post = http
-                    .post(context.expenditure_urls[grant].clone())
+                    .post(context.expenditure_urls[server][grant].clone())
                     .header(AUTHORIZATION, authorization.clone())
                     .header(CONTENT_TYPE, "application/json")
                     .body(expenditure_body(&id, cents, date));
                 if context.idempotency_keys { post.header("idempotency-key", id.as_str()) } else { post }
             }
-            Phase::Reads => http.get(context.budget_urls[grant].clone()).header(AUTHORIZATION, authorization.clone()),
+            Phase::Reads => http.get(context.budget_urls[server][grant].clone()).header(AUTHORIZATION, authorization.clone()),
         };
         let describe = || match phase {
             Phase::Expenditures => {
