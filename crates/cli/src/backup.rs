@@ -5,7 +5,7 @@
 //! backup gives back the log, its head and the views.
 //!
 //! A backup `FILE` is the log (`events.sqlite`); `FILE.api` the API's file
-//! (`api.sqlite`: token digests and idempotency records), which cannot be
+//! (`api.sqlite`: token digests), which cannot be
 //! derived from the log; `FILE.head` the verified head and counts. The
 //! views (`views.sqlite`) are derived from the log and are not backed up.
 
@@ -183,7 +183,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<bool> {
     ));
     match tokens {
         Some(tokens) => output::line(&format!(
-            "api.sqlite ({tokens} tokens, idempotency records) backed up to {}",
+            "api.sqlite ({tokens} tokens) backed up to {}",
             to_api.display()
         )),
         None => {

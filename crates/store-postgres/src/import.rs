@@ -16,16 +16,11 @@ use crate::writer::{HEAD_SQL, INSERT_EVENTS_SQL, LOCK_SQL, LOG_LOCK_KEY, MOVE_HE
 /// Rows per INSERT statement.
 const IMPORT_CHUNK_EVENTS: usize = 2_000;
 
-fn refused(position: Position, detail: impl Into<String>) -> StoreError {
-    StoreError::ImportRefused { position: position.0, detail: detail.into() }
-}
-
 pub(crate) async fn import(
     client: &mut deadpool_postgres::Client,
     settings: &Settings,
     events: &[RawEvent],
 ) -> Result<Head, StoreError> {
-    let Some(last) = events.last() else { return Err(refused(Position::START, "no events to import")) };
     let _ = pool_error; // the caller maps the pool's errors
     let tx = settings.within("begin", async { client.transaction().await.pg() }).await?;
     settings.within("lock", async { tx.execute(LOCK_SQL, &[&LOG_LOCK_KEY]).await.pg() }).await?;
@@ -127,7 +122,8 @@ pub(crate) async fn import(
             })
             .await?;
     }
-    let head = last.head();
+    let head = checked.head;
+    let last_micros = events.last().map_or(0, |e| e.recorded_at_micros);
     settings
         .within("finish", async {
             tx.execute(
@@ -139,7 +135,7 @@ pub(crate) async fn import(
             .await
             .pg()?;
             let position = head.position.0 as i64;
-            tx.execute(MOVE_HEAD_SQL, &[&position, &head.hash.to_vec(), &last.recorded_at_micros]).await.pg()?;
+            tx.execute(MOVE_HEAD_SQL, &[&position, &head.hash.to_vec(), &last_micros]).await.pg()?;
             tx.execute(NOTIFY_SQL, &[&head.position.0.to_string()]).await.pg()?;
             tx.commit().await.pg()
         })
