@@ -480,6 +480,12 @@ async fn postgres_stopped_during_writes_loses_no_acknowledged_write_and_servers_
         let reply = api.get(ADMIN_TOKEN, &format!("/api/v1/grants/{GRANT_A}/history?limit=10")).await;
         assert_eq!(reply.status.as_u16(), 503, "{}: history while the database is down: {}", api.base(), reply.text);
         reply.problem(503, "database-unavailable");
+        // Not ready (a load balancer sends its clients elsewhere), but alive
+        // (nothing restarts it).
+        let reply = api.send(reqwest::Method::GET, "/readyz", None, None, &[]).await;
+        assert_eq!(reply.status.as_u16(), 503, "{}: /readyz while the database is down: {}", api.base(), reply.text);
+        assert_eq!(reply.body["status"], json!("failed"), "{}", reply.text);
+        api.send(reqwest::Method::GET, "/healthz", None, None, &[]).await.expect_status(200);
         // The views are in memory: they are read as they stand.
         let reply = api.get(&w.manager_a, &format!("/api/v1/grants/{GRANT_A}/budget")).await;
         assert_eq!(reply.status.as_u16(), 200, "{}: the budget while the database is down: {}", api.base(), reply.text);
@@ -574,6 +580,8 @@ async fn postgres_stopped_during_writes_loses_no_acknowledged_write_and_servers_
         assert_eq!(unique, expected, "{}: the log holds exactly the acknowledged writes", api.base());
         // The views caught up with it too, without a restart.
         api.get(ADMIN_TOKEN, &format!("/api/v1/grants/{GRANT_A}/budget?min_position={head}")).await.expect_status(200);
+        let ready = api.send(reqwest::Method::GET, "/readyz", None, None, &[]).await.expect_status(200);
+        assert_eq!(ready.body["status"], json!("ok"), "{}: /readyz after the outage: {}", api.base(), ready.text);
         let ids: Vec<String> = api.expenditure_ids(GRANT_A).await.into_iter().filter(|i| i.starts_with("O-")).collect();
         assert_eq!(ids.len(), acked.len(), "{}: /history lists every acknowledged write once", api.base());
     }
