@@ -585,6 +585,8 @@ async fn postgres_stopped_during_writes_loses_no_acknowledged_write_and_servers_
         let ids: Vec<String> = api.expenditure_ids(GRANT_A).await.into_iter().filter(|i| i.starts_with("O-")).collect();
         assert_eq!(ids.len(), acked.len(), "{}: /history lists every acknowledged write once", api.base());
     }
+    // The same processes throughout, never restarted.
+    assert_eq!((w.server.starts(), b.starts()), (1, 1), "a server was restarted");
     let line = verify(&url);
     let total = events(&apis[0]).await.len();
     assert!(line.starts_with(&format!("ok {total} events, head ")), "verify said {line}");
