@@ -118,6 +118,9 @@ pub struct Server {
     /// The database it shares with the servers that joined it (PostgreSQL);
     /// dropped after the last of them.
     database: Option<std::sync::Arc<Database>>,
+    /// The URL of the database it runs on, when on PostgreSQL (that of
+    /// `database`, or one given to [`Server::start_on_url`]).
+    database_url: Option<String>,
     root: tempfile::TempDir,
     child: Option<Child>,
     url: String,
@@ -147,7 +150,16 @@ impl Server {
     /// data directory's path (to mount a small file system there, say).
     pub fn start_prepared(args: &[&str], envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
         let database = (crate::BACKEND == Backend::Postgres).then(|| std::sync::Arc::new(Database::create()));
-        Self::start_on(database, args, envs, prepare)
+        let url = database.as_ref().map(|d| d.url());
+        Self::start_on(database, url, args, envs, prepare)
+    }
+
+    /// `grantlog <args>` on a fresh data directory and on the database at
+    /// `url`, which the caller owns (a cluster of the test's own, a
+    /// restored copy).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn start_on_url(url: &str, args: &[&str]) -> Self {
+        Self::start_on(None, Some(url.to_owned()), args, &[], |_| {})
     }
 
     /// `grantlog <args>` on `backend` whichever backend the test binary is for.
@@ -168,16 +180,16 @@ impl Server {
     /// data directory (its own views), its own port and the same flags.
     #[allow(dead_code)] // not every test binary uses it
     pub fn join(&self) -> Self {
-        assert!(self.database.is_some(), "only servers on PostgreSQL share a log");
+        assert!(self.database_url.is_some(), "only servers on PostgreSQL share a log");
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let envs: Vec<(&str, &str)> = self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Self::start_on(self.database.clone(), &args, &envs, |_| {})
+        Self::start_on(self.database.clone(), self.database_url.clone(), &args, &envs, |_| {})
     }
 
     /// The database URL the server uses (PostgreSQL), if any.
     #[allow(dead_code)] // not every test binary uses it
     pub fn database_url(&self) -> Option<String> {
-        self.database.as_ref().map(|d| d.url())
+        self.database_url.clone()
     }
 
     /// Flags that point a `grantlog` subcommand at this server's log: its
@@ -193,6 +205,7 @@ impl Server {
 
     fn start_on(
         database: Option<std::sync::Arc<Database>>,
+        database_url: Option<String>,
         args: &[&str],
         envs: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
@@ -201,6 +214,7 @@ impl Server {
         prepare(&root.path().join("data"));
         let mut server = Self {
             database,
+            database_url,
             root,
             child: None,
             url: String::new(),
@@ -275,7 +289,7 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("GRANTLOG_ADMIN_TOKEN", ADMIN_TOKEN)
-            .envs(self.database.as_ref().map(|d| ("GRANTLOG_DATABASE_URL", d.url())))
+            .envs(self.database_url.as_ref().map(|url| ("GRANTLOG_DATABASE_URL", url.clone())))
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())

@@ -1,7 +1,8 @@
 //! The end-to-end suite on PostgreSQL: the same tests as `e2e` (the modules
 //! are shared, by path) with every server's log and tokens in a database of
 //! its own at 127.0.0.1:5432, plus what only several servers on one
-//! database show (`servers`). Without PostgreSQL these tests fail, saying
+//! database show (`servers`), and the database itself stopped, started,
+//! dumped and restored (`pg_outage`). Without PostgreSQL these tests fail, saying
 //! so; they are never skipped.
 //!
 //! Left out: what is about the data directory's SQLite files themselves
@@ -31,6 +32,8 @@ mod idempotency;
 mod input;
 #[path = "../e2e/nctcr.rs"]
 mod nctcr;
+#[path = "../e2e/pg_outage.rs"]
+mod pg_outage;
 #[path = "../e2e/rejections.rs"]
 mod rejections;
 #[path = "../e2e/scenario.rs"]

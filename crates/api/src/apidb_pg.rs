@@ -52,14 +52,13 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("api database: {e}"))
 }
 
-/// A database error: the server gone or timed out is unavailability (503);
-/// anything else is internal.
+/// A database error: the server gone, shutting down or timed out is
+/// unavailability (503); anything else is internal.
 fn pg(e: tokio_postgres::Error) -> ApiError {
-    if e.is_closed() || e.code().is_none() {
-        ApiError::DatabaseUnavailable { detail: e.to_string() }
-    } else {
-        internal(e)
-    }
+    // 08: connection exceptions; 57: operator intervention (a shutdown,
+    // `cannot_connect_now` while it starts, a cancelled statement).
+    let away = e.code().is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57"));
+    if e.is_closed() || away { ApiError::DatabaseUnavailable { detail: e.to_string() } } else { internal(e) }
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> ApiError {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use store::{StoreError, Subscription};
 
@@ -16,15 +17,33 @@ pub(super) fn fail(shared: &Shared, position: u64, error: String) {
     *lock(&shared.status) = Status::Failed { position, error };
 }
 
+/// The first wait before reading again from a store that could not be
+/// reached (a database that went away); it doubles up to
+/// [`UNAVAILABLE_RETRY_MAX`].
+const UNAVAILABLE_RETRY_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between two reads of a store that cannot be reached.
+const UNAVAILABLE_RETRY_MAX: Duration = Duration::from_secs(2);
+
 pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Sender<Pending>) {
     let start = store::Position(*shared.visible.borrow());
     let mut subscription = Subscription::new(Arc::clone(&shared.store), start);
+    let mut retry = UNAVAILABLE_RETRY_MIN;
     loop {
         let page = match subscription.next_batch(PROJECTION_BATCH_EVENTS).await {
             Ok(page) => page,
             Err(StoreError::Closed) => return,
+            // The database is away (restarting, a network cut): nothing is
+            // wrong with the log, read again when it is back. The views
+            // keep what they have and say so by their position.
+            Err(StoreError::Unavailable { detail }) => {
+                tracing::warn!(position = subscription.position().0, %detail, "the log cannot be read; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(UNAVAILABLE_RETRY_MAX);
+                continue;
+            }
             Err(e) => return fail(&shared, subscription.position().0 + 1, e.to_string()),
         };
+        retry = UNAVAILABLE_RETRY_MIN;
         // A rebuild pauses the loop here; it rebuilds exactly up to what
         // this loop has applied, so the page still follows on.
         let turn = shared.turn.lock().await;
