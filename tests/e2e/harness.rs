@@ -166,14 +166,16 @@ impl Server {
     #[allow(dead_code)] // not every test binary uses it
     pub fn start_with_backend(backend: Backend, args: &[&str]) -> Self {
         let database = (backend == Backend::Postgres).then(|| std::sync::Arc::new(Database::create()));
-        Self::start_on(database, args, &[], |_| {})
+        let url = database.as_ref().map(|d| d.url());
+        Self::start_on(database, url, args, &[], |_| {})
     }
 
     /// `grantlog <args>` on `database` (which may hold a log already), with
     /// a fresh data directory.
     #[allow(dead_code)] // not every test binary uses it
     pub fn start_on_database(database: std::sync::Arc<Database>, args: &[&str]) -> Self {
-        Self::start_on(Some(database), args, &[], |_| {})
+        let url = Some(database.url());
+        Self::start_on(Some(database), url, args, &[], |_| {})
     }
 
     /// Another server on this one's database (PostgreSQL), with its own

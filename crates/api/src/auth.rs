@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for Arc<Principal> {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        let principal = state.tokens().authenticate(secret).ok_or(ApiError::Unauthorized)?;
+        let principal = state.tokens().authenticate_fresh(secret).await.ok_or(ApiError::Unauthorized)?;
         state.rate_limiter().take(principal.name.as_str())?;
         tracing::Span::current().record("actor", principal.name.as_str());
         Ok(principal)

@@ -54,6 +54,11 @@ pub struct Tokens {
     /// away, nor drops a token just created.
     changes: tokio::sync::Mutex<()>,
     uses: tokio::sync::mpsc::Sender<(String, String)>,
+    /// The data version last read in (see [`ApiData::data_version`]).
+    seen: AtomicI64,
+    /// When the last check of an unknown secret against the table began:
+    /// one check at a time, shared by every miss that arrived before it.
+    miss_checked: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Tokens {
@@ -70,9 +75,11 @@ impl Tokens {
             known: RwLock::new(known),
             changes: tokio::sync::Mutex::new(()),
             uses,
+            seen: AtomicI64::new(version),
+            miss_checked: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(write_last_used(db, rx));
-        tokio::spawn(reload(Arc::downgrade(&tokens), version));
+        tokio::spawn(reload(Arc::downgrade(&tokens)));
         Ok(tokens)
     }
 
@@ -102,6 +109,42 @@ impl Tokens {
         }
         *known = fresh;
         Ok(())
+    }
+
+    /// [`Tokens::authenticate`], and for a secret this server does not know,
+    /// a look at the table first when it changed since it was last read: a
+    /// token made a moment ago by another server or `grantlog token` is
+    /// accepted at once, not a second later. Concurrent misses share one
+    /// check (so unknown secrets cost at most one cheap query at a time).
+    pub async fn authenticate_fresh(&self, secret: &str) -> Option<Arc<Principal>> {
+        if let Some(principal) = self.authenticate(secret) {
+            return Some(principal);
+        }
+        let presented = digest(secret);
+        if self.known.read().unwrap_or_else(|e| e.into_inner()).contains_key(&presented) {
+            return None; // known, and revoked or expired
+        }
+        let arrived = std::time::Instant::now();
+        let mut checked = self.miss_checked.lock().await;
+        if checked.is_none_or(|at| at < arrived) {
+            *checked = Some(std::time::Instant::now());
+            if let Err(e) = self.reload_if_changed().await {
+                tracing::warn!(error = ?e, "could not check the tokens for a change");
+            }
+        }
+        drop(checked);
+        self.authenticate(secret)
+    }
+
+    /// Reads the tokens again if the table changed since they were read.
+    async fn reload_if_changed(&self) -> Result<bool, ApiError> {
+        let version = self.db.data_version().await?;
+        if version == self.seen.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.refresh().await?;
+        self.seen.store(version, Ordering::Release);
+        Ok(true)
     }
 
     /// Whether any token exists (the bootstrap creates the first).
@@ -282,21 +325,15 @@ async fn write_last_used(db: Arc<dyn ApiData>, mut rx: tokio::sync::mpsc::Receiv
     }
 }
 
-/// Reloads the tokens when another process changed the file.
-async fn reload(tokens: std::sync::Weak<Tokens>, mut seen: i64) {
+/// Reloads the tokens when another process changed them.
+async fn reload(tokens: std::sync::Weak<Tokens>) {
     loop {
         tokio::time::sleep(TOKENS_RELOAD_EVERY).await;
         let Some(tokens) = tokens.upgrade() else { return };
-        match tokens.db.data_version().await {
-            Ok(version) if version == seen => {}
-            Ok(version) => match tokens.refresh().await {
-                Ok(()) => {
-                    tracing::info!("tokens reloaded: api.sqlite was changed by another process");
-                    seen = version;
-                }
-                Err(e) => tracing::warn!(error = ?e, "could not reload the tokens"),
-            },
-            Err(e) => tracing::warn!(error = ?e, "could not check api.sqlite for changes"),
+        match tokens.reload_if_changed().await {
+            Ok(true) => tracing::info!("tokens reloaded: another process changed them"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = ?e, "could not check the tokens for a change"),
         }
     }
 }

@@ -182,10 +182,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<bool> {
         to_head.display()
     ));
     match tokens {
-        Some(tokens) => output::line(&format!(
-            "api.sqlite ({tokens} tokens) backed up to {}",
-            to_api.display()
-        )),
+        Some(tokens) => output::line(&format!("api.sqlite ({tokens} tokens) backed up to {}", to_api.display())),
         None => {
             output::line(&format!("no api.sqlite in {}: nothing to back up beside the log", args.data_dir.display()))
         }

@@ -974,7 +974,9 @@ async fn client_loop(
                     .body(expenditure_body(&id, cents, date));
                 if context.idempotency_keys { post.header("idempotency-key", id.as_str()) } else { post }
             }
-            Phase::Reads => http.get(context.budget_urls[server][grant].clone()).header(AUTHORIZATION, authorization.clone()),
+            Phase::Reads => {
+                http.get(context.budget_urls[server][grant].clone()).header(AUTHORIZATION, authorization.clone())
+            }
         };
         let describe = || match phase {
             Phase::Expenditures => {
