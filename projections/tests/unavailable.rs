@@ -85,6 +85,9 @@ impl EventStore for Flaky {
     async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
         self.inner.hash_at(position).await
     }
+    async fn import(&self, events: Vec<RawEvent>) -> Result<Head, StoreError> {
+        self.inner.import(events).await
+    }
     async fn close(&self) {
         self.inner.close().await;
     }
