@@ -69,17 +69,15 @@ impl Settings {
     /// reads its notifications).
     pub async fn connect_raw(
         &self,
-    ) -> Result<(Client, tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>), StoreError>
-    {
+    ) -> Result<
+        (Client, tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>),
+        StoreError,
+    > {
         tokio::time::timeout(self.deadline, self.pg.connect(NoTls)).await.map_err(|_| timed_out("connect"))?.pg()
     }
 
     /// Runs `f` with the client-side deadline.
-    pub async fn within<T>(
-        &self,
-        what: &str,
-        f: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    pub async fn within<T>(&self, what: &str, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         tokio::time::timeout(self.deadline, f).await.map_err(|_| timed_out(what))?
     }
 }

@@ -47,7 +47,9 @@ pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => store_error(e),
         PoolError::Closed => StoreError::Closed,
-        PoolError::Timeout(kind) => StoreError::Unavailable { detail: format!("no database connection in time ({kind:?})") },
+        PoolError::Timeout(kind) => {
+            StoreError::Unavailable { detail: format!("no database connection in time ({kind:?})") }
+        }
         other => StoreError::Unavailable { detail: other.to_string() },
     }
 }

@@ -156,10 +156,11 @@ impl PostgresStore {
         let head = settings.within("head", read::head_position(&client)).await?;
         drop(client);
 
-        let manager =
-            Manager::from_config(settings.pg.clone(), tokio_postgres::NoTls, ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            });
+        let manager = Manager::from_config(
+            settings.pg.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let deadline = Some(settings.deadline);
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))

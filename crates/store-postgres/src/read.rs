@@ -72,7 +72,10 @@ fn decode_raw(row: &Row) -> Result<RawEvent, StoreError> {
     })
 }
 
-pub async fn stream_version(client: &deadpool_postgres::Client, stream_id: &StreamId) -> Result<Option<u64>, StoreError> {
+pub async fn stream_version(
+    client: &deadpool_postgres::Client,
+    stream_id: &StreamId,
+) -> Result<Option<u64>, StoreError> {
     let st = client.prepare_cached("SELECT max(stream_version) FROM events WHERE stream_id = $1").await.pg()?;
     let v: Option<i64> = client.query_one(&st, &[&stream_id.as_str()]).await.pg()?.get(0);
     Ok(v.map(|v| v as u64))
@@ -161,7 +164,10 @@ pub async fn position_at_or_after(
     Ok(found.map(|p| Position(p as u64)))
 }
 
-pub async fn command(client: &deadpool_postgres::Client, command_id: Uuid) -> Result<Option<RecordedCommand>, StoreError> {
+pub async fn command(
+    client: &deadpool_postgres::Client,
+    command_id: Uuid,
+) -> Result<Option<RecordedCommand>, StoreError> {
     let st = client
         .prepare_cached(
             "SELECT command_id, fingerprint, stream_id, first_position, last_position FROM commands

@@ -37,7 +37,8 @@ async fn sqlite_log(dir: &tempfile::TempDir, commands: &[Uuid]) -> SqliteStore {
         store.append(&stream, ExpectedVersion::Any, batch).await.unwrap();
     }
     for (k, c) in commands.iter().enumerate() {
-        let batch = vec![command_event(100 + k as u64, *c, Some(k as u8)), command_event(200 + k as u64, *c, Some(k as u8))];
+        let batch =
+            vec![command_event(100 + k as u64, *c, Some(k as u8)), command_event(200 + k as u64, *c, Some(k as u8))];
         store.append(&sid("grant-cmd"), ExpectedVersion::Any, batch).await.unwrap();
     }
     store

@@ -125,7 +125,8 @@ async fn a_follower_misses_no_event_that_commits_late() {
     let seen = follower.await.unwrap();
     let stored = all_positions(&*stores[0]).await;
     assert_eq!(stored, (1..=n).collect::<Vec<_>>());
-    let missed: BTreeSet<u64> = stored.iter().copied().collect::<BTreeSet<_>>().difference(&seen.iter().copied().collect()).copied().collect();
+    let missed: BTreeSet<u64> =
+        stored.iter().copied().collect::<BTreeSet<_>>().difference(&seen.iter().copied().collect()).copied().collect();
     assert!(missed.is_empty(), "the follower missed positions {missed:?}");
     assert_eq!(seen, stored, "the follower saw events out of order or twice");
 }

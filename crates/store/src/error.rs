@@ -115,7 +115,9 @@ pub enum StoreError {
     /// The database cannot be reached (connection refused or lost, a
     /// timeout): an append that met it may or may not be recorded, so retry
     /// it with the same command id (its effect happens at most once).
-    #[error("the database cannot be reached; an append that met it may or may not be recorded: retry with the same command id ({detail})")]
+    #[error(
+        "the database cannot be reached; an append that met it may or may not be recorded: retry with the same command id ({detail})"
+    )]
     Unavailable {
         /// What happened.
         detail: String,
