@@ -28,8 +28,13 @@ impl Settings {
         let mut pg: tokio_postgres::Config =
             config.url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
         let ms = |d: Duration| d.as_millis().max(1);
+        // Custom plans always: a generic plan made while the log was small
+        // (a sequential scan of a few pages) would otherwise stay cached
+        // for the connection's life and make lookups by event id linear in
+        // the size of the log.
         let ours = format!(
-            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={} \
+             -c plan_cache_mode=force_custom_plan",
             ms(config.statement_timeout),
             ms(config.lock_timeout),
             ms(config.idle_in_transaction_timeout),

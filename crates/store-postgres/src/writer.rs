@@ -138,6 +138,10 @@ impl Writer {
             let Some(first) = self.rx.recv().await else { break };
             let mut group = Vec::new();
             take(first, &mut group, &mut closing);
+            // The appenders answered by the last commit are about to send
+            // their next appends: let them, so that this group takes them
+            // all rather than only the first (one yield, no timer).
+            tokio::task::yield_now().await;
             while group.len() < self.settings.group_appends_max && closing.is_none() {
                 match self.rx.try_recv() {
                     Ok(request) => take(request, &mut group, &mut closing),
