@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use store::hash::CanonicalEvent;
-use store::{AppendResult, EventMetadata, Position, PreparedAppend, PreparedEvent, RecordedCommand, StoreError};
+use store::prepare::replayed;
+use store::{AppendResult, Position, PreparedAppend, PreparedEvent, RecordedCommand, StoreError};
 
 /// The log's last event, as the chain continues from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,17 +20,7 @@ pub(crate) struct Tip {
     pub hash: [u8; 32],
 }
 
-/// A stored event, as far as idempotency needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct Stored {
-    pub position: u64,
-    pub stream_id: String,
-    pub stream_version: u64,
-    pub event_type: String,
-    pub schema_version: u32,
-    pub data: String,
-    pub metadata: String,
-}
+pub(crate) use store::prepare::StoredEvent as Stored;
 
 /// A recorded command and the stream version its last event has.
 #[derive(Debug, Clone)]
@@ -185,46 +176,4 @@ fn stored(append: &PreparedAppend, event: &PreparedEvent, position: u64, version
         data: event.data_text.clone(),
         metadata: event.metadata_text.clone(),
     }
-}
-
-/// The answer to an append some of whose event ids are already stored: the
-/// original result if the whole batch was stored before, as one run, in the
-/// same stream, with the same content; otherwise a refusal.
-fn replayed(append: &PreparedAppend, existing: &[Option<&Stored>]) -> Result<AppendResult, StoreError> {
-    let mut previous: Option<&Stored> = None;
-    for (event, stored) in append.events.iter().zip(existing) {
-        let Some(stored) = *stored else {
-            let stored_id = append.events.iter().zip(existing).find(|(_, s)| s.is_some()).map(|(e, _)| e.event_id);
-            return Err(StoreError::EventIdReused { event_id: stored_id.unwrap_or(event.event_id) });
-        };
-        let in_run =
-            previous.is_none_or(|p| stored.position == p.position + 1 && stored.stream_version == p.stream_version + 1);
-        if !in_run || !same_content(append, event, stored) {
-            return Err(StoreError::EventIdReused { event_id: event.event_id });
-        }
-        previous = Some(stored);
-    }
-    match (existing.first(), previous) {
-        (Some(Some(first)), Some(last)) => Ok(AppendResult {
-            first_position: Position(first.position),
-            last_position: Position(last.position),
-            stream_version: last.stream_version,
-            replayed: true,
-        }),
-        _ => Err(StoreError::EmptyAppend),
-    }
-}
-
-/// Same JSON, byte for byte or, failing that, as values (key order aside).
-fn same_json<T: serde::de::DeserializeOwned + PartialEq>(stored: &str, given: &str) -> bool {
-    stored == given
-        || matches!((serde_json::from_str::<T>(stored), serde_json::from_str::<T>(given)), (Ok(a), Ok(b)) if a == b)
-}
-
-fn same_content(append: &PreparedAppend, event: &PreparedEvent, stored: &Stored) -> bool {
-    stored.stream_id == append.stream_id.as_str()
-        && stored.event_type == event.event_type
-        && stored.schema_version == event.schema_version
-        && same_json::<serde_json::Value>(&stored.data, &event.data_text)
-        && same_json::<EventMetadata>(&stored.metadata, &event.metadata_text)
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::conn::Settings;
 use crate::decide::Rows;
-use crate::error::{Pg, pool_error};
+use crate::error::Pg;
 use crate::writer::{HEAD_SQL, INSERT_EVENTS_SQL, LOCK_SQL, LOG_LOCK_KEY, MOVE_HEAD_SQL, NOTIFY_SQL, tip_of};
 
 /// Rows per INSERT statement.
@@ -21,7 +21,6 @@ pub(crate) async fn import(
     settings: &Settings,
     events: &[RawEvent],
 ) -> Result<Head, StoreError> {
-    let _ = pool_error; // the caller maps the pool's errors
     let tx = settings.within("begin", async { client.transaction().await.pg() }).await?;
     settings.within("lock", async { tx.execute(LOCK_SQL, &[&LOG_LOCK_KEY]).await.pg() }).await?;
     let head = settings.within("head", async { tx.query_one(HEAD_SQL, &[]).await.pg() }).await?;

@@ -53,8 +53,9 @@ use self::writer::{Request, Writer};
 
 pub use self::schema::SCHEMA_VERSION;
 
-/// How to reach and use a PostgreSQL event log.
-#[derive(Debug, Clone)]
+/// How to reach and use a PostgreSQL event log. Its `Debug` hides a
+/// password in the URL.
+#[derive(Clone)]
 pub struct PostgresConfig {
     /// A libpq-style URL (`postgres://user@host:5432/db?options=...`). The
     /// log's tables live in the connection's default schema.
@@ -103,6 +104,32 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
             commit_delay_for_tests: Duration::ZERO,
         }
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redacted(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("group_commit_appends_max", &self.group_commit_appends_max)
+            .field("queued_appends_max", &self.queued_appends_max)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("idle_in_transaction_timeout", &self.idle_in_transaction_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
     }
 }
 
@@ -272,5 +299,16 @@ impl EventStore for PostgresStore {
 
     fn watch_position(&self) -> watch::Receiver<Position> {
         self.inner.position.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_in_the_url_is_not_shown() {
+        let config = super::PostgresConfig::new("postgres://grantlog:s3cret@db:5432/log");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("grantlog:***@db:5432/log"), "{shown}");
+        assert_eq!(super::redacted("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
     }
 }

@@ -117,6 +117,14 @@ pub(crate) struct Writer {
 
 type Group = Vec<(PreparedAppend, Reply)>;
 
+/// A group stops taking appends once it holds this many events, so that
+/// one transaction's multi-row inserts stay well within `statement_timeout`.
+const GROUP_EVENTS_MAX: usize = 10_000;
+
+fn group_events(group: &Group) -> usize {
+    group.iter().map(|(append, _)| append.events.len()).sum()
+}
+
 /// Why a group was not committed.
 enum GroupError {
     /// The database refused a statement: the transaction is rolled back
@@ -142,7 +150,10 @@ impl Writer {
             // their next appends: let them, so that this group takes them
             // all rather than only the first (one yield, no timer).
             tokio::task::yield_now().await;
-            while group.len() < self.settings.group_appends_max && closing.is_none() {
+            while group.len() < self.settings.group_appends_max
+                && group_events(&group) < GROUP_EVENTS_MAX
+                && closing.is_none()
+            {
                 match self.rx.try_recv() {
                     Ok(request) => take(request, &mut group, &mut closing),
                     Err(_) => break,

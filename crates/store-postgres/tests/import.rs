@@ -115,8 +115,9 @@ async fn an_import_that_does_not_continue_the_chain_is_refused_and_writes_nothin
     bad_stream[3].stream_id = "$all".to_owned();
     rechain(&mut bad_stream);
     let cases: Vec<(&str, Vec<RawEvent>, u64)> = vec![
-        ("a gap at the start", rows[1..].to_vec(), 2),
-        ("a gap inside", [&rows[..4], &rows[5..]].concat(), 6),
+        // A refusal names the position the event would take here.
+        ("a gap at the start", rows[1..].to_vec(), 1),
+        ("a gap inside", [&rows[..4], &rows[5..]].concat(), 5),
         ("a hash that is not the chain's", bad_hash, 6),
         ("data edited after hashing", edited, 8),
         ("a stream version skipped", version_gap, 10),
@@ -126,19 +127,19 @@ async fn an_import_that_does_not_continue_the_chain_is_refused_and_writes_nothin
     ];
     for (what, events, at) in cases {
         let err = pg.import(events).await.unwrap_err();
-        assert!(matches!(&err, StoreError::Corrupt { position, .. } if *position == at), "{what}: {err:?}");
+        assert!(matches!(&err, StoreError::ImportRefused { position, .. } if *position == at), "{what}: {err:?}");
         assert_eq!(pg.head().await.unwrap(), None, "{what}: something was written");
     }
-    assert!(matches!(pg.import(Vec::new()).await, Err(StoreError::Corrupt { .. })));
+    assert!(matches!(pg.import(Vec::new()).await, Err(StoreError::ImportRefused { position: 1, .. })));
 
     // Onto a log with events of its own, another log's continuation does
     // not chain (other previous hash), nor does a replay of its start.
     pg.append(&sid("grant-own"), ExpectedVersion::Any, vec![event(1)]).await.unwrap();
     let own = pg.head().await.unwrap();
     let err = pg.import(rows[1..].to_vec()).await.unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { position: 2, .. }), "{err:?}");
+    assert!(matches!(err, StoreError::ImportRefused { position: 2, .. }), "{err:?}");
     let err = pg.import(rows.clone()).await.unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { position: 1, .. }), "{err:?}");
+    assert!(matches!(err, StoreError::ImportRefused { position: 2, .. }), "{err:?}");
     assert_eq!(pg.head().await.unwrap(), own);
     assert_eq!(raw_rows(&pg).await.len(), 1);
 }

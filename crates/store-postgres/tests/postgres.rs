@@ -307,3 +307,78 @@ async fn an_unreachable_database_is_unavailable_at_connect() {
     let err = PostgresStore::connect(config).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
 }
+
+/// The advisory lock key every appender takes (see `writer.rs`).
+const LOG_LOCK_KEY: i64 = 0x6772_616e_746c_6f67;
+
+/// A session that takes the log lock and then does nothing cannot make an
+/// append hang: the append waits `lock_timeout`, answers `Unavailable`, and
+/// succeeds once the lock is free.
+#[tokio::test]
+async fn a_lock_held_elsewhere_makes_appends_unavailable_not_hang() {
+    let db = TestDatabase::create().await;
+    let mut config = PostgresConfig::new(&db.url);
+    config.lock_timeout = Duration::from_millis(300);
+    let store = PostgresStore::connect(config).await.unwrap();
+    fill(&store, 1).await;
+    let holder = raw(&db.url).await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK_KEY]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let err = store.append(&sid("grant-0"), ExpectedVersion::Any, vec![event(1)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    holder.batch_execute("COMMIT").await.unwrap();
+    let r = store.append(&sid("grant-0"), ExpectedVersion::Any, vec![event(2)]).await.unwrap();
+    assert_eq!(r.first_position, Position(2));
+}
+
+/// A store that stalls inside its transaction (here: sleeps after taking
+/// the lock) is cut off by the server after
+/// `idle_in_transaction_timeout`: its append is not recorded, and another
+/// store gets the lock and appends meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_writer_loses_the_lock_after_the_idle_timeout() {
+    let db = TestDatabase::create().await;
+    let mut stalled = PostgresConfig::new(&db.url);
+    stalled.idle_in_transaction_timeout = Duration::from_millis(300);
+    stalled.commit_delay_for_tests = Duration::from_secs(3);
+    let stalled = PostgresStore::connect(stalled).await.unwrap();
+    let other = PostgresStore::connect(PostgresConfig::new(&db.url)).await.unwrap();
+    let stuck =
+        tokio::spawn(async move { stalled.append(&sid("grant-s"), ExpectedVersion::Any, vec![event(1)]).await });
+    // The other store appends while the stalled one sleeps in its
+    // transaction: it waits for the lock at most until the server ends the
+    // stalled session.
+    let observer = raw(&db.url).await;
+    wait_until(Duration::from_secs(5), || async {
+        let held: i64 = observer
+            .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (held > 0).then_some(())
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    let r = other.append(&sid("grant-o"), ExpectedVersion::Any, vec![event(2)]).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} for the lock", started.elapsed());
+    assert_eq!(r.first_position, Position(1));
+    let err = stuck.await.unwrap().unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert_eq!(all_positions(&other).await, vec![1]);
+}
+
+/// Without notifications (one lost, or a writer that does not send them)
+/// the watch still reaches the head, by polling every `poll_interval`.
+#[tokio::test]
+async fn the_watch_follows_the_head_by_polling_when_no_notification_comes() {
+    let db = TestDatabase::create().await;
+    let mut config = PostgresConfig::new(&db.url);
+    config.poll_interval = Duration::from_millis(100);
+    let store = PostgresStore::connect(config).await.unwrap();
+    // Another writer that moves the head without notifying.
+    raw(&db.url).await.batch_execute("UPDATE log_head SET position = 7").await.unwrap();
+    let mut watch = store.watch_position();
+    tokio::time::timeout(Duration::from_secs(5), watch.wait_for(|p| *p == Position(7))).await.unwrap().unwrap();
+}

@@ -13,7 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use store::{PreparedAppend, PreparedEvent};
+use store::PreparedAppend;
+use store::prepare::StoredEvent as Stored;
 
 use super::SqliteConfig;
 use store::StoreError;
@@ -21,7 +22,7 @@ use store::StoreError;
 use crate::error::{Sql, is_full};
 use store::hash::{CanonicalEvent, GENESIS};
 use store::import::ImportTip;
-use store::{AppendResult, EventMetadata, Fingerprint, Head, Position, RawEvent};
+use store::{AppendResult, Fingerprint, Head, Position, RawEvent};
 
 /// Largest WAL file kept after a checkpoint resets it.
 const WAL_BYTES_KEPT: i64 = 64 * 1024 * 1024;
@@ -326,17 +327,6 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::ConstraintViolation))
 }
 
-/// A stored event, as far as idempotency needs it.
-struct Stored {
-    position: u64,
-    stream_id: String,
-    stream_version: u64,
-    event_type: String,
-    schema_version: u32,
-    data: String,
-    metadata: String,
-}
-
 /// Appends one batch inside the open transaction. The outer `Result` is
 /// SQLite failing; the inner one is the store refusing the append.
 fn append_one(
@@ -369,7 +359,8 @@ fn append_one(
         }
     }
     if existing.iter().any(Option::is_some) {
-        return Ok(replayed(append, &existing));
+        let existing: Vec<Option<&Stored>> = existing.iter().map(Option::as_ref).collect();
+        return Ok(store::prepare::replayed(append, &existing));
     }
     if let Some((command_id, fingerprint)) = &append.command
         && let Some(answer) = recorded_command(conn, append, *command_id, fingerprint.as_ref())?
@@ -468,50 +459,4 @@ fn recorded_command(
         stream_version: stream_version as u64,
         replayed: true,
     })))
-}
-
-/// The answer to an append some of whose event ids are already stored: the
-/// original result if the whole batch was stored before, as one run, in the
-/// same stream, with the same content; otherwise a refusal.
-fn replayed(append: &PreparedAppend, existing: &[Option<Stored>]) -> Result<AppendResult, StoreError> {
-    let mut previous: Option<&Stored> = None;
-    for (event, stored) in append.events.iter().zip(existing) {
-        let Some(stored) = stored else {
-            // Part of the batch is stored and part is not: name a stored id.
-            let stored_id = append.events.iter().zip(existing).find(|(_, s)| s.is_some()).map(|(e, _)| e.event_id);
-            return Err(StoreError::EventIdReused { event_id: stored_id.unwrap_or(event.event_id) });
-        };
-        let reused = || StoreError::EventIdReused { event_id: event.event_id };
-        let in_run =
-            previous.is_none_or(|p| stored.position == p.position + 1 && stored.stream_version == p.stream_version + 1);
-        if !in_run || !same_content(append, event, stored) {
-            return Err(reused());
-        }
-        previous = Some(stored);
-    }
-    match (existing.first(), previous) {
-        (Some(Some(first)), Some(last)) => Ok(AppendResult {
-            first_position: Position(first.position),
-            last_position: Position(last.position),
-            stream_version: last.stream_version,
-            replayed: true,
-        }),
-        _ => Err(StoreError::EmptyAppend),
-    }
-}
-
-/// Same JSON, byte for byte or, failing that, as values (key order aside).
-fn same_json<T: serde::de::DeserializeOwned + PartialEq>(stored: &str, given: &str) -> bool {
-    stored == given
-        || matches!((serde_json::from_str::<T>(stored), serde_json::from_str::<T>(given)), (Ok(a), Ok(b)) if a == b)
-}
-
-fn same_content(append: &PreparedAppend, event: &PreparedEvent, stored: &Stored) -> bool {
-    let same_data = same_json::<serde_json::Value>(&stored.data, &event.data_text);
-    let same_metadata = same_json::<EventMetadata>(&stored.metadata, &event.metadata_text);
-    stored.stream_id == append.stream_id.as_str()
-        && stored.event_type == event.event_type
-        && stored.schema_version == event.schema_version
-        && same_data
-        && same_metadata
 }

@@ -8,7 +8,10 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::types::{EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, ExpectedVersion, Fingerprint, NewEvent, StreamId};
+use crate::types::{
+    AppendResult, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, EventMetadata, ExpectedVersion, Fingerprint, NewEvent,
+    Position, StreamId,
+};
 
 /// Largest JSON payload (data or metadata) of one event, in bytes.
 pub const EVENT_JSON_BYTES_MAX: usize = 1024 * 1024;
@@ -89,4 +92,69 @@ fn command_of(events: &[NewEvent]) -> Result<Option<(Uuid, Option<Fingerprint>)>
         return Err(StoreError::MixedCommands);
     }
     Ok(first.and_then(|(id, fingerprint)| id.map(|id| (id, fingerprint))))
+}
+
+/// An event already in the log, as much of it as decides whether an append
+/// is a retry of the one that stored it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Its position.
+    pub position: u64,
+    /// Its stream.
+    pub stream_id: String,
+    /// Its version in the stream.
+    pub stream_version: u64,
+    /// Its type name.
+    pub event_type: String,
+    /// Its schema version.
+    pub schema_version: u32,
+    /// The stored data text.
+    pub data: String,
+    /// The stored metadata text.
+    pub metadata: String,
+}
+
+/// The answer to an append some of whose event ids are already stored
+/// (`existing[i]` is the stored event of the append's `i`-th id, if any):
+/// the original result if the whole batch was stored before, as one run, in
+/// the same stream, with the same content; otherwise
+/// [`StoreError::EventIdReused`]. Every backend answers by this rule.
+pub fn replayed(append: &PreparedAppend, existing: &[Option<&StoredEvent>]) -> Result<AppendResult, StoreError> {
+    let mut previous: Option<&StoredEvent> = None;
+    for (event, stored) in append.events.iter().zip(existing) {
+        let Some(stored) = *stored else {
+            // Part of the batch is stored and part is not: name a stored id.
+            let stored_id = append.events.iter().zip(existing).find(|(_, s)| s.is_some()).map(|(e, _)| e.event_id);
+            return Err(StoreError::EventIdReused { event_id: stored_id.unwrap_or(event.event_id) });
+        };
+        let in_run =
+            previous.is_none_or(|p| stored.position == p.position + 1 && stored.stream_version == p.stream_version + 1);
+        if !in_run || !same_content(append, event, stored) {
+            return Err(StoreError::EventIdReused { event_id: event.event_id });
+        }
+        previous = Some(stored);
+    }
+    match (existing.first(), previous) {
+        (Some(Some(first)), Some(last)) => Ok(AppendResult {
+            first_position: Position(first.position),
+            last_position: Position(last.position),
+            stream_version: last.stream_version,
+            replayed: true,
+        }),
+        _ => Err(StoreError::EmptyAppend),
+    }
+}
+
+/// Same JSON, byte for byte or, failing that, as values (key order aside).
+fn same_json<T: serde::de::DeserializeOwned + PartialEq>(stored: &str, given: &str) -> bool {
+    stored == given
+        || matches!((serde_json::from_str::<T>(stored), serde_json::from_str::<T>(given)), (Ok(a), Ok(b)) if a == b)
+}
+
+fn same_content(append: &PreparedAppend, event: &PreparedEvent, stored: &StoredEvent) -> bool {
+    stored.stream_id == append.stream_id.as_str()
+        && stored.event_type == event.event_type
+        && stored.schema_version == event.schema_version
+        && same_json::<serde_json::Value>(&stored.data, &event.data_text)
+        && same_json::<EventMetadata>(&stored.metadata, &event.metadata_text)
 }
