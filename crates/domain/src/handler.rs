@@ -8,10 +8,13 @@
 //! retries, a bounded number of times.
 //!
 //! On a log other processes append to (PostgreSQL shared by several
-//! servers, [`Handler::shared`]), the cache can be behind the log, and a
+//! servers, [`Handler::shared`]), the cache can be behind the log. An
+//! accepted command is safe (its append names the version it was decided
+//! on, and a grant that moved on makes it a conflict, decided again), but a
 //! command refused on stale state would be refused falsely: such a handler
-//! reads the grant's new events (usually none: one indexed read) before
-//! every decision and every answer from the cache.
+//! reads the grant's new events before it gives any refusal, and decides
+//! again when there were some. Reads of a grant ([`Handler::grant`]) catch
+//! up first.
 //!
 //! Command ids are idempotent, and the log decides: a command id has at most
 //! one effect in the whole log (the store's rule). The same command id with
@@ -272,9 +275,9 @@ impl Handler {
         Self { store, grants: SyncMutex::new(HashMap::new()), shared: false }
     }
 
-    /// A handler over a log that other processes append to as well: each
-    /// command and each read of a grant first reads the events of the grant
-    /// this process has not seen.
+    /// A handler over a log that other processes append to as well: before
+    /// refusing a command, and before each read of a grant, it reads the
+    /// grant's events this process has not seen.
     pub fn shared(store: Arc<dyn EventStore>) -> Self {
         Self { store, grants: SyncMutex::new(HashMap::new()), shared: true }
     }
@@ -333,6 +336,14 @@ impl Handler {
         Ok(())
     }
 
+    /// Reads the grant's events this handler has not seen; whether there
+    /// were any.
+    async fn moved_on(&self, stream: &StreamId, cached: &mut CachedGrant) -> Result<bool, HandlerError> {
+        let before = cached.version;
+        self.catch_up(stream, cached).await?;
+        Ok(cached.version != before)
+    }
+
     /// The grant's current state and version, as the handler sees it.
     pub async fn grant(&self, grant: &GrantId) -> Result<(GrantState, Option<u64>), HandlerError> {
         let entry = self.entry(grant);
@@ -345,12 +356,16 @@ impl Handler {
 
     /// An awarded grant's header (programme, currency, dates); `None` for a
     /// grant that does not exist, which is then not kept in the cache:
-    /// probing ids costs no memory.
+    /// probing ids costs no memory. On a shared log its dates may be behind
+    /// another server's amendment; its programme and currency cannot be.
     pub async fn awarded(&self, grant: &GrantId) -> Result<Option<crate::grant::state::Grant>, HandlerError> {
         let entry = self.entry(grant);
         let found = {
             let mut cached = entry.lock().await;
-            if !cached.loaded || self.shared {
+            // The header's programme and currency never change after the
+            // award: a shared handler need not read the log again for them
+            // once it knows the grant as awarded.
+            if !cached.loaded || (self.shared && cached.state.grant.is_none()) {
                 self.catch_up(&grant_stream(grant)?, &mut cached).await?;
             }
             cached.state.grant.clone()
@@ -391,7 +406,7 @@ impl Handler {
         let stream = grant_stream(grant)?;
         let entry = self.entry(grant);
         let mut cached = entry.lock().await;
-        if !cached.loaded || self.shared {
+        if !cached.loaded {
             self.catch_up(&stream, &mut cached).await?;
         }
         let (id, fingerprint) = (issued.command_id, issued.fingerprint.as_ref());
@@ -401,6 +416,12 @@ impl Handler {
             }
             let (envelopes, new_events) = match self.prepare(issued, &cached).await {
                 Ok(prepared) => prepared,
+                // On a shared log the cache may be behind what other
+                // servers appended: a refusal is given only on the log's
+                // current state, so read what is new and decide again. (An
+                // acceptance needs no read: the append's expected version
+                // refuses it if the grant moved on.)
+                Err(_) if self.shared && self.moved_on(&stream, &mut cached).await? => continue,
                 // A keyed command refused here may reuse a key the log holds
                 // (for another grant, or recorded here by another writer):
                 // that answer comes before the refusal. On the success path
