@@ -197,4 +197,11 @@ async fn the_data_directory_and_its_files_are_the_owners_only() {
     for name in files {
         assert!(seen.iter().any(|s| s == name), "{name} missing from {seen:?}");
     }
+    if crate::BACKEND == crate::harness::Backend::Postgres {
+        // No empty log or token file that a command pointed here by mistake
+        // would read as an empty log.
+        for name in ["events.sqlite", "api.sqlite"] {
+            assert!(!seen.iter().any(|s| s == name), "{name} in a PostgreSQL server's directory: {seen:?}");
+        }
+    }
 }

@@ -285,10 +285,10 @@ async fn the_largest_decimal_is_refused_and_amounts_near_the_limit_leave_every_v
 
     for view in ["budget", "timeline"] {
         for as_of in [None, Some("2022-03-20")] {
-            let dir = server.data_dir();
-            let mut args =
-                vec!["replay", "--data-dir", dir.to_str().unwrap(), "--grant", "huge", "--view", view, "--json"];
-            args.extend(as_of.map(|d| ["--as-of", d]).into_iter().flatten());
+            let mut args: Vec<String> =
+                ["replay", "--grant", "huge", "--view", view, "--json"].map(String::from).into();
+            args.extend(server.log_args());
+            args.extend(as_of.map(|d| ["--as-of".to_owned(), d.to_owned()]).into_iter().flatten());
             let out = Command::new(binary()).args(&args).output().unwrap();
             assert!(out.status.success(), "replay {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }

@@ -183,10 +183,16 @@ fn api_of(w: &World) -> Api {
 /// Runs `grantlog <args>` to its end (bounded), with the harness's admin
 /// token in the environment; returns (exit code, stdout, stderr).
 fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
+    run_on(args, dir, None)
+}
+
+/// [`run`] with the server's database, when it has one.
+fn run_on(args: &[&str], dir: &Path, database_url: Option<String>) -> (Option<i32>, String, String) {
     let mut child = Command::new(binary())
         .args(args)
         .arg("--data-dir")
         .arg(dir)
+        .args(database_url.iter().flat_map(|url| ["--database-url".to_owned(), url.clone()]))
         .env("GRANTLOG_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -211,6 +217,17 @@ fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
 
 #[tokio::test]
 async fn an_unopenable_api_file_is_named_with_what_to_do() {
+    if crate::BACKEND == crate::harness::Backend::Postgres {
+        // The tokens are not in a file there: what cannot be opened is the
+        // database, and it is named, without a password, with what to do.
+        let dir = tempfile::tempdir().unwrap();
+        let url = "postgres://postgres:pw-x7@127.0.0.1:1/nowhere";
+        let (code, _, stderr) = run_on(&["serve", "--listen", "127.0.0.1:0"], dir.path(), Some(url.to_owned()));
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("127.0.0.1:1/nowhere") && stderr.contains("PostgreSQL is running"), "{stderr}");
+        assert!(!stderr.contains("pw-x7") && !stderr.contains("internal error"), "{stderr}");
+        return;
+    }
     let mut w = World::new().await;
     w.server.stop();
     let dir = w.server.data_dir();
@@ -339,7 +356,7 @@ async fn an_operator_rebuilds_the_views_online_and_offline() {
     // Offline, on the stopped server's directory.
     w.server.stop();
     let dir = w.server.data_dir();
-    let (code, stdout, stderr) = run(&["rebuild-views"], &dir);
+    let (code, stdout, stderr) = run_on(&["rebuild-views"], &dir, w.server.database_url());
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("live digest") && stdout.contains("equal"), "{stdout}");
     // A damaged file: moved aside and rebuilt, and the exit code says so.
@@ -347,7 +364,7 @@ async fn an_operator_rebuilds_the_views_online_and_offline() {
     let mut bytes = std::fs::read(views(&dir)).unwrap();
     bytes[0] ^= 0x01;
     std::fs::write(views(&dir), &bytes).unwrap();
-    let (code, stdout, stderr) = run(&["rebuild-views"], &dir);
+    let (code, stdout, stderr) = run_on(&["rebuild-views"], &dir, w.server.database_url());
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("could not be trusted"), "{stdout}");
     w.server.start_again();

@@ -5,14 +5,18 @@
 //! dumped and restored (`pg_outage`). Without PostgreSQL these tests fail, saying
 //! so; they are never skipped.
 //!
-//! Left out: what is about the data directory's SQLite files themselves
-//! (a full disk under them, their crash recovery, damaged files).
+//! Left out: what is about the log's and tokens' SQLite files themselves
+//! (a full disk under them, their crash recovery, backups of them); the
+//! views' file is each server's own on both backends, so its tests run here
+//! too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 /// This binary runs the suite on PostgreSQL.
 pub const BACKEND: harness::Backend = harness::Backend::Postgres;
 
+#[path = "../e2e/audit.rs"]
+mod audit;
 #[path = "../e2e/auth.rs"]
 mod auth;
 #[path = "../e2e/bodies.rs"]
@@ -30,10 +34,14 @@ mod harness;
 mod idempotency;
 #[path = "../e2e/input.rs"]
 mod input;
+#[path = "../e2e/limits.rs"]
+mod limits;
 #[path = "../e2e/nctcr.rs"]
 mod nctcr;
 #[path = "../e2e/pg_outage.rs"]
 mod pg_outage;
+#[path = "../e2e/read_model.rs"]
+mod read_model;
 #[path = "../e2e/rejections.rs"]
 mod rejections;
 #[path = "../e2e/scenario.rs"]

@@ -24,10 +24,21 @@ pub const DATA_FILES: &[&str] = &["events.sqlite", "views.sqlite", "api.sqlite",
 /// Creates `dir` (0700) and each main data file (0600, empty) before SQLite
 /// opens it; tightens what exists with looser modes.
 pub fn prepare_data_dir(dir: &Path) -> io::Result<()> {
+    prepare(dir, DATA_FILES)
+}
+
+/// The data directory of a server whose log and tokens are in PostgreSQL:
+/// only `views.sqlite` is made (no empty `events.sqlite` or `api.sqlite`
+/// that a command pointed here by mistake would read as an empty log).
+pub fn prepare_views_dir(dir: &Path) -> io::Result<()> {
+    prepare(dir, &["views.sqlite", "admin-token"])
+}
+
+fn prepare(dir: &Path, files: &[&str]) -> io::Result<()> {
     create_private_dir(dir)?;
     for name in DATA_FILES {
         let path = dir.join(name);
-        if name.ends_with(".sqlite") && !path.exists() {
+        if name.ends_with(".sqlite") && files.contains(name) && !path.exists() {
             create_private_file(&path)?;
         }
         tighten(&path, DATA_FILE_MODE)?;

@@ -140,11 +140,11 @@ impl AppState {
     /// bootstraps the admin token. An error names the file at fault.
     pub async fn open(config: Config) -> Result<(Self, Bootstrap), OpenError> {
         let dir = config.data_dir.clone();
-        crate::files::prepare_data_dir(&dir).map_err(|e| OpenError {
-            file: dir.clone(),
-            detail: e.to_string(),
-            remedy: None,
-        })?;
+        let prepared = match config.database_url {
+            Some(_) => crate::files::prepare_views_dir(&dir),
+            None => crate::files::prepare_data_dir(&dir),
+        };
+        prepared.map_err(|e| OpenError { file: dir.clone(), detail: e.to_string(), remedy: None })?;
         let database_url = config.database_url.as_deref();
         let store = crate::backend::open_log(&dir, database_url, true).await?;
         let dyn_store = Arc::clone(&store);
