@@ -16,7 +16,15 @@ use projections::audit::{Approval, LineChangeKind, LineFigures, RequestDetails, 
 use projections::ledger::Projected;
 use projections::{GrantLedger, HistoryCache, approvals, budget, corrections, line_history, statement, statement_csv};
 use store::EventStore;
-use store_sqlite::SqliteStore;
+
+/// The log these cases run on: a SQLite file in `dir` here; the
+/// `*_postgres` test binary includes this file as a module and gives its
+/// own `open_store`, a PostgreSQL database of the test's own.
+#[allow(dead_code)] // unused where another root gives `open_store`
+pub async fn open_store(dir: &std::path::Path) -> (Arc<dyn EventStore>, Box<dyn std::any::Any + Send + Sync>) {
+    let store = store_sqlite::SqliteStore::open(dir.join("log.sqlite")).await.unwrap();
+    (Arc::new(store), Box::new(()))
+}
 
 fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()
@@ -26,15 +34,15 @@ fn gid() -> GrantId {
     GrantId::parse(scenario::GRANT).unwrap()
 }
 
-/// The scenario's decoded history, read from a real SQLite log.
-async fn nctcr() -> (tempfile::TempDir, Arc<Vec<Projected>>) {
+/// The scenario's decoded history, read from a real log.
+async fn nctcr() -> ((tempfile::TempDir, Box<dyn std::any::Any + Send + Sync>), Arc<Vec<Projected>>) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    let (store, db) = crate::open_store(dir.path()).await;
     let handler = Handler::new(Arc::clone(&store));
     scenario::nctcr(&handler).await.unwrap();
     let cache = HistoryCache::new(store, projections::history::HISTORY_EVENTS_MAX);
     let events = cache.history(&gid()).await.unwrap();
-    (dir, events)
+    ((dir, db), events)
 }
 
 fn fold(events: &[Projected]) -> GrantLedger {

@@ -16,20 +16,29 @@ use projections::timeline::MilestoneStatus;
 use projections::{Projector, Status, as_known_at, budget, portfolio, statement, timeline};
 use rust_decimal_macros::dec;
 use store::{Direction, EventMetadata, EventStore, ExpectedVersion, NewEvent, READ_EVENTS_MAX, StreamId, StreamStart};
-use store_sqlite::SqliteStore;
+
+/// The log these cases run on: a SQLite file in `dir` here; the
+/// `*_postgres` test binary includes this file as a module and gives its
+/// own `open_store`, a PostgreSQL database of the test's own.
+#[allow(dead_code)] // unused where another root gives `open_store`
+pub async fn open_store(dir: &std::path::Path) -> (Arc<dyn EventStore>, Box<dyn std::any::Any + Send + Sync>) {
+    let store = store_sqlite::SqliteStore::open(dir.join("log.sqlite")).await.unwrap();
+    (Arc::new(store), Box::new(()))
+}
 
 struct World {
     dir: tempfile::TempDir,
     store: Arc<dyn EventStore>,
     handler: Handler,
+    _db: Box<dyn std::any::Any + Send + Sync>,
 }
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    let (store, db) = crate::open_store(dir.path()).await;
     let handler = Handler::new(Arc::clone(&store));
     scenario::nctcr(&handler).await.unwrap();
-    World { dir, store, handler }
+    World { dir, store, handler, _db: db }
 }
 
 async fn projector(w: &World) -> Projector {

@@ -16,7 +16,15 @@ use events::{ActorId, GrantId};
 use projections::db::Models;
 use projections::{Opened, Projector, Status};
 use store::{EventStore, Position};
-use store_sqlite::SqliteStore;
+
+/// The log these cases run on: a SQLite file in `dir` here; the
+/// `*_postgres` test binary includes this file as a module and gives its
+/// own `open_store`, a PostgreSQL database of the test's own.
+#[allow(dead_code)] // unused where another root gives `open_store`
+pub async fn open_store(dir: &std::path::Path) -> (Arc<dyn EventStore>, Box<dyn std::any::Any + Send + Sync>) {
+    let store = store_sqlite::SqliteStore::open(dir.join("log.sqlite")).await.unwrap();
+    (Arc::new(store), Box::new(()))
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -24,14 +32,15 @@ struct World {
     dir: tempfile::TempDir,
     store: Arc<dyn EventStore>,
     handler: Arc<Handler>,
+    _db: Box<dyn std::any::Any + Send + Sync>,
 }
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    let (store, db) = crate::open_store(dir.path()).await;
     let handler = Arc::new(Handler::new(Arc::clone(&store)));
     scenario::nctcr(&handler).await.unwrap();
-    World { dir, store, handler }
+    World { dir, store, handler, _db: db }
 }
 
 fn gid() -> GrantId {

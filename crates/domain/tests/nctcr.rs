@@ -15,10 +15,19 @@ use domain::scenario::{self, FINANCE, MANAGER, Script, eur, expenditure, realloc
 use events::*;
 use rust_decimal_macros::dec;
 use store::{EventStore, VerifyOutcome};
-use store_sqlite::SqliteStore;
+
+/// The log these cases run on: a SQLite file in `dir` here; the
+/// `*_postgres` test binary includes this file as a module and gives its
+/// own `open_store`, a PostgreSQL database of the test's own.
+#[allow(dead_code)] // unused where another root gives `open_store`
+pub async fn open_store(dir: &std::path::Path) -> (Arc<dyn EventStore>, Box<dyn std::any::Any + Send + Sync>) {
+    let store = store_sqlite::SqliteStore::open(dir.join("log.sqlite")).await.unwrap();
+    (Arc::new(store), Box::new(()))
+}
 
 struct Loaded {
     handler: Handler,
+    _db: Box<dyn std::any::Any + Send + Sync>,
     _dir: tempfile::TempDir,
 }
 
@@ -26,13 +35,13 @@ async fn loaded() -> Loaded {
     loaded_until("9999-12-31").await
 }
 
-/// The scenario as it stood at the end of `day`, on a fresh SQLite log.
+/// The scenario as it stood at the end of `day`, on a fresh log.
 async fn loaded_until(day: &str) -> Loaded {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    let (store, db) = crate::open_store(dir.path()).await;
     let handler = Handler::new(store);
     scenario::nctcr_until(&handler, day).await.unwrap();
-    Loaded { handler, _dir: dir }
+    Loaded { handler, _db: db, _dir: dir }
 }
 
 fn gid() -> GrantId {
