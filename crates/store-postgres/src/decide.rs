@@ -9,7 +9,6 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use store::hash::CanonicalEvent;
 use store::prepare::replayed;
 use store::{AppendResult, Position, PreparedAppend, PreparedEvent, RecordedCommand, StoreError};
 
@@ -103,18 +102,7 @@ pub(crate) fn decide(
     let mut version = actual.map_or(0, |v| v + 1);
     for event in &append.events {
         let position = tip.position + 1;
-        let hash = CanonicalEvent {
-            position,
-            stream_id: append.stream_id.as_str(),
-            stream_version: version,
-            event_id: event.event_id.as_bytes(),
-            event_type: &event.event_type,
-            schema_version: event.schema_version,
-            data: &event.data_text,
-            metadata: &event.metadata_text,
-            recorded_at_micros: now_micros,
-        }
-        .chain_hash(&tip.hash);
+        let hash = event.chain_hash(&append.stream_id, position, version, now_micros, &tip.hash);
         push_row(rows, append, event, position, version, now_micros, &hash);
         known.events.insert(event.event_id, stored(append, event, position, version));
         *tip = Tip { position, hash };

@@ -20,7 +20,7 @@ use super::SqliteConfig;
 use store::StoreError;
 
 use crate::error::{Sql, is_full};
-use store::hash::{CanonicalEvent, GENESIS};
+use store::hash::GENESIS;
 use store::import::ImportTip;
 use store::{AppendResult, Fingerprint, Head, Position, RawEvent};
 
@@ -389,18 +389,7 @@ fn append_one(
     let mut version = actual.map_or(0, |v| v + 1);
     for event in &append.events {
         let position = tip.position + 1;
-        let hash = CanonicalEvent {
-            position,
-            stream_id: append.stream_id.as_str(),
-            stream_version: version,
-            event_id: event.event_id.as_bytes(),
-            event_type: &event.event_type,
-            schema_version: event.schema_version,
-            data: &event.data_text,
-            metadata: &event.metadata_text,
-            recorded_at_micros: now_micros,
-        }
-        .chain_hash(&tip.hash);
+        let hash = event.chain_hash(&append.stream_id, position, version, now_micros, &tip.hash);
         insert.execute(params![
             position as i64,
             append.stream_id.as_str(),

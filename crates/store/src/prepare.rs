@@ -31,6 +31,33 @@ pub struct PreparedEvent {
     pub metadata_text: String,
 }
 
+impl PreparedEvent {
+    /// Its chain hash once stored at `position` as version `stream_version`
+    /// of `stream_id`, recorded at `recorded_at_micros`, after the event
+    /// whose hash is `previous`: what every backend stores for it.
+    pub fn chain_hash(
+        &self,
+        stream_id: &StreamId,
+        position: u64,
+        stream_version: u64,
+        recorded_at_micros: i64,
+        previous: &[u8; 32],
+    ) -> [u8; 32] {
+        crate::hash::CanonicalEvent {
+            position,
+            stream_id: stream_id.as_str(),
+            stream_version,
+            event_id: self.event_id.as_bytes(),
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            data: &self.data_text,
+            metadata: &self.metadata_text,
+            recorded_at_micros,
+        }
+        .chain_hash(previous)
+    }
+}
+
 /// One append, ready for a backend's writer.
 #[derive(Debug, Clone)]
 pub struct PreparedAppend {
