@@ -58,6 +58,25 @@ pub(crate) struct Writer {
     fail_next_commit: bool,
 }
 
+/// Switches the file to WAL mode. Two processes opening a new file at once
+/// can find it locked here without SQLite waiting (the switch takes the
+/// file exclusively, and SQLite refuses rather than risk a deadlock): retry
+/// for as long as the busy timeout would have waited.
+fn wal_mode(conn: &Connection) -> Result<String, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Err(e)
+                if matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other.sql(),
+        }
+    }
+}
+
 /// The log's last event, as the chain continues from it.
 #[derive(Debug, Clone, Copy)]
 struct Tip {
@@ -77,7 +96,7 @@ impl Writer {
         conn.busy_timeout(std::time::Duration::from_secs(10)).sql()?;
         // WAL lets readers work beside the writer; FULL syncs the WAL on every
         // commit, so an acknowledged append survives power loss.
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).sql()?;
+        let mode = wal_mode(&conn)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Database(format!("could not switch to WAL mode (got {mode})")));
         }
