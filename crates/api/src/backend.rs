@@ -26,36 +26,6 @@ pub const API_REMEDY: &str = "It holds the API tokens, which cannot be rebuilt f
     backup, or move it aside and start with GRANTLOG_ADMIN_TOKEN set (or read the new admin-token file) to \
     bootstrap a new admin token, then create the other tokens again";
 
-/// A database URL with any password replaced, for messages and logs.
-pub fn redacted(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
-        Ok(config) => {
-            let hosts: Vec<String> = config
-                .get_hosts()
-                .iter()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                })
-                .collect();
-            let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-            format!(
-                "postgres://{}@{}:{}/{}",
-                config.get_user().unwrap_or(""),
-                hosts.join(","),
-                ports.join(","),
-                config.get_dbname().unwrap_or("")
-            )
-        }
-        Err(_) => "the database URL given (not shown: it does not parse)".to_owned(),
-    }
-}
-
-/// Whether `location` names a PostgreSQL database rather than a directory.
-pub fn is_database_url(location: &str) -> bool {
-    location.starts_with("postgres://") || location.starts_with("postgresql://")
-}
-
 fn open_error(file: PathBuf, detail: impl std::fmt::Display, remedy: &'static str) -> OpenError {
     OpenError { file, detail: detail.to_string(), remedy: Some(remedy) }
 }
@@ -71,7 +41,7 @@ pub async fn open_log(
         Some(url) => {
             let store = PostgresStore::connect(PostgresConfig::new(url))
                 .await
-                .map_err(|e| open_error(PathBuf::from(redacted(url)), e, PG_REMEDY))?;
+                .map_err(|e| open_error(PathBuf::from(store_postgres::redacted_url(url)), e, PG_REMEDY))?;
             Ok(Arc::new(store))
         }
         None => {
@@ -90,9 +60,9 @@ pub async fn open_log(
 pub async fn open_api_data(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn ApiData>, OpenError> {
     match database_url {
         Some(url) => {
-            let data = PostgresApiData::connect(url)
-                .await
-                .map_err(|e| open_error(PathBuf::from(redacted(url)), crate::state::api_detail(&e), PG_REMEDY))?;
+            let data = PostgresApiData::connect(url).await.map_err(|e| {
+                open_error(PathBuf::from(store_postgres::redacted_url(url)), crate::state::api_detail(&e), PG_REMEDY)
+            })?;
             Ok(Arc::new(data))
         }
         None => {

@@ -155,7 +155,7 @@ impl AppState {
         })?;
         let api_data = crate::backend::open_api_data(&dir, database_url).await?;
         let api_file = match database_url {
-            Some(url) => PathBuf::from(crate::backend::redacted(url)),
+            Some(url) => PathBuf::from(store_postgres::redacted_url(url)),
             None => dir.join("api.sqlite"),
         };
         let api_failed = |e: ApiError| open_error(api_file.clone(), api_detail(&e), API_REMEDY);

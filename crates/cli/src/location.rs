@@ -2,12 +2,11 @@
 //! directory (its `events.sqlite`) or a PostgreSQL URL.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use store::EventStore;
-use store_sqlite::SqliteStore;
 
 /// A data directory or a PostgreSQL database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,25 +35,8 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::DataDir(dir) => write!(f, "{}", dir.display()),
-            Location::Postgres(url) => f.write_str(&without_password(url)),
+            Location::Postgres(url) => f.write_str(&store_postgres::redacted_url(url)),
         }
-    }
-}
-
-/// `scheme://user:secret@host/…` as `scheme://user:***@host/…`.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    match path {
-        Some(p) => format!("{scheme}://{authority}/{p}"),
-        None => format!("{scheme}://{authority}"),
     }
 }
 
@@ -62,32 +44,22 @@ fn without_password(url: &str) -> String {
 /// `events.sqlite`, never created here, or a PostgreSQL URL).
 pub async fn open_log_at(location: &Location) -> anyhow::Result<Arc<dyn EventStore>> {
     match location {
-        Location::DataDir(dir) => crate::replay::open_log(dir, None).await,
-        Location::Postgres(url) => open_postgres(url, false).await,
+        Location::DataDir(dir) => Ok(api::backend::open_log(dir, None, false).await?),
+        Location::Postgres(url) => Ok(api::backend::open_log(Path::new(""), Some(url), false).await?),
     }
 }
 
 /// Opens the log at `location`, creating a missing data directory (with
-/// the server's layout and modes) or an empty log in it.
+/// the server's layout and modes) or an empty log in it. (A PostgreSQL
+/// database must exist; connecting creates the schema.)
 pub async fn create_log_at(location: &Location) -> anyhow::Result<Arc<dyn EventStore>> {
     match location {
         Location::DataDir(dir) => {
             api::files::prepare_data_dir(dir).with_context(|| format!("preparing {}", dir.display()))?;
-            let path = dir.join("events.sqlite");
-            let store = SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
-            Ok(Arc::new(store))
+            Ok(api::backend::open_log(dir, None, true).await?)
         }
-        Location::Postgres(url) => open_postgres(url, true).await,
+        Location::Postgres(url) => Ok(api::backend::open_log(Path::new(""), Some(url), true).await?),
     }
-}
-
-/// The PostgreSQL backend. Connecting creates (or migrates) the schema in
-/// an existing database either way; the database itself must exist.
-async fn open_postgres(url: &str, _create: bool) -> anyhow::Result<Arc<dyn EventStore>> {
-    let store = store_postgres::PostgresStore::connect(store_postgres::PostgresConfig::new(url))
-        .await
-        .with_context(|| format!("opening {}", without_password(url)))?;
-    Ok(Arc::new(store))
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<bool> {
         Some(url) => std::sync::Arc::new(
             PostgresApiData::connect(url)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}: {e:?}", api::backend::redacted(url)))?,
+                .map_err(|e| anyhow::anyhow!("{}: {e:?}", store_postgres::redacted_url(url)))?,
         ),
         None => {
             let path = args.data_dir.join("api.sqlite");

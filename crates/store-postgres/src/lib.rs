@@ -48,9 +48,9 @@ use store::{
 };
 
 use self::conn::Settings;
-use self::error::pool_error;
 use self::writer::{Request, Writer};
 
+pub use self::error::{pool_error, store_error};
 pub use self::schema::SCHEMA_VERSION;
 
 /// How to reach and use a PostgreSQL event log. Its `Debug` hides a
@@ -110,7 +110,7 @@ impl PostgresConfig {
 impl std::fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresConfig")
-            .field("url", &redacted(&self.url))
+            .field("url", &redacted_url(&self.url))
             .field("pool_size", &self.pool_size)
             .field("group_commit_appends_max", &self.group_commit_appends_max)
             .field("queued_appends_max", &self.queued_appends_max)
@@ -123,13 +123,21 @@ impl std::fmt::Debug for PostgresConfig {
     }
 }
 
-/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
-fn redacted(url: &str) -> String {
+/// `scheme://user:secret@host/…` as `scheme://user:***@host/…`: a
+/// database URL as messages and logs may show it.
+pub fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_owned() };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    match path {
+        Some(p) => format!("{scheme}://{authority}/{p}"),
+        None => format!("{scheme}://{authority}"),
     }
 }
 
@@ -309,6 +317,11 @@ mod tests {
         let config = super::PostgresConfig::new("postgres://grantlog:s3cret@db:5432/log");
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret") && shown.contains("grantlog:***@db:5432/log"), "{shown}");
-        assert_eq!(super::redacted("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
+        assert_eq!(super::redacted_url("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
+        assert_eq!(
+            super::redacted_url("postgres://grantlog:s3cret@db.example:5432/log?sslmode=require"),
+            "postgres://grantlog:***@db.example:5432/log?sslmode=require"
+        );
+        assert_eq!(super::redacted_url("postgresql://u@db"), "postgresql://u@db");
     }
 }
