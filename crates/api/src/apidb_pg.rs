@@ -52,24 +52,32 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("api database: {e}"))
 }
 
-/// A database error: the server gone, shutting down or timed out is
-/// unavailability (503); anything else is internal.
+/// A database error in the API's terms, classified as the log's are
+/// (`store_postgres::store_error`): the server gone, timed out or shutting
+/// down is unavailability (503); a full disk is 507; anything else internal.
 fn pg(e: tokio_postgres::Error) -> ApiError {
-    // 08: connection exceptions; 57: operator intervention (a shutdown,
-    // `cannot_connect_now` while it starts, a cancelled statement).
-    let away = e.code().is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57"));
-    if e.is_closed() || away { ApiError::DatabaseUnavailable { detail: e.to_string() } } else { internal(e) }
+    from_store(store_postgres::store_error(e))
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> ApiError {
-    ApiError::DatabaseUnavailable { detail: e.to_string() }
+    from_store(store_postgres::pool_error(e))
+}
+
+fn from_store(e: store::StoreError) -> ApiError {
+    match e {
+        store::StoreError::Unavailable { detail } => ApiError::DatabaseUnavailable { detail },
+        store::StoreError::Closed => ApiError::DatabaseUnavailable { detail: "the pool is closed".to_owned() },
+        store::StoreError::StorageFull { .. } => ApiError::StorageFull,
+        other => internal(other),
+    }
 }
 
 impl PostgresApiData {
     /// Connects to `url` (a `postgres://` URL), creating or migrating the
     /// tables; refuses a schema newer than this build's.
     pub async fn connect(url: &str) -> Result<Self, ApiError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| internal(format!("{url:?}: {e}")))?;
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| internal(format!("{}: {e}", store_postgres::redacted_url(url))))?;
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(4)
@@ -220,5 +228,17 @@ impl ApiData for PostgresApiData {
     async fn data_version(&self) -> Result<i64, ApiError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         Ok(client.query_one("SELECT version FROM api_changes WHERE id = 1", &[]).await.map_err(pg)?.get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_url_that_does_not_parse_is_named_without_its_password() {
+        let err = PostgresApiData::connect("postgres://grantlog:pw-z3@db.example:notaport/log").await.unwrap_err();
+        let text = format!("{err:?}");
+        assert!(text.contains("db.example") && !text.contains("pw-z3"), "{text}");
     }
 }
