@@ -6,7 +6,7 @@
 //! refused.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::bodies::{award, expenditure};
 use crate::client::{Api, caught_up, eur};
-use crate::harness::{ADMIN_TOKEN, Backend, Database, Server, binary};
+use crate::harness::{ADMIN_TOKEN, Backend, Database, Server, binary, run_bounded};
 use crate::world::{GRANT_A, GRANT_B, World};
 
 const GRANT: &str = "grant-backup";
@@ -25,27 +25,7 @@ const WITHIN: Duration = Duration::from_secs(120);
 
 /// Runs `grantlog <args>` to its end (bounded); returns (exit code, stdout, stderr).
 fn cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WITHIN;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("grantlog {args:?} did not finish within {WITHIN:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_bounded(Command::new(binary()).args(args), WITHIN)
 }
 
 fn path(p: &Path) -> &str {

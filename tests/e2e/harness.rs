@@ -112,6 +112,38 @@ impl Drop for Database {
     }
 }
 
+/// Runs `command` to its end, within `within` (killed and the test failed
+/// past it); returns (exit code, stdout, stderr). Its output is read while
+/// it runs, so a long output cannot stall it.
+#[allow(dead_code)] // not every test binary uses it
+pub fn run_bounded(command: &mut Command, within: Duration) -> (Option<i32>, String, String) {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(within) {
+        Ok(out) => {
+            let out = out.expect("the command's output");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("{command:?} did not finish within {within:?}");
+        }
+    }
+}
+
 /// A running `grantlog` server on its own temporary data directory.
 #[derive(Debug)]
 pub struct Server {

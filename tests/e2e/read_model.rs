@@ -6,14 +6,14 @@
 //! demand, online and offline.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::bodies::small_expenditure;
 use crate::client::{Api, amount};
-use crate::harness::{ADMIN_TOKEN, Server, binary};
+use crate::harness::{ADMIN_TOKEN, Server, binary, run_bounded};
 use crate::world::{GRANT_A, World};
 
 /// The bound on every wait for a condition.
@@ -188,31 +188,14 @@ fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
 
 /// [`run`] with the server's database, when it has one.
 fn run_on(args: &[&str], dir: &Path, database_url: Option<String>) -> (Option<i32>, String, String) {
-    let mut child = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .args(args)
         .arg("--data-dir")
         .arg(dir)
         .args(database_url.iter().flat_map(|url| ["--database-url".to_owned(), url.clone()]))
-        .env("GRANTLOG_ADMIN_TOKEN", ADMIN_TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WITHIN;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("grantlog {args:?} did not finish within {WITHIN:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .env("GRANTLOG_ADMIN_TOKEN", ADMIN_TOKEN);
+    run_bounded(&mut command, WITHIN)
 }
 
 #[tokio::test]

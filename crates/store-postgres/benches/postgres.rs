@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::Rng;
-use serde_json::json;
-use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId};
+use store::conformance::expenditure_event;
+use store::{EventStore, ExpectedVersion, StreamId};
 use store_postgres::testing::TestDatabase;
 use store_postgres::{PostgresConfig, PostgresStore};
 
@@ -24,31 +24,6 @@ const APPENDERS: u64 = 64;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-/// An event shaped like a real expenditure (as in store-sqlite's bench).
-fn expenditure(n: u64) -> NewEvent {
-    NewEvent::new(
-        "ExpenditureRecorded",
-        1,
-        json!({
-            "expenditure_id": format!("exp-{n}"),
-            "line_id": "FP1-CON",
-            "amount": "1250.00",
-            "currency": "EUR",
-            "incurred_on": "2022-03-14",
-            "document": { "supplier": "sup-17", "invoice": format!("INV-{n}") },
-        }),
-        EventMetadata {
-            actor: "u-manager-1".to_owned(),
-            effective_date: chrono::NaiveDate::from_ymd_opt(2022, 3, 14),
-            reason: Some("monthly consumables".to_owned()),
-            command_id: Some(uuid::Uuid::now_v7()),
-            correlation_id: Some(uuid::Uuid::now_v7()),
-            causation_id: None,
-            fingerprint: None,
-        },
-    )
 }
 
 fn stream(n: u64) -> StreamId {
@@ -66,7 +41,7 @@ async fn append_concurrently(stores: &[PostgresStore], events: u64) -> Duration 
             tokio::spawn(async move {
                 for i in 0..per_task {
                     let s = stream(rand::rng().random_range(0..STREAMS));
-                    store.append(&s, ExpectedVersion::Any, vec![expenditure(i)]).await.unwrap();
+                    store.append(&s, ExpectedVersion::Any, vec![expenditure_event(i)]).await.unwrap();
                 }
             })
         })
@@ -114,7 +89,7 @@ fn raw_postgres(c: &mut Criterion) {
         client
     });
     let insert = rt.block_on(client.prepare("INSERT INTO events (stream_id, data) VALUES ($1, $2)")).unwrap();
-    let data = serde_json::to_string(&expenditure(0).data).unwrap();
+    let data = serde_json::to_string(&expenditure_event(0).data).unwrap();
     let mut g = c.benchmark_group("pg_raw");
     g.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(1));

@@ -1,4 +1,4 @@
-//! Event log benchmarks. Run with `cargo bench -p store --bench store`;
+//! Event log benchmarks. Run with `cargo bench -p store-sqlite --bench store`;
 //! figures and their reading are in docs/benchmarks.md.
 //!
 //! Every durable figure is set beside raw rusqlite doing one insert per
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::Rng;
-use serde_json::json;
-use store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamId, Subscription, VerifyOutcome};
+use store::conformance::expenditure_event;
+use store::{EventStore, ExpectedVersion, Position, StreamId, Subscription, VerifyOutcome};
 use store_sqlite::SqliteStore;
 
 const STREAMS: u64 = 10_000;
@@ -20,31 +20,6 @@ const LOG_EVENTS: u64 = 100_000;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-/// An event shaped like a real expenditure.
-fn expenditure(n: u64) -> NewEvent {
-    NewEvent::new(
-        "ExpenditureRecorded",
-        1,
-        json!({
-            "expenditure_id": format!("exp-{n}"),
-            "line_id": "FP1-CON",
-            "amount": "1250.00",
-            "currency": "EUR",
-            "incurred_on": "2022-03-14",
-            "document": { "supplier": "sup-17", "invoice": format!("INV-{n}") },
-        }),
-        EventMetadata {
-            actor: "u-manager-1".to_owned(),
-            effective_date: chrono::NaiveDate::from_ymd_opt(2022, 3, 14),
-            reason: Some("monthly consumables".to_owned()),
-            command_id: Some(uuid::Uuid::now_v7()),
-            correlation_id: Some(uuid::Uuid::now_v7()),
-            causation_id: None,
-            fingerprint: None,
-        },
-    )
 }
 
 fn stream(n: u64) -> StreamId {
@@ -61,7 +36,7 @@ async fn append_concurrently(store: &SqliteStore, appenders: u64, events: u64, b
             tokio::spawn(async move {
                 for _ in 0..per_task {
                     let s = stream(rand::rng().random_range(0..STREAMS));
-                    let events = (0..batch).map(expenditure).collect();
+                    let events = (0..batch).map(expenditure_event).collect();
                     store.append(&s, ExpectedVersion::Any, events).await.unwrap();
                 }
             })
@@ -111,7 +86,7 @@ fn raw_sqlite(c: &mut Criterion) {
         "CREATE TABLE events (position INTEGER PRIMARY KEY, stream_id TEXT NOT NULL, data TEXT NOT NULL)",
     )
     .unwrap();
-    let data = serde_json::to_string(&expenditure(0).data).unwrap();
+    let data = serde_json::to_string(&expenditure_event(0).data).unwrap();
     let mut g = c.benchmark_group("raw_rusqlite");
     g.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(1));
@@ -131,7 +106,7 @@ fn filled_log(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Arc<SqliteSto
     let store = rt.block_on(SqliteStore::open(dir.path().join("log.sqlite"))).unwrap();
     rt.block_on(async {
         for chunk in 0..LOG_EVENTS / 1_000 {
-            let events = (0..1_000).map(|i| expenditure(chunk * 1_000 + i)).collect();
+            let events = (0..1_000).map(|i| expenditure_event(chunk * 1_000 + i)).collect();
             store.append(&stream(chunk % STREAMS), ExpectedVersion::Any, events).await.unwrap();
         }
     });

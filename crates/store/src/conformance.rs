@@ -85,6 +85,32 @@ fn meta(actor: &str) -> EventMetadata {
     EventMetadata { actor: actor.to_owned(), ..EventMetadata::default() }
 }
 
+/// An event shaped like a real expenditure (~330 bytes of data, ~200 of
+/// metadata, with a command id), as the backends' benchmarks append.
+pub fn expenditure_event(n: u64) -> NewEvent {
+    NewEvent::new(
+        "ExpenditureRecorded",
+        1,
+        json!({
+            "expenditure_id": format!("exp-{n}"),
+            "line_id": "FP1-CON",
+            "amount": "1250.00",
+            "currency": "EUR",
+            "incurred_on": "2022-03-14",
+            "document": { "supplier": "sup-17", "invoice": format!("INV-{n}") },
+        }),
+        EventMetadata {
+            actor: "u-manager-1".to_owned(),
+            effective_date: chrono::NaiveDate::from_ymd_opt(2022, 3, 14),
+            reason: Some("monthly consumables".to_owned()),
+            command_id: Some(Uuid::now_v7()),
+            correlation_id: Some(Uuid::now_v7()),
+            causation_id: None,
+            fingerprint: None,
+        },
+    )
+}
+
 /// A test event with payload `{"n": n}`.
 pub fn event(n: u64) -> NewEvent {
     NewEvent::new("Tested", 1, json!({ "n": n }), meta("tester"))
