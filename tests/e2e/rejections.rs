@@ -226,3 +226,50 @@ async fn an_expenditure_dated_otherwise_than_incurred_is_refused() {
         (Some("2022-04-04"), last["version"].as_u64())
     );
 }
+
+/// The body field a refusal names (`errors[0].pointer`), if any.
+fn field(problem: &Value) -> Option<&str> {
+    problem["errors"][0]["pointer"].as_str()
+}
+
+#[tokio::test]
+async fn a_refusal_about_one_field_names_it_so_a_form_can_show_it_there() {
+    let w = nctcr::shared().await;
+    let api = w.api();
+    let pm = w.tokens.manager.as_str();
+    let x = |id: &str, line: &str, amount: &str, day: &str, invoice: &str| {
+        expenditure(id, line, eur(amount), day, "sup-biolab", invoice, None)
+    };
+    let p =
+        refused(&api, pm, "expenditures", &x("E-F1", "NOPE", "10.00", "2022-10-01", "F-1"), 422, "unknown-line").await;
+    assert_eq!(field(&p), Some("/line"), "{p}");
+    let p = refused(
+        &api,
+        pm,
+        "expenditures",
+        &x("E-F2", "FP1-CON", "10.00", "2023-02-01", "F-2"),
+        422,
+        "outside-grant-period",
+    )
+    .await;
+    assert_eq!(field(&p), Some("/incurred_on"), "{p}");
+    assert!(p["errors"][0]["detail"].as_str().is_some_and(|d| d.contains("2023-02-01")), "{p}");
+    let p = refused(
+        &api,
+        pm,
+        "commitments",
+        &commitment("PO-F3", "NOPE", "10.00", "R-F3", "2022-10-01"),
+        422,
+        "unknown-line",
+    )
+    .await;
+    assert_eq!(field(&p), Some("/line"), "{p}");
+    let unbalanced = reallocation("R-F4", &[("FP1-CON", "-600.00"), ("FP5-PER", "500.00")], "x", "2022-10-01");
+    let p = refused(&api, pm, "reallocations", &unbalanced, 422, "reallocation-not-balanced").await;
+    assert_eq!(field(&p), Some("/deltas"), "{p}");
+    // A refusal about the grant or the path names no body field.
+    let p =
+        refused(&api, pm, "milestones/NOPE/achieve", &json!({"achieved_on": "2022-10-01"}), 404, "unknown-milestone")
+            .await;
+    assert_eq!(field(&p), None, "{p}");
+}

@@ -48,6 +48,8 @@ mod rejections;
 mod scenario;
 #[path = "../e2e/servers.rs"]
 mod servers;
+#[path = "../e2e/session.rs"]
+mod session;
 #[path = "../e2e/sse.rs"]
 #[allow(dead_code)] // shared with `e2e`, which uses all of it
 mod sse;

@@ -17,7 +17,7 @@ use rusqlite::{Connection, params};
 use crate::error::ApiError;
 
 /// This build's schema version (`PRAGMA user_version`).
-pub const API_SCHEMA_VERSION: i64 = 3;
+pub const API_SCHEMA_VERSION: i64 = 4;
 
 const MIGRATION_1: &str = "
 CREATE TABLE tokens (
@@ -58,6 +58,20 @@ ALTER TABLE tokens ADD COLUMN revoked_by TEXT;
 /// with its events), so a second copy that could disagree with it goes.
 const MIGRATION_3: &str = "DROP TABLE IF EXISTS idempotency;";
 
+/// Browser sessions (the dashboard's sign-in): a session is known by the
+/// SHA-256 of its cookie's secret and belongs to the token it was opened
+/// with (by the token's digest: revoking the token ends its sessions).
+const MIGRATION_4: &str = "
+CREATE TABLE sessions (
+    digest BLOB PRIMARY KEY,
+    token_digest BLOB NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+";
+
 /// The index names are unique by, in either of its forms.
 const NAME_INDEX: &str = "tokens_name_nocase";
 
@@ -84,6 +98,30 @@ pub struct TokenRow {
     pub revoked_at: Option<String>,
     /// Who revoked it.
     pub revoked_by: Option<String>,
+}
+
+/// A stored browser session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// SHA-256 of the cookie's secret.
+    pub digest: [u8; 32],
+    /// SHA-256 of the token it was opened with.
+    pub token_digest: [u8; 32],
+    /// The token writes made with the cookie must carry (`X-CSRF-Token`).
+    pub csrf: String,
+    /// When it was opened (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it ends (RFC 3339, UTC; compared as text, so always UTC with
+    /// the same precision: [`crate::session::stamp`]).
+    pub expires_at: String,
+}
+
+fn digest_of(bytes: &[u8]) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    if bytes.len() == 32 {
+        d.copy_from_slice(bytes);
+    }
+    d
 }
 
 /// What an insert found.
@@ -128,6 +166,17 @@ pub trait ApiData: Send + Sync + std::fmt::Debug + 'static {
     /// `grantlog token`, another server) creates or revokes a token, so that
     /// a server knows when to read the tokens again.
     async fn data_version(&self) -> Result<i64, ApiError>;
+
+    /// Stores a new session (durable when it returns), and forgets sessions
+    /// that ended before `row.created_at`.
+    async fn insert_session(&self, row: SessionRow) -> Result<(), ApiError>;
+
+    /// The session whose cookie secret has this digest, if it is stored and
+    /// ends after `now` (RFC 3339, as [`SessionRow::expires_at`]).
+    async fn session(&self, digest: [u8; 32], now: String) -> Result<Option<SessionRow>, ApiError>;
+
+    /// Ends a session; whether it existed.
+    async fn delete_session(&self, digest: [u8; 32]) -> Result<bool, ApiError>;
 }
 
 /// The API's data in the data directory's `api.sqlite`.
@@ -184,6 +233,10 @@ impl SqliteApiData {
         if version < 3 {
             tx.execute_batch(MIGRATION_3).map_err(internal)?;
             tx.pragma_update(None, "user_version", 3).map_err(internal)?;
+        }
+        if version < 4 {
+            tx.execute_batch(MIGRATION_4).map_err(internal)?;
+            tx.pragma_update(None, "user_version", 4).map_err(internal)?;
         }
         tx.commit().map_err(internal)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
@@ -309,6 +362,42 @@ impl ApiData for SqliteApiData {
     /// process: `grantlog token`) commits to the file.
     async fn data_version(&self) -> Result<i64, ApiError> {
         self.with(|c| c.pragma_query_value(None, "data_version", |r| r.get(0))).await
+    }
+
+    async fn insert_session(&self, row: SessionRow) -> Result<(), ApiError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![row.created_at])?;
+            tx.execute(
+                "INSERT INTO sessions (digest, token_digest, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![row.digest.to_vec(), row.token_digest.to_vec(), row.csrf, row.created_at, row.expires_at],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn session(&self, digest: [u8; 32], now: String) -> Result<Option<SessionRow>, ApiError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT token_digest, csrf, created_at, expires_at FROM sessions WHERE digest = ?1 AND expires_at > ?2",
+            )?;
+            let mut rows = stmt.query(params![digest.to_vec(), now])?;
+            let Some(r) = rows.next()? else { return Ok(None) };
+            let token: Vec<u8> = r.get(0)?;
+            Ok(Some(SessionRow {
+                digest,
+                token_digest: digest_of(&token),
+                csrf: r.get(1)?,
+                created_at: r.get(2)?,
+                expires_at: r.get(3)?,
+            }))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, digest: [u8; 32]) -> Result<bool, ApiError> {
+        self.with(move |c| Ok(c.execute("DELETE FROM sessions WHERE digest = ?1", params![digest.to_vec()])? > 0)).await
     }
 }
 

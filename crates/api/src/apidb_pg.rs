@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::apidb::{ApiData, Inserted, Revoked, TokenRow};
+use crate::apidb::{ApiData, Inserted, Revoked, SessionRow, TokenRow};
 use crate::error::ApiError;
 
 /// This build's schema version of the API's tables.
-pub const API_PG_SCHEMA_VERSION: i64 = 1;
+pub const API_PG_SCHEMA_VERSION: i64 = 2;
 
 /// Serialises migrations of servers starting at once (an advisory lock key:
 /// "grantapi" in ASCII).
@@ -34,6 +34,18 @@ CREATE TABLE api_tokens (
 CREATE UNIQUE INDEX api_tokens_name_nocase ON api_tokens (lower(name));
 CREATE TABLE api_changes (id INT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
 INSERT INTO api_changes VALUES (1, 0);
+";
+
+/// Browser sessions, as `api.sqlite`'s (see `apidb`'s `MIGRATION_4`).
+const MIGRATION_2: &str = "
+CREATE TABLE api_sessions (
+    digest BYTEA PRIMARY KEY,
+    token_digest BYTEA NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX api_sessions_expiry ON api_sessions (expires_at);
 ";
 
 /// The API's data in PostgreSQL.
@@ -112,6 +124,10 @@ impl PostgresApiData {
         if version < 1 {
             tx.batch_execute(MIGRATION_1).await.map_err(pg)?;
             tx.execute("INSERT INTO grantlog_api_schema VALUES (1)", &[]).await.map_err(pg)?;
+        }
+        if version < 2 {
+            tx.batch_execute(MIGRATION_2).await.map_err(pg)?;
+            tx.execute("UPDATE grantlog_api_schema SET version = 2", &[]).await.map_err(pg)?;
         }
         tx.commit().await.map_err(pg)
     }
@@ -228,6 +244,44 @@ impl ApiData for PostgresApiData {
     async fn data_version(&self) -> Result<i64, ApiError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         Ok(client.query_one("SELECT version FROM api_changes WHERE id = 1", &[]).await.map_err(pg)?.get(0))
+    }
+
+    async fn insert_session(&self, row: SessionRow) -> Result<(), ApiError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("DELETE FROM api_sessions WHERE expires_at <= $1", &[&row.created_at]).await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO api_sessions (digest, token_digest, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&row.digest.as_slice(), &row.token_digest.as_slice(), &row.csrf, &row.created_at, &row.expires_at],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn session(&self, digest: [u8; 32], now: String) -> Result<Option<SessionRow>, ApiError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT token_digest, csrf, created_at, expires_at FROM api_sessions
+                 WHERE digest = $1 AND expires_at > $2",
+                &[&digest.as_slice(), &now],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| {
+            let token: Vec<u8> = r.get(0);
+            let mut token_digest = [0u8; 32];
+            if token.len() == 32 {
+                token_digest.copy_from_slice(&token);
+            }
+            SessionRow { digest, token_digest, csrf: r.get(1), created_at: r.get(2), expires_at: r.get(3) }
+        }))
+    }
+
+    async fn delete_session(&self, digest: [u8; 32]) -> Result<bool, ApiError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        Ok(client.execute("DELETE FROM api_sessions WHERE digest = $1", &[&digest.as_slice()]).await.map_err(pg)? > 0)
     }
 }
 

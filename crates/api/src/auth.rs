@@ -140,14 +140,20 @@ impl FromRequestParts<AppState> for Arc<Principal> {
         if let Some(principal) = parts.extensions.get::<Arc<Principal>>() {
             return Ok(Arc::clone(principal));
         }
-        let secret = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized)?;
-        let principal = state.tokens().authenticate_fresh(secret).await.ok_or(ApiError::Unauthorized)?;
+        // A bearer token when one is sent; else the dashboard's session
+        // cookie (whose writes need the session's CSRF token).
+        let principal = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => {
+                let secret = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim)
+                    .ok_or(ApiError::Unauthorized)?;
+                state.tokens().authenticate_fresh(secret).await.ok_or(ApiError::Unauthorized)?
+            }
+            None => crate::session::principal(state, parts).await?.ok_or(ApiError::Unauthorized)?,
+        };
         state.rate_limiter().take(principal.name.as_str())?;
         tracing::Span::current().record("actor", principal.name.as_str());
         Ok(principal)

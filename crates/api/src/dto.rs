@@ -598,3 +598,27 @@ pub struct TokenList {
     /// Every token, revoked and expired ones included, by name.
     pub tokens: Vec<TokenInfo>,
 }
+
+/// `POST /api/v1/session`: sign in with a token.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSession {
+    /// A bearer token's secret (`glt_...`). It is not kept: the session
+    /// cookie stands for it.
+    pub token: String,
+}
+
+/// A browser session: who it is, and the CSRF token its writes carry.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionInfo {
+    /// The token's name (the actor recorded on the session's writes).
+    pub name: ActorId,
+    /// Its role.
+    pub role: Role,
+    /// Programmes a manager or viewer may see.
+    pub programmes: Vec<ProgrammeId>,
+    /// Send as `X-CSRF-Token` on every write made with the session cookie.
+    pub csrf_token: String,
+    /// When the session ends.
+    pub expires_at: DateTime<Utc>,
+}

@@ -35,6 +35,10 @@ pub enum ApiError {
     /// A domain rule refused the command.
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// A domain rule refused the command because of one field of its body
+    /// (the pointer): answered as [`ApiError::Domain`], with `errors` too.
+    #[error("{0}")]
+    DomainAt(DomainError, &'static str),
     /// `If-Match` named another version than the grant's.
     #[error("the grant is at version {current:?}, not {expected}")]
     PreconditionFailed {
@@ -73,6 +77,10 @@ pub enum ApiError {
     /// The token's role never allows this call.
     #[error("the token's role does not allow this call")]
     Forbidden,
+    /// A write made with a session cookie without the session's
+    /// `X-CSRF-Token`, or from another origin.
+    #[error("{0}")]
+    Csrf(&'static str),
     /// No such thing (or not visible to this token).
     #[error("{0} not found")]
     NotFound(String),
@@ -159,7 +167,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Domain(e) => domain_status(e),
+            ApiError::Domain(e) | ApiError::DomainAt(e, _) => domain_status(e),
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::InvalidBody(_) | ApiError::JsonTooDeep { .. } | ApiError::InvalidQuery(_) => {
                 StatusCode::BAD_REQUEST
@@ -167,7 +175,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Exists(_) | ApiError::TooManyConflicts { .. } => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -188,7 +196,7 @@ impl ApiError {
     /// The stable machine code (the `type` URI's last segment).
     pub fn code(&self) -> String {
         match self {
-            ApiError::Domain(e) => domain_code(e),
+            ApiError::Domain(e) | ApiError::DomainAt(e, _) => domain_code(e),
             ApiError::PreconditionFailed { .. } => "precondition-failed".into(),
             ApiError::InvalidBody(_) => "invalid-body".into(),
             ApiError::JsonTooDeep { .. } => "json-too-deep".into(),
@@ -197,6 +205,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => "unsupported-media-type".into(),
             ApiError::Unauthorized => "unauthorized".into(),
             ApiError::Forbidden => "forbidden".into(),
+            ApiError::Csrf(_) => "csrf-check-failed".into(),
             ApiError::NotFound(_) => "not-found".into(),
             ApiError::Exists(_) => "exists".into(),
             ApiError::IdempotencyKeyReused => "idempotency-key-reused".into(),
@@ -223,6 +232,12 @@ impl ApiError {
                 if let Ok(Value::Object(fields)) = serde_json::to_value(e) {
                     m = fields;
                 }
+            }
+            ApiError::DomainAt(e, pointer) => {
+                if let Ok(Value::Object(fields)) = serde_json::to_value(e) {
+                    m = fields;
+                }
+                m.insert("errors".into(), json!([{ "pointer": pointer, "detail": e.to_string() }]));
             }
             ApiError::PreconditionFailed { expected, current } => {
                 m.insert("expected_version".into(), json!(expected));

@@ -16,6 +16,7 @@ pub mod apidb;
 pub mod apidb_pg;
 pub mod auth;
 pub mod backend;
+pub mod dashboard;
 pub mod dto;
 pub mod error;
 mod extract;
@@ -25,8 +26,10 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod problems;
+pub mod refusals;
 pub mod request_id;
 pub mod routes;
+pub mod session;
 mod state;
 pub mod tokens;
 
@@ -61,6 +64,8 @@ pub fn app(state: AppState) -> Router {
         router = router.route(route.path, handler);
     }
     router
+        .route("/", axum::routing::get(dashboard::index))
+        .route("/dashboard/{*path}", axum::routing::get(dashboard::asset))
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))

@@ -44,6 +44,13 @@ pub struct Config {
     /// for the data directory's SQLite files. The read models stay in the
     /// data directory either way: each server keeps its own.
     pub database_url: Option<String>,
+    /// Mark the dashboard's session cookie `Secure` (the server is reached
+    /// over TLS through a proxy); it is also marked when a request says
+    /// `X-Forwarded-Proto: https`.
+    pub secure_cookies: bool,
+    /// Serve the dashboard's files from this directory instead of the
+    /// copies built into the binary (for working on the page).
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 /// How often [`Config::views_pages_max_file`] is re-read.
@@ -65,6 +72,8 @@ impl Config {
             request_headers_max: crate::problems::REQUEST_HEADERS_MAX,
             views_pages_max_file: None,
             database_url: None,
+            secure_cookies: false,
+            dashboard_dir: None,
         }
     }
 }

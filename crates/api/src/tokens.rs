@@ -117,10 +117,16 @@ impl Tokens {
     /// accepted at once, not a second later. Concurrent misses share one
     /// check (so unknown secrets cost at most one cheap query at a time).
     pub async fn authenticate_fresh(&self, secret: &str) -> Option<Arc<Principal>> {
-        if let Some(principal) = self.authenticate(secret) {
+        self.authenticate_digest_fresh(&digest(secret)).await
+    }
+
+    /// [`Tokens::authenticate_fresh`] of a token known by its digest (a
+    /// browser session's token).
+    pub async fn authenticate_digest_fresh(&self, presented: &[u8; 32]) -> Option<Arc<Principal>> {
+        if let Some(principal) = self.authenticate_digest(presented) {
             return Some(principal);
         }
-        let presented = digest(secret);
+        let presented = *presented;
         if self.known.read().unwrap_or_else(|e| e.into_inner()).contains_key(&presented) {
             return None; // known, and revoked or expired
         }
@@ -133,7 +139,7 @@ impl Tokens {
             }
         }
         drop(checked);
-        self.authenticate(secret)
+        self.authenticate_digest(&presented)
     }
 
     /// Reads the tokens again if the table changed since they were read.
@@ -147,6 +153,11 @@ impl Tokens {
         Ok(true)
     }
 
+    /// The API's data the tokens are kept in (sessions live there too).
+    pub fn data(&self) -> &Arc<dyn ApiData> {
+        &self.db
+    }
+
     /// Whether any token exists (the bootstrap creates the first).
     pub fn is_empty(&self) -> bool {
         self.known.read().unwrap_or_else(|e| e.into_inner()).is_empty()
@@ -155,11 +166,15 @@ impl Tokens {
     /// The principal of a presented secret, if it is known, not revoked and
     /// not expired. Its use is queued for `last_used_at`, never waited for.
     pub fn authenticate(&self, secret: &str) -> Option<Arc<Principal>> {
-        let presented = digest(secret);
+        self.authenticate_digest(&digest(secret))
+    }
+
+    /// [`Tokens::authenticate`] of a token known by its digest.
+    pub fn authenticate_digest(&self, presented: &[u8; 32]) -> Option<Arc<Principal>> {
         let entry = {
             let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-            let (stored, entry) = known.get_key_value(&presented)?;
-            if !bool::from(stored.ct_eq(&presented)) {
+            let (stored, entry) = known.get_key_value(presented)?;
+            if !bool::from(stored.ct_eq(presented)) {
                 return None;
             }
             Arc::clone(entry)

@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "GRANTLOG_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Mark the dashboard's session cookie `Secure`: set it when users reach
+    /// the server over HTTPS through a proxy (a request saying
+    /// `X-Forwarded-Proto: https` gets it anyway).
+    #[arg(long, env = "GRANTLOG_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// Serve the dashboard's files from this directory instead of the ones
+    /// built into the binary (for working on the page; reloaded per request).
+    #[arg(long, env = "GRANTLOG_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<PathBuf>,
     /// Fault injection for tests of a full disk: a file holding the
     /// read-model file's page cap (`max_page_count`), re-read while serving.
     #[arg(long, env = "GRANTLOG_VIEWS_PAGES_MAX_FILE", hide = true)]
@@ -96,6 +105,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.view_cache_bytes_max = args.view_cache_bytes_max;
     config.views_pages_max_file = args.views_pages_max_file.clone();
     config.database_url = args.database_url.clone();
+    config.secure_cookies = args.secure_cookies;
+    config.dashboard_dir = args.dashboard_dir.clone();
     let (state, bootstrap) =
         AppState::open(config).await.with_context(|| format!("opening {}", args.data_dir.display()))?;
     let demo = if args.demo { crate::serve::demo(&state).await? } else { None };
@@ -115,6 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
     output::line(&format!("grantlog listening on {base}"));
+    output::line(&format!("dashboard: {base}/ (sign in with a token)"));
     let app = api::app(state.clone());
     let stopping = state.clone();
     let limits = crate::http::Limits {

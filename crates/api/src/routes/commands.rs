@@ -184,11 +184,20 @@ pub(crate) async fn write(
 ) -> Result<Response, ApiError> {
     let expected = w.if_match()?;
     let w = &w;
+    // Which field a refusal is about depends on the command: kept to say so.
+    let locate = command.clone();
     idempotent(w, |key| async move {
         let issued = w.issued(command, key.as_deref(), expected);
         Ok(state.handler().execute(grant, &issued).await?)
     })
     .await
+    .map_err(|e| match e {
+        ApiError::Domain(d) => match crate::refusals::pointer(&locate, &d) {
+            Some(pointer) => ApiError::DomainAt(d, pointer),
+            None => ApiError::Domain(d),
+        },
+        other => other,
+    })
 }
 
 async fn create_grant(

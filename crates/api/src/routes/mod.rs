@@ -8,6 +8,7 @@ mod commands;
 mod log;
 mod maintenance;
 mod ops;
+mod session;
 pub mod views;
 
 use axum::http::Method;
@@ -227,5 +228,6 @@ pub fn table() -> Vec<Route> {
     routes.extend(log::routes());
     routes.extend(audit::routes());
     routes.extend(maintenance::routes());
+    routes.extend(session::routes());
     routes
 }
