@@ -2,7 +2,7 @@
 // text comes from the API's strings (format.js).
 
 import { h, s } from './dom.js';
-import { addDays, compact, daysBetween, geom, money, pct } from './format.js';
+import { addDays, compact, daysBetween, geom, money } from './format.js';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 let uid = 0;
@@ -98,7 +98,8 @@ export function spendChart({ start, end, award, monthly, asOf, summary }) {
   }
   if (asOf && asOf >= start && asOf <= end) {
     svg.appendChild(s('line', { x1: x(asOf), x2: x(asOf), y1: T, y2: T + ph, class: 'marker-line' }));
-    svg.appendChild(s('text', { x: x(asOf) + 4, y: T + 12, class: 'tick' }, asOf));
+    const right = x(asOf) > L + pw * 0.8;
+    svg.appendChild(s('text', { x: x(asOf) + (right ? -4 : 4), y: T + ph - 8, 'text-anchor': right ? 'end' : 'start', class: 'tick' }, asOf));
   }
   const legend = h('ul', { class: 'legend', 'aria-hidden': 'true' },
     h('li', h('span', { class: 'key key-actual' }), 'Spent (direct + indirect), cumulative'),
@@ -178,9 +179,12 @@ export function gantt(tl) {
     g.appendChild(s('title', `Reporting period ${p.id}: ${p.start} to ${p.end}, report due ${p.report_due}${p.closed ? ', closed' : ''}`));
     g.appendChild(s('rect', { x: x(p.start), y: T, width: Math.max(2, x(addDays(p.end, 1)) - x(p.start)), height: bandH - 8, class: i % 2 ? 'band band-alt' : 'band' }));
     g.appendChild(s('text', { x: x(p.start) + 4, y: T + 15, class: 'tick strong' }, `${p.id}${p.closed ? ' (closed)' : ''}`));
-    g.appendChild(s('path', { d: `M${x(p.report_due)},${T + bandH - 8} l-5,-8 h10 z`, class: 'report-due' }));
     svg.appendChild(g);
   });
+  // Report due marks over every band.
+  for (const p of periods) {
+    svg.appendChild(s('path', { d: `M${x(p.report_due)},${T + bandH - 8} l-5,-8 h10 z`, class: 'report-due' }, s('title', `Report for ${p.id} due ${p.report_due}`)));
+  }
   svg.appendChild(s('text', { x: 8, y: T + 15, class: 'tick strong' }, 'Reporting periods'));
   // Milestones.
   ms.forEach((m, i) => {
@@ -224,4 +228,3 @@ export function gantt(tl) {
   return h('figure', { class: 'chart-figure' }, h('div', { class: 'chart-box scroll-x' }, svg), legend);
 }
 
-export { pct };

@@ -57,7 +57,7 @@ function eventsTable(events, total, withLine, figure) {
     c.effective_date || '—',
     instant(c.recorded_at),
     c.actor || '',
-    c.reason || '',
+    { cell: c.reason || '', attrs: { class: 'wrap' } },
     { cell: money(c.amount), attrs: { class: 'num', 'data-value': c.amount && c.amount.amount } },
   ]);
   const span = head.length - 1;

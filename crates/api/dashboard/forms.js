@@ -120,7 +120,8 @@ export function writeForm(spec) {
         input.setAttribute('aria-describedby', described.join(' '));
       }
     }
-    alert.replaceChildren(h('p', { class: 'problem-detail' }, detail), unplaced.length ? h('ul', unplaced.map((x) => h('li', `${x.pointer}: ${x.detail}`))) : null);
+    alert.replaceChildren(h('p', { class: 'problem-detail' }, detail));
+    if (unplaced.length) alert.appendChild(h('ul', unplaced.map((x) => h('li', `${x.pointer}: ${x.detail}`))));
     alert.hidden = false;
     const firstBad = form.querySelector('[aria-invalid="true"]');
     if (firstBad) firstBad.focus();

@@ -48,3 +48,8 @@ export function section(title, id, ...children) {
 export function viewQuery(params, extra) {
   return { as_of: params.as_of || null, known_at: params.known_at || null, today: params.as_of || null, ...(extra || {}) };
 }
+
+/** A cell whose text may wrap (titles, reasons). */
+export function wrap(text) {
+  return { cell: text || '', attrs: { class: 'wrap' } };
+}

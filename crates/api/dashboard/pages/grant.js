@@ -8,7 +8,7 @@ import { addDays, burn, daysBetween, isNegative, money, negate, pct, raw, todayU
 import { explainGrant, explainLine } from '../explain.js';
 import { firstSegment, writeForm } from '../forms.js';
 import { grantPath, link } from '../route.js';
-import { moneyCell, numCell, statePill, viewQuery } from './common.js';
+import { moneyCell, numCell, statePill, viewQuery, wrap } from './common.js';
 
 export function create(ctx) {
   const grant = ctx.route.grant;
@@ -372,7 +372,7 @@ function scheduleSection(t) {
     className: 'data compact',
     caption,
     head: ['Milestone', 'Title', 'Workstream', 'Due', late ? { text: 'Days late', attrs: { class: 'num' } } : { text: 'Days left', attrs: { class: 'num' } }, 'Status'],
-    rows: list.map((m) => [{ th: true, cell: m.id }, m.title, m.workstream, m.current_due, numCell(String(Math.abs(daysBetween(today, m.current_due)))), { cell: statePill(m.status) }]),
+    rows: list.map((m) => [{ th: true, cell: m.id }, wrap(m.title), m.workstream, m.current_due, numCell(String(Math.abs(daysBetween(today, m.current_due)))), { cell: statePill(m.status) }]),
     rowAttrs: (i) => ({ 'data-milestone': list[i].id }),
   });
   const periods = (t.reporting_periods || []).filter((p) => !p.closed && p.report_due <= horizon);

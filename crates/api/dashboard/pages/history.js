@@ -5,7 +5,7 @@ import { api, ApiError, can, describe, grantHistory, seg } from '../api.js';
 import { empty, h, table, tableWrap } from '../dom.js';
 import { instant, isNegative, money, typeLabel } from '../format.js';
 import { grantPath, link } from '../route.js';
-import { moneyCell, statePill } from './common.js';
+import { moneyCell, statePill, wrap } from './common.js';
 
 const PAGE = 100;
 
@@ -50,7 +50,7 @@ export function create(ctx) {
           e.actor || '',
           instant(e.recorded_at),
           e.effective_date || '—',
-          e.reason || '',
+          wrap(e.reason),
           { cell: summary(e.data), attrs: { class: 'details' } },
         ]),
         rowAttrs: (i) => ({ 'data-position': String(rows[i].position), 'data-type': rows[i].type }),
@@ -131,7 +131,7 @@ function lineHistorySection(lh) {
           c.effective_date,
           instant(c.recorded_at),
           c.actor,
-          c.reason || '',
+          wrap(c.reason),
           moneyCell(c.amount),
           { cell: figures(c.before), attrs: { class: 'figs' } },
           { cell: figures(c.after), attrs: { class: 'figs' } },
@@ -154,9 +154,9 @@ function correctionsSection(cs) {
       className: 'data',
       head: ['Original', 'Reversal', 'Replacement'],
       rows: cs.map((c) => [
-        expenditureText(c.original),
+        wrap(expenditureText(c.original)),
         `position ${c.reversal.position} · ${c.reversal.effective_date} · by ${c.reversal.actor}${c.reversal.reason ? ` · ${c.reversal.reason}` : ''}`,
-        c.replacement ? expenditureText(c.replacement) : 'none',
+        wrap(c.replacement ? expenditureText(c.replacement) : 'none'),
       ]),
       rowAttrs: (i) => ({ 'data-expenditure': cs[i].original && cs[i].original.expenditure }),
     }), 'Corrections') : empty('No corrections.'));
@@ -179,8 +179,8 @@ function approvalsSection(as) {
       a.id,
       `position ${a.position} · ${a.requested_effective}`,
       a.requested_by,
-      a.reason || '',
-      what,
+      wrap(a.reason),
+      wrap(what),
       { cell: [statePill(dec ? (dec.approved ? 'approved' : 'rejected') : 'pending'), dec ? h('span', { class: 'muted block' }, `by ${dec.by} on ${dec.effective_date}${dec.reason ? `: ${dec.reason}` : ''}`) : null] },
     ];
   });

@@ -1,6 +1,6 @@
 // Portfolio: every programme the user may see, one table each.
 
-import { api, query, seg } from '../api.js';
+import { api, ApiError, query, seg, session } from '../api.js';
 import { h, table, tableWrap, empty } from '../dom.js';
 import { burn, money, pct, raw } from '../format.js';
 import { grantPath, link } from '../route.js';
@@ -12,7 +12,14 @@ export function create(ctx) {
     name: 'portfolio',
     title: 'Portfolio',
     async load({ signal }) {
-      const programmes = (await api('/api/v1/programmes', { signal })) || [];
+      let programmes;
+      try {
+        programmes = (await api('/api/v1/programmes', { signal })) || [];
+      } catch (e) {
+        // A server without the list: the programmes of the session.
+        if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 405)) throw e;
+        programmes = ((session.user && session.user.programmes) || []).map((id) => ({ id, name: id }));
+      }
       const views = await Promise.all(programmes.map((p) =>
         api(`/api/v1/programmes/${seg(p.id)}/portfolio${query({ as_of: params.as_of, known_at: params.known_at, today: params.as_of })}`, { signal })));
       return { programmes, views };
@@ -40,7 +47,7 @@ function programmeTable(p, v, params) {
   const hid = `prog-${p.id}-title`;
   const rows = grants.map((g) => [
     { th: true, cell: h('a', { href: link(grantPath(g.grant), params), 'data-grant': g.grant }, g.acronym ? `${g.acronym}` : g.grant), attrs: { 'data-col': 'grant' } },
-    { cell: [g.title || '', g.acronym ? h('span', { class: 'muted block' }, g.grant) : null], attrs: { 'data-col': 'title' } },
+    { cell: [g.title || '', g.acronym ? h('span', { class: 'muted block' }, g.grant) : null], attrs: { 'data-col': 'title', class: 'wrap' } },
     moneyCell(g.award, { 'data-col': 'award', 'data-value': g.award && g.award.amount }),
     moneyCell(g.spent, { 'data-col': 'spent', 'data-value': g.spent && g.spent.amount }),
     moneyCell(g.committed, { 'data-col': 'committed', 'data-value': g.committed && g.committed.amount }),

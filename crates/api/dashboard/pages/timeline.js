@@ -6,7 +6,7 @@ import { api, query, seg } from '../api.js';
 import { gantt } from '../charts.js';
 import { empty, h, table, tableWrap } from '../dom.js';
 import { grantPath, link } from '../route.js';
-import { numCell, statePill, viewQuery } from './common.js';
+import { numCell, statePill, viewQuery, wrap } from './common.js';
 
 export function create(ctx) {
   const grant = ctx.route.grant;
@@ -48,7 +48,7 @@ function milestoneTable(ms) {
     head: ['Milestone', 'Title', 'Workstream', 'Kind', 'Baseline due', 'Current due', 'Achieved on', { text: 'Slip (days)', attrs: { class: 'num' } }, { text: 'Reschedules', attrs: { class: 'num' } }, 'Beyond end', 'Status'],
     rows: ms.map((m) => [
       { th: true, cell: m.id },
-      m.title,
+      wrap(m.title),
       m.workstream,
       m.kind,
       m.baseline_due,
