@@ -46,8 +46,8 @@ function programmeTable(p, v, params) {
   const grants = v.grants || [];
   const hid = `prog-${p.id}-title`;
   const rows = grants.map((g) => [
-    { th: true, cell: h('a', { href: link(grantPath(g.grant), params), 'data-grant': g.grant }, g.acronym ? `${g.acronym}` : g.grant), attrs: { 'data-col': 'grant' } },
-    { cell: [g.title || '', g.acronym ? h('span', { class: 'muted block' }, g.grant) : null], attrs: { 'data-col': 'title', class: 'wrap' } },
+    { th: true, cell: h('a', { href: link(grantPath(g.grant), params), 'data-grant': g.grant }, g.grant), attrs: { 'data-col': 'grant' } },
+    { cell: [g.acronym ? h('strong', g.acronym) : null, g.acronym && g.title ? ' · ' : null, g.title || ''], attrs: { 'data-col': 'title', class: 'wrap' } },
     moneyCell(g.award, { 'data-col': 'award', 'data-value': g.award && g.award.amount }),
     moneyCell(g.spent, { 'data-col': 'spent', 'data-value': g.spent && g.spent.amount }),
     moneyCell(g.committed, { 'data-col': 'committed', 'data-value': g.committed && g.committed.amount }),
@@ -74,6 +74,6 @@ function programmeTable(p, v, params) {
   const summary = (v.totals || []).map((tt) => `${money(tt.spent)} spent of ${money(tt.award)}`).join('; ');
   return h('section', { class: 'card programme', 'aria-labelledby': hid, 'data-programme': p.id },
     h('h2', { id: hid }, p.name || p.id, ' ', h('span', { class: 'muted' }, `(${p.id})`)),
-    h('p', { class: 'subtitle' }, grants.length ? `${grants.length} grant${grants.length === 1 ? '' : 's'}. ${summary}` : 'No grants yet.', v.today ? ` Statuses as of ${v.today}.` : ''),
+    h('p', { class: 'subtitle' }, grants.length ? `${grants.length} grant${grants.length === 1 ? '' : 's'}${summary ? `: ${summary}` : ''}.` : 'No grants yet.', v.today ? ` Statuses as of ${v.today}.` : ''),
     grants.length ? tableWrap(t, `${p.name || p.id} grants`) : null);
 }
