@@ -3,7 +3,7 @@
 // create(ctx) -> { name, load({minPosition, signal}), render(data) ->
 // {node, position}, streams?(data, position) -> [{url, after}], destroy?() }.
 
-import { ApiError, can, describe, loadSession, session, setUnauthorizedHandler, signIn, signOut } from './api.js';
+import { api, ApiError, can, describe, loadSession, session, setUnauthorizedHandler, signIn, signOut } from './api.js';
 import { h } from './dom.js';
 import * as live from './live.js';
 import { grantPath, link, normaliseParams, paramsText, parseHash } from './route.js';
@@ -175,6 +175,8 @@ function showSignin(message) {
 }
 
 setUnauthorizedHandler(() => showSignin('Your session has ended. Sign in again.'));
+// A stream refused: if the session is gone, the check answers 401 and the sign-in form shows.
+live.setClosedHandler(() => { if (session.user) api('/api/v1/session').catch(() => {}); });
 
 // ---------------------------------------------------------------- pages
 

@@ -5,6 +5,12 @@
 
 const streams = new Set();
 let statusEl = null;
+let onClosed = () => {};
+
+/** Called when the browser gives up on a stream (it may be a lost session). */
+export function setClosedHandler(fn) {
+  onClosed = fn;
+}
 
 function show() {
   if (!statusEl) statusEl = document.getElementById('live-status');
@@ -38,6 +44,7 @@ export function openStream(url, after, onEvent) {
       show();
       if (es.readyState === EventSource.CLOSED && !st.closed) {
         es.close();
+        onClosed();
         clearTimeout(st.timer);
         st.timer = setTimeout(connect, 3000);
       }
