@@ -119,7 +119,7 @@ async fn a_write_by_another_client_shows_within_a_second_and_as_of_and_known_at_
     assert!(shown_after <= LIVE_WITHIN, "the write showed after {shown_after:?}");
 
     // As of a date: the figures re-render, and the URL carries the choice.
-    browser.fill("#as-of", "2022-06-30").await;
+    browser.set_value("#as-of", "2022-06-30").await;
     let apply = browser.find("#view-apply").await;
     browser.click(&apply).await;
     browser.wait_for("as_of in the URL", "return location.hash.includes('as_of=2022-06-30');", json!([]), WAIT).await;
@@ -130,7 +130,7 @@ async fn a_write_by_another_client_shows_within_a_second_and_as_of_and_known_at_
     // As known before the write: the books without it; the shared URL
     // renders the same in a fresh load.
     let known = known_before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    browser.fill("#as-of", "").await;
+    browser.set_value("#as-of", "").await;
     browser.fill("#known-at", &known).await;
     let apply = browser.find("#view-apply").await;
     browser.click(&apply).await;
@@ -194,9 +194,9 @@ async fn the_expenditure_form_records_once_on_a_double_click_and_shows_a_refusal
     let before = api.expenditure_ids(GRANT).await;
 
     browser.fill("#form-expenditure [name=\"id\"]", "E-FORM-1").await;
-    browser.execute("const s = document.querySelector('#form-expenditure [name=\"line\"]'); s.value = 'FP1-CON'; s.dispatchEvent(new Event('change'));", json!([])).await;
+    browser.set_value("#form-expenditure [name=\"line\"]", "FP1-CON").await;
     browser.fill("#form-expenditure [name=\"amount\"]", "123.45").await;
-    browser.fill("#form-expenditure [name=\"incurred_on\"]", "2022-12-01").await;
+    browser.set_value("#form-expenditure [name=\"incurred_on\"]", "2022-12-01").await;
     browser.fill("#form-expenditure [name=\"supplier\"]", "SUP-LAB").await;
     browser.fill("#form-expenditure [name=\"invoice\"]", "INV-FORM-1").await;
     // Two clicks in the same instant, as a double click sends them.
@@ -223,11 +223,19 @@ async fn the_expenditure_form_records_once_on_a_double_click_and_shows_a_refusal
     let e = recorded.iter().find(|e| e["data"]["expenditure_id"] == json!("E-FORM-1")).unwrap();
     assert_eq!((&e["actor"], &e["data"]["amount"]["amount"]), (&json!("pm-form"), &json!("123.45")));
 
+    // The page says it was recorded, with no error (a second request that
+    // recorded nothing new would have answered a conflict).
+    let position = e["position"].as_u64().unwrap();
+    let script = "const f = document.getElementById('form-expenditure'); \
+                  const alert = f.querySelector('[role=alert]'); \
+                  return f.dataset.lastPosition === String(arguments[0]) && (!alert || alert.hidden);";
+    browser.wait_for("the recorded answer without an error", script, json!([position]), WAIT).await;
+
     // A refused command: its error shows beside the field it names.
     browser.wait_ready("grant").await;
     browser.fill("#form-expenditure [name=\"id\"]", "E-FORM-2").await;
     browser.fill("#form-expenditure [name=\"amount\"]", "10.001").await;
-    browser.fill("#form-expenditure [name=\"incurred_on\"]", "2022-12-02").await;
+    browser.set_value("#form-expenditure [name=\"incurred_on\"]", "2022-12-02").await;
     browser.fill("#form-expenditure [name=\"supplier\"]", "SUP-LAB").await;
     browser.fill("#form-expenditure [name=\"invoice\"]", "INV-FORM-2").await;
     let submit = browser.find("#form-expenditure [type=submit]").await;

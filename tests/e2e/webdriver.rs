@@ -17,7 +17,7 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Debian's Chromium.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// The key of an element reference in W3C WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52f-4a28-8c7a-0cbb4fbb6";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long a test waits for the page by default.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -162,6 +162,18 @@ impl Browser {
         let e = self.find(css).await;
         self.clear(&e).await;
         self.type_text(&e, text).await;
+    }
+
+    /// Sets an input's value as a user's picking would (for date inputs,
+    /// whose typed form depends on the browser's locale), firing `input`
+    /// and `change`.
+    pub async fn set_value(&self, css: &str, value: &str) {
+        self.find(css).await;
+        let script = "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+                      e.dispatchEvent(new Event('input', {bubbles: true})); \
+                      e.dispatchEvent(new Event('change', {bubbles: true})); return e.value;";
+        let set = self.execute(script, json!([css, value])).await;
+        assert_eq!(set, json!(value), "{css} did not take {value}");
     }
 
     /// An element's rendered text.
