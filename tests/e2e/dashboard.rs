@@ -302,13 +302,21 @@ async fn every_page_renders_for_an_admin_and_on_a_phone() {
         ("history", format!("#/grants/{GRANT}/history")),
         ("operator", "#/operator".to_owned()),
     ];
+    let mut timings = String::from("page\tfirst render (ms, navigation start to ready)\n");
     for (page, hash) in &pages {
+        // A fresh load each time: the figure is a first render.
+        browser.goto("about:blank").await;
         open(&browser, &server, hash, page).await;
         assert!(position(&browser).await > 0, "{page} carries the position it shows");
+        let rendered = browser.execute("return Math.round(performance.now());", json!([])).await;
+        timings.push_str(&format!("{page}\t{rendered}\n"));
         if let Some(dir) = &shots {
             std::fs::create_dir_all(dir).unwrap();
             std::fs::write(dir.join(format!("{page}.png")), browser.screenshot().await).unwrap();
         }
+    }
+    if let Some(dir) = &shots {
+        std::fs::write(dir.join("timings.txt"), &timings).unwrap();
     }
     // A phone: the grant page lays out without horizontal overflow of the page.
     browser.resize(390, 844).await;
