@@ -13,6 +13,7 @@ mod bodies;
 mod bounds;
 mod client;
 mod crash;
+mod dashboard_api;
 mod disk_full;
 mod harness;
 mod idempotency;
