@@ -85,13 +85,20 @@ pub struct IndirectView {
     pub accrued: Money,
 }
 
-/// Direct spending in one calendar month.
+/// Spending in one calendar month.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct MonthView {
     /// `YYYY-MM`.
     pub month: String,
     /// Direct costs incurred in it.
     pub spent: Money,
+    /// Indirect costs accrued in it: the rounded accrual on the eligible
+    /// base up to the month's end, less the one up to the month before, so
+    /// that the months sum to `indirect.accrued` exactly.
+    pub indirect: Money,
+    /// Direct and indirect costs up to the month's end; the last month's
+    /// equals the view's `spent`.
+    pub cumulative: Money,
 }
 
 /// The budget view of a grant.
@@ -115,6 +122,18 @@ pub struct BudgetView {
     pub available: Money,
     /// Indirect costs.
     pub indirect: IndirectView,
+    /// First day of the grant period.
+    pub start: NaiveDate,
+    /// Last day of the grant period after the extensions approved as of
+    /// the date.
+    pub effective_end: NaiveDate,
+    /// What the grant will have spent by its effective end if it goes on
+    /// at its pace: `max(spent + committed, spent x total_days /
+    /// elapsed_days)`, rounded half-even to the minor unit; `spent +
+    /// committed` while no day has elapsed (see [`forecast`]).
+    pub forecast_at_completion: Money,
+    /// `award - forecast_at_completion`; negative forecasts an overrun.
+    pub forecast_variance: Money,
     /// Share of the (effective) period elapsed at the as-of date, percent.
     #[serde(with = "rust_decimal::serde::float")]
     #[schemars(with = "f64")]
@@ -137,7 +156,7 @@ pub struct BudgetView {
     pub by_workstream: Vec<GroupView>,
     /// Lines by category.
     pub by_category: Vec<GroupView>,
-    /// Monthly direct spending.
+    /// Monthly spending, direct and indirect, with the running total.
     pub monthly: Vec<MonthView>,
 }
 
@@ -286,6 +305,11 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
         round4(spent_share.checked_mul(total_days).and_then(|x| x.checked_div(elapsed)).ok_or_else(overflow)?)
     };
 
+    let forecast_at_completion = forecast(spent, committed, total_days, elapsed)?;
+    let rate = grant.indirect_rate;
+    let eligible =
+        |line: &LineId| ledger.lines.get(line).is_some_and(|l| kind(&l.category) == Some(CategoryKind::Direct));
+
     Ok(BudgetView {
         grant: grant.id.clone(),
         currency,
@@ -296,6 +320,10 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
         committed,
         available: grant.award.checked_sub(&spent)?.checked_sub(&committed)?,
         indirect: IndirectView { rate: grant.indirect_rate, base, accrued },
+        start,
+        effective_end: end,
+        forecast_at_completion,
+        forecast_variance: grant.award.checked_sub(&forecast_at_completion)?,
         time_elapsed_pct: percent(elapsed, total_days)?,
         spent_pct: percent(spent.amount(), grant.award.amount())?,
         burn_index,
@@ -303,7 +331,7 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
         as_of,
         by_workstream: group(&lines, currency, |l| l.workstream.to_string())?,
         by_category: group(&lines, currency, |l| l.category.to_string())?,
-        monthly: monthly(ledger, at, currency)?,
+        monthly: monthly(ledger, at, currency, rate, eligible)?,
         lines,
     })
 }
@@ -334,11 +362,177 @@ fn group(
     Ok(groups.into_values().collect())
 }
 
-fn monthly(ledger: &GrantLedger, at: AsOf, currency: Currency) -> Result<Vec<MonthView>, MoneyError> {
-    let mut months: BTreeMap<(i32, u32), Money> = BTreeMap::new();
-    for x in ledger.expenditures.values().filter(|x| at.counts(x.incurred_on) && !at.happened(x.reversed_on)) {
-        let m = months.entry((x.incurred_on.year(), x.incurred_on.month())).or_insert(Money::zero(currency));
-        *m = m.checked_add(&x.amount)?;
+/// The forecast at completion: what `spent` becomes by the effective end
+/// at the pace so far, `spent x total_days / elapsed_days`, but never less
+/// than `spent + committed` (open commitments will be spent). Rounded
+/// half-even to the currency's minor unit; `spent + committed` while no day
+/// of the period has elapsed.
+pub fn forecast(
+    spent: Money,
+    committed: Money,
+    total_days: Decimal,
+    elapsed_days: Decimal,
+) -> Result<Money, MoneyError> {
+    let floor = spent.checked_add(&committed)?;
+    if elapsed_days.is_zero() {
+        return Ok(floor);
     }
-    Ok(months.into_iter().map(|((y, m), spent)| MonthView { month: format!("{y:04}-{m:02}"), spent }).collect())
+    let raw =
+        spent.amount().checked_mul(total_days).and_then(|x| x.checked_div(elapsed_days)).ok_or(MoneyError::Overflow)?;
+    let minor = spent.currency().minor_digits();
+    let paced = Money::new(raw.round_dp_with_strategy(minor, RoundingStrategy::MidpointNearestEven), spent.currency())?;
+    Ok(if paced.checked_cmp(&floor)?.is_gt() { paced } else { floor })
+}
+
+/// Spending by calendar month: the counted, non-reversed expenditures on
+/// lines open as of `at` (those the lines' totals count), by the month
+/// they were incurred in. A month's indirect costs are the difference of
+/// the rounded accruals on the cumulative eligible base, so the months sum
+/// to the view's accrual exactly.
+fn monthly(
+    ledger: &GrantLedger,
+    at: AsOf,
+    currency: Currency,
+    rate: Decimal,
+    eligible: impl Fn(&LineId) -> bool,
+) -> Result<Vec<MonthView>, MoneyError> {
+    let zero = Money::zero(currency);
+    let open = |line: &LineId| ledger.lines.get(line).is_some_and(|l| at.counts(l.opened_on));
+    let mut months: BTreeMap<(i32, u32), (Money, Money)> = BTreeMap::new();
+    let counted = ledger
+        .expenditures
+        .values()
+        .filter(|x| at.counts(x.incurred_on) && !at.happened(x.reversed_on) && open(&x.line));
+    for x in counted {
+        let (direct, base) = months.entry((x.incurred_on.year(), x.incurred_on.month())).or_insert((zero, zero));
+        *direct = direct.checked_add(&x.amount)?;
+        if eligible(&x.line) {
+            *base = base.checked_add(&x.amount)?;
+        }
+    }
+    let (mut base, mut accrued, mut cumulative) = (zero, zero, zero);
+    let mut out = Vec::with_capacity(months.len());
+    for ((y, m), (spent, month_base)) in months {
+        base = base.checked_add(&month_base)?;
+        let accrued_now = base.times(rate)?;
+        let indirect = accrued_now.checked_sub(&accrued)?;
+        accrued = accrued_now;
+        cumulative = cumulative.checked_add(&spent)?.checked_add(&indirect)?;
+        out.push(MonthView { month: format!("{y:04}-{m:02}"), spent, indirect, cumulative });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::ledger::{ExpenditureFacts, GrantInfo, LineFacts};
+    use events::{ExpenditureId, ProgrammeId, RuleSetId};
+
+    fn date(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn eur(s: &str) -> Money {
+        Money::parse(s, Currency::EUR).unwrap()
+    }
+
+    /// A grant over 2022 at `rate` with a personnel and a subcontracting
+    /// line, and the given expenditures `(line, amount, incurred_on)`.
+    fn ledger(rate: &str, spending: &[(&str, &str, &str)]) -> GrantLedger {
+        let mut l = GrantLedger {
+            grant: Some(GrantInfo {
+                id: GrantId::parse("g-1").unwrap(),
+                programme: ProgrammeId::parse("p").unwrap(),
+                title: "G".into(),
+                acronym: "G".into(),
+                funder: "F".into(),
+                award: eur("10000.00"),
+                start: date("2022-01-01"),
+                end: date("2022-12-31"),
+                rule_set: RuleSetId::parse("FNR-2022").unwrap(),
+                indirect_rate: rate.parse().unwrap(),
+            }),
+            ..GrantLedger::default()
+        };
+        for (ws, cat) in [("W1", "PER"), ("W1", "SUB")] {
+            let facts = LineFacts {
+                workstream: WorkstreamCode::parse(ws).unwrap(),
+                category: CategoryCode::parse(cat).unwrap(),
+                opened_on: date("2022-01-01"),
+                original: eur("5000.00"),
+            };
+            l.lines.insert(LineId::parse(format!("{ws}-{cat}")).unwrap(), facts);
+        }
+        for (n, (line, amount, on)) in spending.iter().enumerate() {
+            let facts = ExpenditureFacts {
+                line: LineId::parse(*line).unwrap(),
+                amount: eur(amount),
+                incurred_on: date(on),
+                liquidates: None,
+                reversed_on: None,
+                correction_of: None,
+            };
+            l.expenditures.insert(ExpenditureId::parse(format!("X{n}")).unwrap(), facts);
+        }
+        l
+    }
+
+    #[test]
+    fn monthly_indirect_costs_are_differences_of_the_rounded_accrual() {
+        // 0.125 x 0.10 = 0.0125 rounds to 0.01 in each month alone (0.03 in
+        // all), but the accrual on the three months' 0.30 is 0.0375 -> 0.04:
+        // cumulative accruals 0.01, 0.02 (0.025), 0.04.
+        let l = ledger(
+            "0.125",
+            &[("W1-PER", "0.10", "2022-01-10"), ("W1-PER", "0.10", "2022-02-10"), ("W1-PER", "0.10", "2022-03-10")],
+        );
+        let b = budget(&l, None, date("2022-12-31")).unwrap();
+        assert_eq!(b.indirect.accrued, eur("0.04"));
+        let indirect: Vec<Money> = b.monthly.iter().map(|m| m.indirect).collect();
+        assert_eq!(indirect, [eur("0.01"), eur("0.01"), eur("0.02")]);
+        assert_eq!(Money::sum(Currency::EUR, &indirect).unwrap(), b.indirect.accrued);
+        assert_eq!(b.monthly.last().unwrap().cumulative, b.spent);
+    }
+
+    #[test]
+    fn subcontracting_is_spent_but_earns_no_indirect_costs() {
+        let l = ledger("0.25", &[("W1-SUB", "400.00", "2022-03-01"), ("W1-PER", "100.00", "2022-04-01")]);
+        let b = budget(&l, None, date("2022-12-31")).unwrap();
+        let months: Vec<(&str, Money, Money, Money)> =
+            b.monthly.iter().map(|m| (m.month.as_str(), m.spent, m.indirect, m.cumulative)).collect();
+        assert_eq!(
+            months,
+            [
+                ("2022-03", eur("400.00"), eur("0.00"), eur("400.00")),
+                ("2022-04", eur("100.00"), eur("25.00"), eur("525.00")),
+            ]
+        );
+        assert_eq!(b.spent, eur("525.00"));
+    }
+
+    #[test]
+    fn the_forecast_extrapolates_the_pace_and_never_falls_below_what_is_committed() {
+        let days = |n: i64| Decimal::from(n);
+        // 100 spent in 73 of 365 days: 500 at the end.
+        assert_eq!(forecast(eur("100.00"), eur("0.00"), days(365), days(73)).unwrap(), eur("500.00"));
+        // But 800 spent or committed already is more than the pace says.
+        assert_eq!(forecast(eur("100.00"), eur("700.00"), days(365), days(73)).unwrap(), eur("800.00"));
+        // 10 x 365 / 3 = 1216.666... rounds half-even to cents.
+        assert_eq!(forecast(eur("10.00"), eur("0.00"), days(365), days(3)).unwrap(), eur("1216.67"));
+        // No day elapsed: nothing to extrapolate.
+        assert_eq!(forecast(eur("10.00"), eur("5.00"), days(365), days(0)).unwrap(), eur("15.00"));
+    }
+
+    #[test]
+    fn the_view_carries_the_period_and_the_forecast_against_the_award() {
+        let l = ledger("0.25", &[("W1-PER", "800.00", "2022-03-01")]);
+        let b = budget(&l, Some(date("2022-07-01")), date("2030-01-01")).unwrap();
+        assert_eq!((b.start, b.effective_end), (date("2022-01-01"), date("2022-12-31")));
+        // 1000 spent (800 + 25 %) in 182 of 365 days.
+        assert_eq!(b.forecast_at_completion, eur("2005.49"));
+        assert_eq!(b.forecast_variance, eur("7994.51"));
+    }
 }

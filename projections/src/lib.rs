@@ -8,6 +8,7 @@
 //!   their own SQLite file with an exactly-once checkpoint, rebuilds.
 //! - [`as_known_at`]: any grant's ledger as the log stood at an instant, by
 //!   folding its events with the same fold.
+//! - [`explain()`]: a line's figures as the events that sum to them.
 //! - [`audit`]: per-line history with before / after figures, the
 //!   corrections register, the approvals log and the funder statement as
 //!   CSV, from a grant's decoded history.
@@ -17,6 +18,7 @@
 pub mod audit;
 pub mod budget;
 pub mod db;
+pub mod explain;
 pub mod fold;
 pub mod history;
 pub mod integrity;
@@ -32,9 +34,10 @@ use store::{Direction, EventStore, READ_EVENTS_MAX, StreamStart};
 
 pub use audit::{Approval, Correction, LineHistory, approvals, corrections, line_history, statement_csv};
 pub use budget::{BudgetView, ViewError, budget};
+pub use explain::{LineExplanation, explain};
 pub use history::HistoryCache;
 pub use ledger::GrantLedger;
-pub use portfolio::{PortfolioView, portfolio};
+pub use portfolio::{GrantStatus, PortfolioView, portfolio};
 pub use projector::{
     Opened, ProjectionError, Projector, RebuildReport, RebuildState, Status, views_digest, views_path,
 };

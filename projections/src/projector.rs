@@ -291,6 +291,12 @@ impl Projector {
         self.shared.programmes.read().unwrap_or_else(|e| e.into_inner()).get(programme).cloned()
     }
 
+    /// Every programme's id and name, by id.
+    pub fn programmes(&self) -> Vec<(ProgrammeId, String)> {
+        let programmes = self.shared.programmes.read().unwrap_or_else(|e| e.into_inner());
+        programmes.iter().map(|(id, name)| (id.clone(), name.clone())).collect()
+    }
+
     /// Waits, at most `timeout`, until the views show `position`
     /// (read-your-writes). The views in memory are folded from the log, so
     /// this does not wait for the file.

@@ -230,7 +230,7 @@ fn every_view_answers(g: &Grant) -> Result<(), TestCaseError> {
         prop_assert!(s.is_ok(), "statement as of {:?}: {:?}", as_of, s.err());
         let _ = statement_csv(&s.unwrap());
     }
-    let p = portfolio(&ProgrammeId::parse("p").unwrap(), [&ledger, &ledger, &ledger], today);
+    let p = portfolio(&ProgrammeId::parse("p").unwrap(), [&ledger, &ledger, &ledger], None, today);
     prop_assert!(p.is_ok(), "portfolio: {:?}", p.err());
     // The line history folds the grant event by event: every prefix answers.
     let history = line_history(&g.events);

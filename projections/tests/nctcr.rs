@@ -176,7 +176,7 @@ async fn the_funder_statement_totals_each_period_by_category_and_the_portfolio_l
     let programme = ProgrammeId::parse(scenario::PROGRAMME).unwrap();
     assert_eq!(p.programme(&programme).as_deref(), Some("NCTCR"));
     let ledgers = p.programme_ledgers(&programme);
-    let view = portfolio(&programme, ledgers.iter().map(|l| &**l), d("2023-01-15")).unwrap();
+    let view = portfolio(&programme, ledgers.iter().map(|l| &**l), None, d("2023-01-15")).unwrap();
     assert_eq!(view.grants.len(), 1);
     assert_eq!(view.grants[0].overdue_milestones, 1); // M15, the final report
     assert_eq!(view.totals[0].award, eur("250000.00").unwrap());
@@ -322,4 +322,82 @@ async fn the_handler_and_the_projections_read_every_stored_event_alike() {
     let c = &bare.envelope.context;
     assert_eq!(c.effective_date, bare.recorded_at.date_naive(), "dated by the day it was recorded");
     assert_eq!((c.command_id, c.actor.as_str()), (uuid::Uuid::nil(), ".."));
+}
+
+#[tokio::test]
+async fn the_monthly_series_and_the_forecast_as_of_30_september() {
+    let w = world().await;
+    let p = projector(&w).await;
+    let b = budget(&p.ledger(&gid()).unwrap(), Some(d("2022-09-30")), d("2023-01-15")).unwrap();
+    let e = |s: &str| eur(s).unwrap();
+    let months: Vec<(&str, _, _, _)> =
+        b.monthly.iter().map(|m| (m.month.as_str(), m.spent, m.indirect, m.cumulative)).collect();
+    // 25 % of the cumulative base (FP3-SUB's July invoice earns none),
+    // rounded half-even, month by month: 2920.125 -> 2920.12.
+    assert_eq!(
+        months,
+        [
+            ("2022-03", e("11680.50"), e("2920.12"), e("14600.62")),
+            ("2022-04", e("2777.78"), e("694.45"), e("18072.85")),
+            ("2022-06", e("24340.00"), e("6085.00"), e("48497.85")),
+            ("2022-07", e("4000.00"), e("0.00"), e("52497.85")),
+            ("2022-09", e("640.00"), e("160.00"), e("53297.85")),
+        ]
+    );
+    assert_eq!((b.start, b.effective_end), (d("2022-01-01"), d("2022-12-31")));
+    // 53,297.85 in 273 of 365 days: 71,259.03 by the end, over the 57,297.85
+    // spent or committed.
+    assert_eq!(b.forecast_at_completion, e("71259.03"));
+    assert_eq!(b.forecast_variance, e("178740.97"));
+}
+
+#[tokio::test]
+async fn explanations_sum_to_the_budget_lines_at_every_date_and_instant() {
+    let w = world().await;
+    let cache = projections::HistoryCache::new(Arc::clone(&w.store), 100_000);
+    let history = cache.history(&gid()).await.unwrap();
+    let instants: Vec<Option<chrono::DateTime<Utc>>> =
+        std::iter::once(None).chain(history.iter().step_by(7).map(|p| Some(p.recorded_at))).collect();
+    let dates = ["2022-01-01", "2022-02-15", "2022-07-26", "2022-07-27", "2022-09-10", "2022-09-30", "2023-01-15"];
+    for known_at in instants {
+        let cut: Vec<_> =
+            history.iter().take_while(|p| projections::fold::known(p.recorded_at, known_at)).cloned().collect();
+        let ledger = cache.ledger_known_at(&gid(), known_at).await.unwrap();
+        for as_of in dates.iter().map(|s| Some(d(s))).chain([None]) {
+            let Ok(b) = budget(&ledger, as_of, d("2023-01-15")) else { continue };
+            let explained = projections::explain(&cut, None, as_of).unwrap();
+            let figures =
+                |l: &projections::LineExplanation| (l.line.clone(), l.current.total, l.committed.total, l.spent.total);
+            let lines: Vec<_> = b.lines.iter().map(|l| (l.line.clone(), l.current, l.committed, l.spent)).collect();
+            assert_eq!(
+                explained.iter().map(figures).collect::<Vec<_>>(),
+                lines,
+                "as of {as_of:?}, known at {known_at:?}"
+            );
+            for l in &explained {
+                for f in [&l.current, &l.committed, &l.spent] {
+                    assert_eq!(
+                        f.total,
+                        events::Money::sum(f.total.currency(), f.events.iter().map(|c| &c.amount)).unwrap()
+                    );
+                }
+            }
+        }
+    }
+    // FP1-CON as of 30 September: 10,000 opened, 3,000 given away by R1;
+    // the 4,200 purchase order liquidated by the 4,180.50 invoice and then closed.
+    let explained =
+        projections::explain(&history, Some(&LineId::parse("FP1-CON").unwrap()), Some(d("2022-09-30"))).unwrap();
+    assert_eq!(explained.len(), 1);
+    let fp1 = &explained[0];
+    let amounts = |f: &projections::explain::Figure| -> Vec<(&str, String)> {
+        f.events.iter().map(|c| (c.event_type, c.amount.amount().to_string())).collect()
+    };
+    assert_eq!(
+        amounts(&fp1.current),
+        [("BudgetLineOpened", "10000.00".into()), ("ReallocationApproved", "-3000.00".into())]
+    );
+    assert_eq!(fp1.spent.total, eur("4180.50").unwrap());
+    assert_eq!(fp1.committed.total, eur("0.00").unwrap());
+    assert!(fp1.committed.events.iter().any(|c| c.event_type == "CommitmentRaised"), "{:?}", amounts(&fp1.committed));
 }

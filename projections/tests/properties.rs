@@ -191,3 +191,52 @@ proptest! {
         })?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever was recorded, at any date and as known at any instant: the
+    /// months' indirect costs sum to the accrual, the running total ends at
+    /// `spent`, and every line's explanation sums to its figures.
+    #[test]
+    fn monthly_series_and_explanations_add_up(
+        ops in prop::collection::vec(op(), 1..30),
+        as_of_days in prop::collection::vec(0u32..400, 1..5),
+        cut in 0.0f64..=1.0,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+            let handler = Handler::new(Arc::clone(&store));
+            let grant = scenario::nctcr_until(&handler, "2022-06-30").await.unwrap();
+            for (n, op) in ops.iter().enumerate() {
+                run(&handler, &grant, n, op).await;
+            }
+            let history = projections::HistoryCache::new(Arc::clone(&store), 1_000_000).history(&grant).await.unwrap();
+            // Known at the instant of some event (the cut keeps every event
+            // recorded by then, as a known-at query does).
+            let index = ((history.len() - 1) as f64 * cut) as usize;
+            let known_at = history[index].recorded_at;
+            let events: Vec<_> = history.iter().take_while(|p| p.recorded_at <= known_at).cloned().collect();
+            let mut ledger = projections::GrantLedger::default();
+            for p in &events {
+                ledger.apply(p);
+            }
+            let start = NaiveDate::from_ymd_opt(2022, 1, 1).unwrap();
+            let dates = as_of_days.iter().map(|d| Some(start + chrono::Days::new(u64::from(*d)))).chain([None]);
+            for as_of in dates {
+                let b = projections::budget(&ledger, as_of, NaiveDate::from_ymd_opt(2022, 12, 31).unwrap()).unwrap();
+                let indirect = Money::sum(b.currency, b.monthly.iter().map(|m| &m.indirect)).unwrap();
+                prop_assert_eq!(indirect, b.indirect.accrued);
+                let last = b.monthly.last().map_or(Money::zero(b.currency), |m| m.cumulative);
+                prop_assert_eq!(last, b.spent);
+                let explained = projections::explain(&events, None, as_of).unwrap();
+                let figures: Vec<_> = explained.iter().map(|l| (l.line.clone(), l.current.total, l.committed.total, l.spent.total)).collect();
+                let lines: Vec<_> = b.lines.iter().map(|l| (l.line.clone(), l.current, l.committed, l.spent)).collect();
+                prop_assert_eq!(figures, lines);
+            }
+            Ok(())
+        })?;
+    }
+}

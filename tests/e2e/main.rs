@@ -14,6 +14,7 @@ mod bounds;
 mod client;
 mod crash;
 mod dashboard;
+mod dashboard_api;
 mod disk_full;
 mod harness;
 mod idempotency;

@@ -24,7 +24,12 @@ pub struct Stream {
 impl Stream {
     /// Opens the stream, resuming after `last_event_id` when given.
     pub async fn open(api: &Api, token: &str, last_event_id: Option<u64>) -> Self {
-        let mut request = api.http().get(format!("{}/api/v1/events/stream", api.base())).bearer_auth(token);
+        Self::open_path(api, token, "/api/v1/events/stream", last_event_id).await
+    }
+
+    /// Opens the stream at `path`, resuming after `last_event_id` when given.
+    pub async fn open_path(api: &Api, token: &str, path: &str, last_event_id: Option<u64>) -> Self {
+        let mut request = api.http().get(format!("{}{path}", api.base())).bearer_auth(token);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
@@ -32,14 +37,14 @@ impl Stream {
             .await
             .expect("the stream's headers within the deadline")
             .expect("the stream");
-        assert_eq!(response.status().as_u16(), 200, "GET /api/v1/events/stream");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
         let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert!(content_type.starts_with("text/event-stream"), "content-type {content_type}");
         Self { response, buffer: Vec::new() }
     }
 
     /// The next event with data: `(id, data)`; comments are skipped.
-    async fn next(&mut self) -> (u64, Value) {
+    pub async fn next(&mut self) -> (u64, Value) {
         loop {
             if let Some(event) = self.take_block() {
                 if let Some(event) = event {

@@ -621,4 +621,92 @@ pub struct SessionInfo {
     pub csrf_token: String,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
+
+/// A grant's lines explained.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Explained {
+    /// The grant.
+    pub grant: events::GrantId,
+    /// The business date the figures are as of (`null`: every fact).
+    pub as_of: Option<NaiveDate>,
+    /// The instant the books are read as of (`null`: now).
+    pub known_at: Option<DateTime<Utc>>,
+    /// The last log position of the grant's events counted.
+    pub position: u64,
+    /// The lines (one for a line's explanation), by id.
+    pub lines: Vec<projections::LineExplanation>,
+}
+
+/// A programme the caller sees.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProgrammeOut {
+    /// Its id.
+    pub id: events::ProgrammeId,
+    /// Its name.
+    pub name: String,
+}
+
+/// The last chain verification this server ran.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LastVerification {
+    /// When it finished.
+    pub at: DateTime<Utc>,
+    /// Whether the chain verified.
+    pub ok: bool,
+    /// Events checked.
+    pub events: u64,
+    /// The head it verified up to (`null`: an empty log).
+    pub head_position: Option<u64>,
+    /// What was wrong, when not ok.
+    pub detail: Option<String>,
+}
+
+/// What an operator looks at: the log, the views, the last verification.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Operator {
+    /// The log's head (`null`: an empty log).
+    pub head: Option<HeadOut>,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// The position the views have applied.
+    pub projection_position: u64,
+    /// Events of the log the views have not applied.
+    pub lag_events: u64,
+    /// As `/readyz` says: `ok`, `degraded`, `catching_up` or `failed`.
+    pub status: String,
+    /// The last `GET /api/v1/audit/verify` on this server (`null`: none
+    /// since it started).
+    pub last_verification: Option<LastVerification>,
+}
+
+/// A recorded event as a viewer's live stream shows it: where and what,
+/// without its payload, actor or reason.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EventSummary<'a> {
+    /// Log position.
+    pub position: u64,
+    /// Stream.
+    pub stream: &'a str,
+    /// Version in the stream.
+    pub version: u64,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    /// When the log committed it (UTC).
+    pub recorded_at: DateTime<Utc>,
+    /// Business date of the fact.
+    pub effective_date: Option<NaiveDate>,
+}
+
+impl<'a> From<&'a RecordedEvent> for EventSummary<'a> {
+    fn from(e: &'a RecordedEvent) -> Self {
+        Self {
+            position: e.position.0,
+            stream: e.stream_id.as_str(),
+            version: e.stream_version,
+            event_type: &e.event_type,
+            recorded_at: e.recorded_at,
+            effective_date: e.metadata.effective_date,
+        }
+    }
 }

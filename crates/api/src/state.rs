@@ -1,5 +1,5 @@
 //! What every handler shares: the log, the command handler, the projector,
-//! the history cache, tokens, limits.
+//! the history cache, tokens, limits, the last chain verification.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use store::EventStore;
 
 use crate::auth::{Principal, RateLimiter, Role, Tokens};
 use crate::backend::API_REMEDY;
+use crate::dto::LastVerification;
 use crate::error::ApiError;
 use crate::routes::views::ViewCache;
 
@@ -105,6 +106,8 @@ struct Inner {
     rate_limiter: RateLimiter,
     views: ViewCache,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The last chain verification run on this server.
+    last_verification: std::sync::Mutex<Option<LastVerification>>,
 }
 
 /// Why a data directory cannot be opened. It always names the file, and
@@ -189,6 +192,7 @@ impl AppState {
             tokens,
             views,
             shutdown: tokio::sync::watch::channel(false).0,
+            last_verification: std::sync::Mutex::new(None),
         };
         let state = Self(Arc::new(inner));
         if let Some(file) = pages_max_file {
@@ -255,6 +259,16 @@ impl AppState {
     /// Serialised live views.
     pub fn views(&self) -> &ViewCache {
         &self.0.views
+    }
+
+    /// Remembers a chain verification's outcome for the operator's summary.
+    pub fn set_last_verification(&self, outcome: LastVerification) {
+        *self.0.last_verification.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    }
+
+    /// The last chain verification run on this server, if any.
+    pub fn last_verification(&self) -> Option<LastVerification> {
+        self.0.last_verification.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The per-token rate limit.

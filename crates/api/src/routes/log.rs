@@ -1,7 +1,8 @@
 //! The log as auditors and dashboards read it: a grant's history, the
-//! whole log in pages, the live stream (SSE), the NDJSON export and the
-//! chain verification.
+//! whole log in pages, the live streams (SSE: the whole log's, a grant's, a
+//! programme's), the NDJSON export and the chain verification.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +14,20 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use events::GrantId;
+use events::grant::GrantEvent;
+use events::{GrantId, ProgrammeId};
 use futures_util::StreamExt;
 use futures_util::stream;
 use serde::Deserialize;
 use store::export::{ExportFormat, Exporter};
-use store::{ChainProblem, Direction, Head, Position, RecordedEvent, StreamStart, Subscription, VerifyOutcome};
+use store::{
+    ChainProblem, Direction, Head, Position, RecordedEvent, StreamId, StreamStart, Subscription, VerifyOutcome,
+};
 
-use super::{AUDITORS, HISTORY_READERS, Param, Route};
+use super::{AUDITORS, HISTORY_READERS, Param, Route, VIEW_READERS};
 use crate::AppState;
-use crate::auth::Principal;
-use crate::dto::{EventOut, EventsPage, FirstBad, HeadOut, History, Verified};
+use crate::auth::{Principal, Role};
+use crate::dto::{EventOut, EventSummary, EventsPage, FirstBad, HeadOut, History, LastVerification, Verified};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{Ids, Params};
 
@@ -105,12 +109,9 @@ pub struct StreamQuery {
     pub after: Option<u64>,
 }
 
-async fn live(
-    State(state): State<AppState>,
-    principal: Arc<Principal>,
-    headers: HeaderMap,
-    Params(q): Params<StreamQuery>,
-) -> Result<Response, ApiError> {
+/// Where a stream resumes: after `Last-Event-ID` when the client sends one
+/// (a reconnection), else after `after`, else from the first event.
+fn resume_after(headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError> {
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).ok_or_else(|| {
@@ -120,27 +121,220 @@ async fn live(
             }])
         })?),
     };
-    let after = last_event_id.or(q.after).unwrap_or(0);
+    Ok(last_event_id.or(after).unwrap_or(0))
+}
+
+/// One SSE event: `id` the log position, `data` the event as `/history`
+/// shows it, or only where and what for a viewer.
+fn sse_event(e: &RecordedEvent, reduced: bool) -> Result<Event, Infallible> {
+    let data = if reduced {
+        serde_json::to_string(&EventSummary::from(e)).unwrap_or_else(|_| "{}".into())
+    } else {
+        json_line(e)
+    };
+    Ok(Event::default().id(e.position.0.to_string()).data(data))
+}
+
+/// A live stream of batches, as SSE, ended by a shutdown and by the
+/// withdrawal of the caller's token.
+fn sse<F, N, Fut>(state: &AppState, principal: &Principal, follow: F, next: N) -> Response
+where
+    F: Send + 'static,
+    N: FnMut(F) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<(Vec<RecordedEvent>, F)>> + Send + 'static,
+{
+    let reduced = principal.role == Role::Viewer;
+    let events = stream::unfold(follow, next)
+        .flat_map(move |batch| stream::iter(batch.iter().map(|e| sse_event(e, reduced)).collect::<Vec<_>>()))
+        .take_until(state.shutting_down())
+        .take_until(state.tokens().withdrawn(principal.name.clone()));
+    Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response()
+}
+
+async fn next_of_log(mut sub: Subscription) -> Option<(Vec<RecordedEvent>, Subscription)> {
+    match sub.next_batch(SSE_BATCH_EVENTS).await {
+        Ok(batch) => Some((batch, sub)),
+        Err(e) => {
+            tracing::warn!(error = %e, "live stream ended");
+            None
+        }
+    }
+}
+
+async fn live(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    headers: HeaderMap,
+    Params(q): Params<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let after = resume_after(&headers, q.after)?;
     let subscription = Subscription::new(state.store(), Position(after));
-    let events = stream::unfold(subscription, |mut sub| async move {
-        match sub.next_batch(SSE_BATCH_EVENTS).await {
-            Ok(batch) => {
-                let sent: Vec<Result<Event, Infallible>> = batch
-                    .iter()
-                    .map(|e| Ok(Event::default().id(e.position.0.to_string()).data(json_line(e))))
-                    .collect();
-                Some((stream::iter(sent), sub))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "live stream ended");
-                None
+    Ok(sse(&state, &principal, subscription, next_of_log))
+}
+
+/// A grant's events: first those up to the head as it was when the stream
+/// opened, read from the grant's stream; then, from that head on, the
+/// log's, filtered to the grant's stream. Each position is sent once.
+struct GrantFollow {
+    store: Arc<dyn store::EventStore>,
+    stream: StreamId,
+    /// While catching up: the next stream version to read.
+    catch_up: Option<u64>,
+    after: u64,
+    head: u64,
+    live: Subscription,
+}
+
+impl GrantFollow {
+    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, store::StoreError> {
+        while let Some(version) = self.catch_up {
+            let page = self
+                .store
+                .read_stream(&self.stream, StreamStart::Version(version), Direction::Forward, SSE_BATCH_EVENTS)
+                .await?;
+            self.catch_up = match page.last() {
+                Some(last) if page.len() == SSE_BATCH_EVENTS && last.position.0 < self.head => {
+                    Some(last.stream_version + 1)
+                }
+                _ => None,
+            };
+            let (after, head) = (self.after, self.head);
+            let batch: Vec<_> = page.into_iter().filter(|e| e.position.0 > after && e.position.0 <= head).collect();
+            if !batch.is_empty() {
+                return Ok(batch);
             }
         }
-    })
-    .flatten()
-    .take_until(state.shutting_down())
-    .take_until(state.tokens().withdrawn(principal.name.clone()));
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response())
+        loop {
+            let batch = self.live.next_batch(SSE_BATCH_EVENTS).await?;
+            let mine: Vec<_> = batch.into_iter().filter(|e| e.stream_id == self.stream).collect();
+            if !mine.is_empty() {
+                return Ok(mine);
+            }
+        }
+    }
+}
+
+async fn next_of_grant(mut f: GrantFollow) -> Option<(Vec<RecordedEvent>, GrantFollow)> {
+    match f.next_batch().await {
+        Ok(batch) => Some((batch, f)),
+        Err(e) => {
+            tracing::warn!(error = %e, stream = %f.stream.as_str(), "grant stream ended");
+            None
+        }
+    }
+}
+
+async fn grant_live(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    headers: HeaderMap,
+    Ids(grant): Ids<GrantId>,
+    Params(q): Params<StreamQuery>,
+) -> Result<Response, ApiError> {
+    super::readable_grant(&state, &principal, &grant).await?;
+    let after = resume_after(&headers, q.after)?;
+    let stream = domain::handler::grant_stream(&grant)?;
+    // The head first: what the stream's read misses, the subscription from
+    // the head sees, and nothing is seen by both.
+    let head = state.store().head().await?.map_or(0, |h| h.position.0);
+    let history = state.history().history(&grant).await?;
+    let first = history
+        .iter()
+        .find(|p| p.position > after)
+        .map_or_else(|| history.last().map_or(0, |p| p.version + 1), |p| p.version);
+    let follow = GrantFollow {
+        store: state.store(),
+        stream,
+        catch_up: (after < head).then_some(first),
+        after,
+        head,
+        live: Subscription::new(state.store(), Position(after.max(head))),
+    };
+    Ok(sse(&state, &principal, follow, next_of_grant))
+}
+
+/// A programme's events: those of its own stream and of its grants' streams,
+/// from the log. A grant's programme is looked up once per connection.
+struct ProgrammeFollow {
+    state: AppState,
+    programme: ProgrammeId,
+    stream: StreamId,
+    live: Subscription,
+    members: HashMap<StreamId, bool>,
+}
+
+impl ProgrammeFollow {
+    /// Whether `e` belongs to the programme.
+    async fn member(&mut self, e: &RecordedEvent) -> Result<bool, ApiError> {
+        if e.stream_id == self.stream {
+            return Ok(true);
+        }
+        if let Some(known) = self.members.get(&e.stream_id) {
+            return Ok(*known);
+        }
+        let Some(grant) = events::streams::grant_of(e.stream_id.as_str()) else {
+            self.members.insert(e.stream_id.clone(), false);
+            return Ok(false);
+        };
+        let live = self.state.projector().ledger(&grant).and_then(|l| l.grant.as_ref().map(|g| g.programme.clone()));
+        let programme = match live {
+            Some(p) => Some(p),
+            None => match projections::fold::projected(e).map(|p| p.envelope.event) {
+                Ok(GrantEvent::GrantAwarded(a)) => Some(a.programme_id),
+                _ => self.state.handler().awarded(&grant).await?.map(|g| g.programme),
+            },
+        };
+        let Some(programme) = programme else { return Ok(false) };
+        let member = programme == self.programme;
+        self.members.insert(e.stream_id.clone(), member);
+        Ok(member)
+    }
+
+    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, ApiError> {
+        loop {
+            let batch = self.live.next_batch(SSE_BATCH_EVENTS).await?;
+            let mut mine = Vec::new();
+            for e in batch {
+                if self.member(&e).await? {
+                    mine.push(e);
+                }
+            }
+            if !mine.is_empty() {
+                return Ok(mine);
+            }
+        }
+    }
+}
+
+async fn next_of_programme(mut f: ProgrammeFollow) -> Option<(Vec<RecordedEvent>, ProgrammeFollow)> {
+    match f.next_batch().await {
+        Ok(batch) => Some((batch, f)),
+        Err(e) => {
+            tracing::warn!(error = %e, programme = %f.programme, "programme stream ended");
+            None
+        }
+    }
+}
+
+async fn programme_live(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    headers: HeaderMap,
+    Ids(programme): Ids<ProgrammeId>,
+    Params(q): Params<StreamQuery>,
+) -> Result<Response, ApiError> {
+    if !principal.sees(&programme) || state.projector().programme(&programme).is_none() {
+        return Err(ApiError::NotFound(format!("programme {programme}")));
+    }
+    let after = resume_after(&headers, q.after)?;
+    let follow = ProgrammeFollow {
+        stream: domain::handler::programme_stream(&programme)?,
+        live: Subscription::new(state.store(), Position(after)),
+        state: state.clone(),
+        programme,
+        members: HashMap::new(),
+    };
+    Ok(sse(&state, &principal, follow, next_of_programme))
 }
 
 /// Query of the export.
@@ -212,7 +406,7 @@ async fn verify(State(state): State<AppState>, Params(q): Params<VerifyQuery>) -
         })?),
     };
     let head_out = |h: Head| HeadOut { position: h.position.0, hash: hex::encode(h.hash) };
-    Ok(Json(match state.store().verify(since).await? {
+    let verified = match state.store().verify(since).await? {
         VerifyOutcome::Intact { events, head } => {
             Verified { ok: true, checked: events, head: head.map(head_out), first_bad: None }
         }
@@ -235,7 +429,15 @@ async fn verify(State(state): State<AppState>, Params(q): Params<VerifyQuery>) -
                 first_bad: Some(FirstBad { position: position.0, expected, actual, problem: what.into() }),
             }
         }
-    }))
+    };
+    state.set_last_verification(LastVerification {
+        at: chrono::Utc::now(),
+        ok: verified.ok,
+        events: verified.checked,
+        head_position: verified.head.as_ref().map(|h| h.position),
+        detail: verified.first_bad.as_ref().map(|b| format!("{} at position {}", b.problem, b.position)),
+    });
+    Ok(Json(verified))
 }
 
 /// The log routes.
@@ -259,6 +461,27 @@ pub(super) fn routes() -> Vec<Route> {
             .roles(AUDITORS)
             .query(&[AFTER])
             .content("text/event-stream"),
+        Route::new(Method::GET, "/api/v1/grants/{grant}/events/stream", "stream_grant_events", get(grant_live))
+            .summary(
+                "Server-sent events of one grant: catch up, then follow live; honours Last-Event-ID; a viewer \
+                 sees only each event's position, stream, version, type and dates",
+            )
+            .roles(VIEW_READERS)
+            .query(&[AFTER])
+            .content("text/event-stream"),
+        Route::new(
+            Method::GET,
+            "/api/v1/programmes/{programme}/events/stream",
+            "stream_programme_events",
+            get(programme_live),
+        )
+        .summary(
+            "Server-sent events of a programme and its grants: catch up, then follow live; honours \
+             Last-Event-ID; a viewer sees only each event's position, stream, version, type and dates",
+        )
+        .roles(VIEW_READERS)
+        .query(&[AFTER])
+        .content("text/event-stream"),
         Route::new(Method::GET, "/api/v1/events/export", "export_events", get(export))
             .summary(
                 "Audit export (docs/audit.md): one event a line with the hashed texts, up to the head at the request",

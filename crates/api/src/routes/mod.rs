@@ -5,6 +5,7 @@
 mod admin;
 mod audit;
 mod commands;
+mod explain;
 mod log;
 mod maintenance;
 mod ops;
@@ -225,6 +226,7 @@ pub fn table() -> Vec<Route> {
     routes.extend(admin::routes());
     routes.extend(commands::routes());
     routes.extend(views::routes());
+    routes.extend(explain::routes());
     routes.extend(log::routes());
     routes.extend(audit::routes());
     routes.extend(maintenance::routes());

@@ -1,4 +1,5 @@
-//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
+//! Operational endpoints: liveness, readiness, the operator's summary,
+//! metrics, the OpenAPI document.
 
 use axum::Json;
 use axum::extract::State;
@@ -7,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use projections::Status;
 
-use super::Route;
+use store::{Head, StoreError};
+
+use super::{AUDITORS, Route};
 use crate::AppState;
-use crate::dto::Health;
+use crate::dto::{HeadOut, Health, Operator};
 
 /// Views further behind the log than this are "catching up": not ready.
 pub const READY_LAG_EVENTS_MAX: u64 = 10_000;
@@ -25,11 +28,11 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
-    let head = state.store().head().await;
+/// What `/readyz` says of the log (as read just now) and the views: its
+/// status word, HTTP status and why.
+fn readiness(state: &AppState, head: &Result<Option<Head>, StoreError>) -> (&'static str, StatusCode, Option<String>) {
     let projector = state.projector();
-    let position = projector.position();
-    let (status, code, detail) = match (&head, projector.status()) {
+    match (head, projector.status()) {
         (Err(e), _) => ("failed", StatusCode::SERVICE_UNAVAILABLE, Some(format!("log: {e}"))),
         (_, Status::Failed { position, error }) => {
             ("failed", StatusCode::SERVICE_UNAVAILABLE, Some(format!("views stopped at {position}: {error}")))
@@ -48,7 +51,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
             )),
         ),
         _ => ("ok", StatusCode::OK, None),
-    };
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let head = state.store().head().await;
+    let position = state.projector().position();
+    let (status, code, detail) = readiness(&state, &head);
     let head = head.ok().map(|h| h.map_or(0, |h| h.position.0));
     let body = Health {
         status: status.into(),
@@ -59,6 +68,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
         detail,
     };
     (code, Json(body)).into_response()
+}
+
+async fn operator(State(state): State<AppState>) -> Json<Operator> {
+    let head = state.store().head().await;
+    let position = state.projector().position();
+    let (status, _, _) = readiness(&state, &head);
+    let head = head.ok().flatten();
+    let head_position = head.as_ref().map_or(0, |h| h.position.0);
+    Json(Operator {
+        head: head.map(|h| HeadOut { position: h.position.0, hash: hex::encode(h.hash) }),
+        backend: state.backend().to_owned(),
+        projection_position: position,
+        lag_events: head_position.saturating_sub(position),
+        status: status.to_owned(),
+        last_verification: state.last_verification(),
+    })
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -75,7 +100,7 @@ async fn openapi() -> Response {
     r
 }
 
-/// The operational routes (no token needed).
+/// The operational routes (no token needed, but for the operator's summary).
 pub(super) fn routes() -> Vec<Route> {
     vec![
         Route::new(Method::GET, "/healthz", "healthz", get(healthz))
@@ -87,6 +112,10 @@ pub(super) fn routes() -> Vec<Route> {
                  read-model file's writes are being retried",
             )
             .response::<Health>(200),
+        Route::new(Method::GET, "/api/v1/operator", "get_operator", get(operator))
+            .summary("The log's head, the views' lag and status, and this server's last chain verification")
+            .roles(AUDITORS)
+            .response::<Operator>(200),
         Route::new(Method::GET, "/metrics", "metrics", get(metrics))
             .summary("Prometheus metrics")
             .content("text/plain"),

@@ -1,4 +1,4 @@
-//! View reads: budget, timeline, portfolio. Each is computed from a grant's
+//! View reads: budget, timeline, portfolio, the programmes list. Each is computed from a grant's
 //! ledger (the live one, or one folded as known at an instant) and a
 //! business date, by the same functions the projector and rebuilds use.
 
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::{Param, Route, VIEW_READERS};
 use crate::AppState;
 use crate::auth::Principal;
-use crate::dto::Positioned;
+use crate::dto::{Positioned, ProgrammeOut};
 use crate::error::ApiError;
 use crate::extract::{Ids, Params};
 
@@ -40,8 +40,9 @@ pub struct ViewQuery {
     pub today: Option<NaiveDate>,
 }
 
-const AS_OF: Param = Param { name: "as_of", format: "date", description: "facts effective on or before this date" };
-const KNOWN_AT: Param =
+pub(super) const AS_OF: Param =
+    Param { name: "as_of", format: "date", description: "facts effective on or before this date" };
+pub(super) const KNOWN_AT: Param =
     Param { name: "known_at", format: "date-time", description: "only what had been recorded by this instant" };
 const MIN_POSITION: Param = Param {
     name: "min_position",
@@ -268,6 +269,11 @@ async fn timeline(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortfolioQuery {
+    /// Facts effective on or before this business date.
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    pub as_of: Option<NaiveDate>,
+    /// Only what had been recorded by this instant.
+    pub known_at: Option<DateTime<Utc>>,
     /// Wait until the views have applied this log position.
     pub min_position: Option<u64>,
     /// The day statuses are relative to.
@@ -286,11 +292,26 @@ async fn portfolio(
     if !principal.sees(&programme) || state.projector().programme(&programme).is_none() {
         return Err(ApiError::NotFound(format!("programme {programme}")));
     }
-    let ledgers = state.projector().programme_ledgers(&programme);
+    let mut ledgers = state.projector().programme_ledgers(&programme);
+    if let Some(at) = q.known_at {
+        // Each grant as its books stood then: one awarded later has no
+        // award in its ledger, and the view leaves it out.
+        let mut then = Vec::with_capacity(ledgers.len());
+        for live in &ledgers {
+            let Some(grant) = live.grant.as_ref().map(|g| g.id.clone()) else { continue };
+            then.push(Arc::new(state.history().ledger_known_at(&grant, Some(at)).await?));
+        }
+        ledgers = then;
+    }
     let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
-    let view = projections::portfolio(&programme, ledgers.iter().map(Arc::as_ref), today)
+    let view = projections::portfolio(&programme, ledgers.iter().map(Arc::as_ref), q.as_of, today)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(Positioned { view, position }))
+}
+
+async fn programmes(State(state): State<AppState>, principal: Arc<Principal>) -> Json<Vec<ProgrammeOut>> {
+    let seen = state.projector().programmes().into_iter().filter(|(id, _)| principal.sees(id));
+    Json(seen.map(|(id, name)| ProgrammeOut { id, name }).collect())
 }
 
 /// The view routes.
@@ -309,8 +330,12 @@ pub(super) fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/api/v1/programmes/{programme}/portfolio", "get_portfolio", get(portfolio))
             .summary("A programme's grants at a glance")
             .roles(VIEW_READERS)
-            .query(&[MIN_POSITION, TODAY])
+            .query(&[AS_OF, KNOWN_AT, MIN_POSITION, TODAY])
             .response::<Positioned<PortfolioView>>(200),
+        Route::new(Method::GET, "/api/v1/programmes", "list_programmes", get(programmes))
+            .summary("The programmes the caller may see, by id")
+            .roles(VIEW_READERS)
+            .response::<Vec<ProgrammeOut>>(200),
     ]
 }
 
