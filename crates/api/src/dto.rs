@@ -621,6 +621,7 @@ pub struct SessionInfo {
     pub csrf_token: String,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
+}
 
 /// A grant's lines explained.
 #[derive(Debug, Serialize, JsonSchema)]
