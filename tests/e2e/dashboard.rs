@@ -296,9 +296,9 @@ async fn every_page_renders_for_an_admin_and_on_a_phone() {
     let browser = signed_in(&server, ADMIN_TOKEN).await;
     let shots = std::env::var_os("GRANTLOG_SCREENSHOTS").map(std::path::PathBuf::from);
     let pages = [
-        ("portfolio", "#/".to_owned()),
+        ("portfolio", "#/?as_of=2022-09-30".to_owned()),
         ("grant", format!("#/grants/{GRANT}?as_of=2022-09-30")),
-        ("timeline", format!("#/grants/{GRANT}/timeline")),
+        ("timeline", format!("#/grants/{GRANT}/timeline?as_of=2022-09-30")),
         ("history", format!("#/grants/{GRANT}/history")),
         ("operator", "#/operator".to_owned()),
     ];
@@ -312,7 +312,7 @@ async fn every_page_renders_for_an_admin_and_on_a_phone() {
         timings.push_str(&format!("{page}\t{rendered}\n"));
         if let Some(dir) = &shots {
             std::fs::create_dir_all(dir).unwrap();
-            std::fs::write(dir.join(format!("{page}.png")), browser.screenshot().await).unwrap();
+            std::fs::write(dir.join(format!("{page}.png")), full_page(&browser, 1280).await).unwrap();
         }
     }
     if let Some(dir) = &shots {
@@ -324,6 +324,18 @@ async fn every_page_renders_for_an_admin_and_on_a_phone() {
     let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth;", json!([])).await;
     assert!(overflow.as_i64().unwrap_or(0) <= 1, "the page scrolls sideways on a phone by {overflow}px");
     if let Some(dir) = &shots {
-        std::fs::write(dir.join("grant-phone.png"), browser.screenshot().await).unwrap();
+        std::fs::write(dir.join("grant-phone.png"), full_page(&browser, 390).await).unwrap();
     }
+}
+
+/// A screenshot of the whole page (the window made as tall as the page,
+/// up to 4,000 pixels, then put back).
+async fn full_page(browser: &Browser, width: u32) -> Vec<u8> {
+    let height = browser.execute("return document.documentElement.scrollHeight;", json!([])).await;
+    let height = height.as_u64().and_then(|h| u32::try_from(h).ok()).unwrap_or(1000).clamp(600, 4000);
+    browser.resize(width, height).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let png = browser.screenshot().await;
+    browser.resize(width, 1000).await;
+    png
 }
