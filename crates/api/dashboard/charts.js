@@ -232,6 +232,8 @@ export function gantt(tl) {
     h('li', h('span', { class: 'key key-slip' }), 'Slip'),
     h('li', h('span', { class: 'key key-band' }), 'Reporting period (▼ report due)'),
     h('li', h('span', { class: 'key key-end' }), 'Grant end'),
+    h('li', h('span', { class: 'key key-amendment' }), 'Extension asked for'),
+    h('li', h('span', { class: 'key key-beyond' }, '⚑'), 'Due beyond the end'),
     h('li', h('span', { class: 'key key-today' }), 'Reference day'));
   return h('figure', { class: 'chart-figure' }, h('div', { class: 'chart-box scroll-x' }, svg), legend);
 }
