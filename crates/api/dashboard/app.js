@@ -351,6 +351,8 @@ async function navigate() {
   document.title = `${current.page.title || current.page.name} · grantlog`;
   app.dataset.page = current.page.name;
   await refresh(null);
+  // A new page: screen readers start at its content, not at a removed link.
+  if (!document.activeElement || document.activeElement === document.body) app.focus({ preventScroll: true });
 }
 
 window.addEventListener('hashchange', () => navigate());
