@@ -246,6 +246,7 @@ async function refresh(minPosition) {
     const data = await cur.page.load({ minPosition: minPosition || null, signal: cur.abort.signal });
     if (gen !== generation || cur !== current) return;
     cur.data = data;
+    if (viewError.textContent.startsWith('Could not refresh')) { viewError.textContent = ''; viewError.hidden = true; }
     const position = show(cur, data);
     if (minPosition && Number(position) < minPosition) {
       // The views lag the log by a moment: look again until they show it.
@@ -267,6 +268,12 @@ async function refresh(minPosition) {
     if (e instanceof ApiError && e.status === 503 && minPosition) {
       // The views have not caught up yet: try again shortly.
       setTimeout(() => { if (cur === current) scheduleRefresh(minPosition); }, 500);
+      return;
+    }
+    if (cur.data !== undefined && !(e instanceof ApiError && e.status >= 400 && e.status < 500)) {
+      // A refresh failed (the network, a restart): keep what is shown and say so.
+      viewError.textContent = `Could not refresh: ${describe(e)} Showing the figures at position ${cur.position}.`;
+      viewError.hidden = false;
       return;
     }
     app.replaceChildren(errorPanel(e, cur.route));
@@ -304,6 +311,7 @@ function scheduleRefresh(minPosition) {
   // A view of what was known at an instant does not move with the log.
   if (current && current.route.params.known_at) minPosition = 0;
   if (minPosition) pendingMin = Math.max(pendingMin, minPosition);
+  if (current) setState('loading');
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(() => {
     const min = pendingMin;
@@ -343,6 +351,8 @@ async function navigate() {
   document.title = `${current.page.title || current.page.name} · grantlog`;
   app.dataset.page = current.page.name;
   await refresh(null);
+  // A new page: screen readers start at its content, not at a removed link.
+  if (!document.activeElement || document.activeElement === document.body) app.focus({ preventScroll: true });
 }
 
 window.addEventListener('hashchange', () => navigate());

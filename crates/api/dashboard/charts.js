@@ -156,8 +156,8 @@ export function gantt(tl) {
   if (valid[0] < from) from = valid[0];
   to = addDays(to, 14);
   const span = Math.max(1, daysBetween(from, to));
-  const W = 960, L = 230, R = 150, T = 34, rowH = 26, bandH = 30;
-  const H = T + bandH + ms.length * rowH + 16;
+  const W = 1000, L = 220, R = 230, T = 34, rowH = 26, bandH = 30;
+  const H = T + bandH + ms.length * rowH + 40;
   const x = (d) => L + (daysBetween(from, d) / span) * (W - L - R);
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart gantt', role: 'img', 'aria-labelledby': `${id}-t` },
     s('title', { id: `${id}-t` }, `Timeline of ${tl.grant}: ${ms.length} milestones, ${periods.length} reporting periods, from ${tl.start} to ${tl.effective_end}. The table below lists the same.`));
@@ -204,9 +204,13 @@ export function gantt(tl) {
     g.appendChild(s('circle', { cx: x(m.current_due), cy, r: 5, class: 'current-mark' }));
     if (m.achieved_on) g.appendChild(s('path', { d: `M${x(m.achieved_on) - 5},${cy} l4,4 l7,-8`, class: 'achieved-mark' }));
     let note = `${m.status.replace('_', ' ')}`;
-    if (m.slip_days) note += ` · ${m.slip_days > 0 ? '+' : ''}${m.slip_days} d`;
-    if (m.reschedules) note += ` · ↻${m.reschedules}`;
-    if (m.beyond_end) note += ` · beyond end${m.amendment ? ` (${m.amendment})` : ''}`;
+    if (m.slip_days) note += ` ${m.slip_days > 0 ? '+' : ''}${m.slip_days}d`;
+    if (m.reschedules) note += ` ↻${m.reschedules}`;
+    if (m.beyond_end) {
+      note += ' beyond end';
+      g.appendChild(s('path', { d: `M${x(m.current_due) + 7},${cy - 9} v12 M${x(m.current_due) + 7},${cy - 9} l8,3 l-8,3`, class: 'beyond-mark' }));
+      if (m.amendment) g.appendChild(s('text', { x: x(m.current_due) + 18, y: cy + 4, class: 'tick warn' }, m.amendment));
+    }
     g.appendChild(s('text', { x: W - R + 8, y: cy + 4, class: m.beyond_end || m.status === 'overdue' ? 'tick warn' : 'tick' }, note));
     svg.appendChild(g);
   });
@@ -215,6 +219,10 @@ export function gantt(tl) {
     svg.appendChild(s('line', { x1: x(d), x2: x(d), y1: T - 4, y2: H - 10, class: cls }));
     svg.appendChild(s('text', { x: x(d) + 3, y: H - 2 - dy, class: 'tick' }, label));
   };
+  for (const a of tl.amendments || []) {
+    if (a.status === 'rejected' || !a.proposed_end || a.proposed_end === tl.effective_end) continue;
+    vline(addDays(a.proposed_end, 1), 'amendment-line', `${a.id} ${a.status} ${a.proposed_end}`, 24);
+  }
   vline(addDays(tl.end, 1), 'end-line', `end ${tl.end}`, 0);
   if (tl.effective_end !== tl.end) vline(addDays(tl.effective_end, 1), 'effective-end-line', `effective end ${tl.effective_end}`, 0);
   if (tl.today >= from && tl.today <= to) vline(tl.today, 'today-line', `${tl.today}`, 12);
@@ -224,6 +232,8 @@ export function gantt(tl) {
     h('li', h('span', { class: 'key key-slip' }), 'Slip'),
     h('li', h('span', { class: 'key key-band' }), 'Reporting period (▼ report due)'),
     h('li', h('span', { class: 'key key-end' }), 'Grant end'),
+    h('li', h('span', { class: 'key key-amendment' }), 'Extension asked for'),
+    h('li', h('span', { class: 'key key-beyond' }, '⚑'), 'Due beyond the end'),
     h('li', h('span', { class: 'key key-today' }), 'Reference day'));
   return h('figure', { class: 'chart-figure' }, h('div', { class: 'chart-box scroll-x' }, svg), legend);
 }

@@ -74,9 +74,14 @@ export function instant(t) {
   return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z').replace('Z', ' UTC');
 }
 
-/** A <time> element for an instant. */
-export function date(d) {
-  return d ? String(d) : '—';
+/** A rate as a percent, exactly: "0.25" -> "25 %". */
+export function ratePct(rate) {
+  const m = /^(\d+)(?:\.(\d+))?$/.exec(String(rate ?? ''));
+  if (!m) return '';
+  const frac = (m[2] || '').padEnd(2, '0');
+  const int = String(BigInt(m[1] + frac.slice(0, 2)));
+  const rest = frac.slice(2).replace(/0+$/, '');
+  return `${int}${rest ? '.' + rest : ''}${NBSP}%`;
 }
 
 // Exact decimal arithmetic on strings (BigInt), for sums shown to the user.

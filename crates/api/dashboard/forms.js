@@ -65,7 +65,7 @@ export function writeForm(spec) {
         const el = inputs[f.name];
         const before = el.value;
         const opts = f.options();
-        el.replaceChildren(...opts.map((o) => h('option', { value: o.value }, o.label)));
+        el.replaceChildren(...(opts.length ? opts.map((o) => h('option', { value: o.value }, o.label)) : [h('option', { value: '' }, f.emptyLabel || 'None')]));
         if (opts.some((o) => o.value === before)) el.value = before;
         else if (f.initial) {
           const v = f.initial(inputs);

@@ -4,7 +4,7 @@
 import { api, can, grantHistory, query, seg } from '../api.js';
 import { budgetBars, spendChart } from '../charts.js';
 import { empty, h, randomPart, table, tableWrap } from '../dom.js';
-import { addDays, burn, daysBetween, isNegative, money, negate, pct, raw, todayUtc } from '../format.js';
+import { addDays, burn, daysBetween, isNegative, money, negate, pct, ratePct, raw, todayUtc } from '../format.js';
 import { explainGrant, explainLine } from '../explain.js';
 import { firstSegment, writeForm } from '../forms.js';
 import { grantPath, link } from '../route.js';
@@ -91,7 +91,7 @@ export function create(ctx) {
       title: 'Mark a milestone achieved',
       submit: 'Mark achieved',
       fields: [
-        { name: 'milestone', label: 'Milestone', type: 'select', required: true, options: () => ((data && data.timeline.milestones) || []).filter((m) => m.status !== 'achieved' && m.status !== 'cancelled' && !m.achieved_on).map((m) => ({ value: m.id, label: `${m.id} ${m.title} (due ${m.current_due})` })) },
+        { name: 'milestone', label: 'Milestone', type: 'select', required: true, emptyLabel: 'No open milestone', options: () => ((data && data.timeline.milestones) || []).filter((m) => m.status !== 'achieved' && m.status !== 'cancelled' && !m.achieved_on).map((m) => ({ value: m.id, label: `${m.id} ${m.title} (due ${m.current_due})` })) },
         { name: 'achieved_on', label: 'Achieved on', type: 'date', required: true, initial: defaultDate },
         { name: 'evidence', label: 'Evidence', hint: 'Where the proof is: a link or a document reference' },
       ],
@@ -268,7 +268,7 @@ function tiles(grant, b, t, params, explainer) {
   const fc = b.forecast_at_completion;
   const fv = b.forecast_variance;
   const over = fv && isNegative(fv.amount);
-  const rate = b.indirect && b.indirect.rate !== undefined ? `${+(Number(b.indirect.rate) * 100).toFixed(2)} %` : '';
+  const rate = b.indirect ? ratePct(b.indirect.rate) : '';
   return h('section', { class: 'tiles', 'aria-label': 'Key figures' },
     tile('award', 'Award', money(b.award), b.award && b.award.amount, `${b.start || t.start} to ${b.effective_end || t.effective_end}`),
     tile('allocated', 'Allocated to lines', money(b.allocated), b.allocated && b.allocated.amount, `Unallocated ${money(b.unallocated)}`, ex('current', 'Show events')),

@@ -34,9 +34,10 @@ export function create(ctx) {
     render(d) {
       const all = d.events.slice().reverse();
       const position = d.events.reduce((m, e) => Math.max(m, Number(e.position) || 0), 0);
-      const visible = all.filter((e) => (!params.known_at || Date.parse(e.recorded_at) <= Date.parse(params.known_at)) && (!params.as_of || !e.effective_date || e.effective_date <= params.as_of));
+      // Every event is listed; those outside the view's date are marked.
+      const outside = (e) => (params.known_at && Date.parse(e.recorded_at) > Date.parse(params.known_at)) || (params.as_of && e.effective_date && e.effective_date > params.as_of);
       const types = [...new Set(d.events.map((e) => e.type))].sort();
-      const filtered = typeFilter ? visible.filter((e) => e.type === typeFilter) : visible;
+      const filtered = typeFilter ? all.filter((e) => e.type === typeFilter) : all;
       const node = h('div', { class: 'page page-history', 'data-grant': grant });
       const select = h('select', { id: 'history-type', onchange: (ev) => { typeFilter = ev.target.value; shown = PAGE; ctx.rerender(); } },
         h('option', { value: '' }, 'All types'), ...types.map((t) => h('option', { value: t, selected: t === typeFilter }, typeLabel(t))));
@@ -46,16 +47,16 @@ export function create(ctx) {
         head: [{ text: 'Position', attrs: { class: 'num' } }, 'Type', 'Who', 'Recorded at', 'Effective date', 'Reason', 'Details'],
         rows: rows.map((e) => [
           { th: true, cell: String(e.position), attrs: { class: 'num' } },
-          typeLabel(e.type),
+          { cell: [typeLabel(e.type), outside(e) ? h('span', { class: 'muted block' }, '(after the view date)') : null] },
           e.actor || '',
           instant(e.recorded_at),
           e.effective_date || '—',
           wrap(e.reason),
           { cell: summary(e.data), attrs: { class: 'details' } },
         ]),
-        rowAttrs: (i) => ({ 'data-position': String(rows[i].position), 'data-type': rows[i].type }),
+        rowAttrs: (i) => ({ 'data-position': String(rows[i].position), 'data-type': rows[i].type, class: outside(rows[i]) ? 'outside-view' : null }),
       });
-      const hiddenCount = all.length - visible.length;
+      const hiddenCount = all.filter(outside).length;
       node.append(
         h('div', { class: 'page-header' },
           h('h1', `History of ${grant}`),
@@ -63,7 +64,7 @@ export function create(ctx) {
           h('nav', { class: 'subnav', 'aria-label': 'Grant pages' }, h('a', { href: link(grantPath(grant), params) }, 'Budget and figures'), h('a', { href: link(grantPath(grant, 'timeline'), params) }, 'Timeline'))),
         h('section', { class: 'card', 'aria-labelledby': 'journal-title' },
           h('h2', { id: 'journal-title' }, 'Journal'),
-          hiddenCount ? h('p', { class: 'hint' }, `${hiddenCount} event${hiddenCount === 1 ? '' : 's'} recorded after the "known at" instant or effective after the "as of" date are not listed.`) : null,
+          hiddenCount ? h('p', { class: 'hint' }, `${hiddenCount} event${hiddenCount === 1 ? ' was' : 's were'} recorded after the "known at" instant or take effect after the "as of" date: they are marked and do not count in the views at that date.`) : null,
           h('div', { class: 'filters' }, h('label', { for: 'history-type' }, 'Event type'), select),
           rows.length ? tableWrap(journal, 'Journal') : empty('No events.'),
           filtered.length > shown

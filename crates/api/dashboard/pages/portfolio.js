@@ -11,7 +11,7 @@ export function create(ctx) {
   return {
     name: 'portfolio',
     title: 'Portfolio',
-    async load({ signal }) {
+    async load({ minPosition, signal }) {
       let programmes;
       try {
         programmes = (await api('/api/v1/programmes', { signal })) || [];
@@ -21,7 +21,7 @@ export function create(ctx) {
         programmes = ((session.user && session.user.programmes) || []).map((id) => ({ id, name: id }));
       }
       const views = await Promise.all(programmes.map((p) =>
-        api(`/api/v1/programmes/${seg(p.id)}/portfolio${query({ as_of: params.as_of, known_at: params.known_at, today: params.as_of })}`, { signal })));
+        api(`/api/v1/programmes/${seg(p.id)}/portfolio${query({ as_of: params.as_of, known_at: params.known_at, today: params.as_of, min_position: minPosition || null })}`, { signal })));
       return { programmes, views };
     },
     render({ programmes, views }) {
