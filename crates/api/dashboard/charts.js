@@ -147,10 +147,15 @@ export function gantt(tl) {
   const id = `gantt-${++uid}`;
   const ms = tl.milestones || [];
   const periods = tl.reporting_periods || [];
-  const dates = [tl.start, tl.end, tl.effective_end, tl.today];
+  const dates = [tl.start, tl.end, tl.effective_end];
   for (const m of ms) dates.push(m.baseline_due, m.current_due, m.achieved_on);
   for (const p of periods) dates.push(p.start, p.end, p.report_due);
   for (const a of tl.amendments || []) dates.push(a.proposed_end);
+  // The reference day widens the chart only when it is near the grant's
+  // dates: years later it would squeeze the grant into a corner (the
+  // caption names it instead).
+  const latest = dates.filter(Boolean).sort().pop() || tl.end;
+  if (tl.today && tl.today <= addDays(latest, 90)) dates.push(tl.today);
   const valid = dates.filter(Boolean).sort();
   let from = tl.start, to = valid[valid.length - 1] || tl.end;
   if (valid[0] < from) from = valid[0];
