@@ -1,25 +1,24 @@
 // Portfolio: every programme the user may see, one table each.
 
-import { api, ApiError, query, seg, session } from '../api.js';
+import { api, can, query, seg } from '../api.js';
 import { h, table, tableWrap, empty } from '../dom.js';
 import { burn, money, pct, raw } from '../format.js';
 import { grantPath, link } from '../route.js';
 import { moneyCell, numCell, pageHeader, statusBadge } from './common.js';
 
+/** Most programme streams the page opens (the browser allows six connections per server). */
+const STREAMS_MAX = 3;
+/** How often the portfolio of more programmes is read again. */
+const POLL_MS = 5000;
+
 export function create(ctx) {
   const { params } = ctx;
+  let poll = null;
   return {
     name: 'portfolio',
     title: 'Portfolio',
     async load({ minPosition, signal }) {
-      let programmes;
-      try {
-        programmes = (await api('/api/v1/programmes', { signal })) || [];
-      } catch (e) {
-        // A server without the list: the programmes of the session.
-        if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 405)) throw e;
-        programmes = ((session.user && session.user.programmes) || []).map((id) => ({ id, name: id }));
-      }
+      const programmes = (await api('/api/v1/programmes', { signal })) || [];
       const views = await Promise.all(programmes.map((p) =>
         api(`/api/v1/programmes/${seg(p.id)}/portfolio${query({ as_of: params.as_of, known_at: params.known_at, today: params.as_of, min_position: minPosition || null })}`, { signal })));
       return { programmes, views };
@@ -37,7 +36,20 @@ export function create(ctx) {
       return { node, position };
     },
     streams({ programmes, views }) {
-      return programmes.map((p, i) => ({ url: `/api/v1/programmes/${seg(p.id)}/events/stream`, after: views[i].position }));
+      const after = Math.max(0, ...views.map((v) => Number(v.position) || 0));
+      // One stream of the whole log for those who may read it.
+      if (can.audit()) return [{ url: '/api/v1/events/stream', after }];
+      if (programmes.length <= STREAMS_MAX) {
+        return programmes.map((p, i) => ({ url: `/api/v1/programmes/${seg(p.id)}/events/stream`, after: views[i].position }));
+      }
+      // Each stream holds one of the browser's six connections to the
+      // server: with more programmes than that leaves room for, look again
+      // every few seconds instead.
+      poll = setInterval(() => ctx.refresh(0), POLL_MS);
+      return [];
+    },
+    destroy() {
+      clearInterval(poll);
     },
   };
 }
