@@ -212,6 +212,7 @@ fn fill(template: &str, grant: &str) -> String {
                 "amendments" => "AMD-1",
                 "milestones" => "M1",
                 "tokens" => "viewer-a",
+                "lines" => "WP1-PER",
                 _ => "x",
             }
         } else {
