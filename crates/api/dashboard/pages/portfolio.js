@@ -59,6 +59,7 @@ function programmeTable(p, v, params) {
   const hid = `prog-${p.id}-title`;
   const rows = grants.map((g) => [
     { th: true, cell: h('a', { href: link(grantPath(g.grant), params), 'data-grant': g.grant }, g.grant), attrs: { 'data-col': 'grant' } },
+    { cell: statusBadge(g.status), attrs: { 'data-col': 'status' } },
     { cell: [g.acronym ? h('strong', g.acronym) : null, g.acronym && g.title ? ' · ' : null, g.title || ''], attrs: { 'data-col': 'title', class: 'wrap' } },
     moneyCell(g.award, { 'data-col': 'award', 'data-value': g.award && g.award.amount }),
     moneyCell(g.spent, { 'data-col': 'spent', 'data-value': g.spent && g.spent.amount }),
@@ -67,18 +68,17 @@ function programmeTable(p, v, params) {
     numCell(g.time_elapsed_pct === undefined ? '—' : pct(g.time_elapsed_pct), { 'data-col': 'time_elapsed_pct', 'data-value': raw(g.time_elapsed_pct) }),
     numCell(String(g.overdue_milestones ?? 0), { 'data-col': 'overdue_milestones', class: g.overdue_milestones ? 'num warn-text' : 'num' }),
     numCell(String(g.pending_approvals ?? 0), { 'data-col': 'pending_approvals' }),
-    { cell: statusBadge(g.status), attrs: { 'data-col': 'status' } },
   ]);
   const foot = (v.totals || []).map((t) => [
-    { th: true, cell: `Total ${t.currency}`, attrs: { scope: 'row', colspan: '2' } },
+    { th: true, cell: `Total ${t.currency}`, attrs: { scope: 'row', colspan: '3' } },
     moneyCell(t.award, { 'data-total': 'award', 'data-currency': t.currency, 'data-value': t.award && t.award.amount }),
     moneyCell(t.spent, { 'data-total': 'spent', 'data-currency': t.currency, 'data-value': t.spent && t.spent.amount }),
     moneyCell(t.committed, { 'data-total': 'committed', 'data-currency': t.currency, 'data-value': t.committed && t.committed.amount }),
-    { cell: '', attrs: { colspan: '5' } },
+    { cell: '', attrs: { colspan: '4' } },
   ]);
   const t = table({
     className: 'data portfolio-table',
-    head: ['Grant', 'Title', { text: 'Award', attrs: { class: 'num' } }, { text: 'Spent', attrs: { class: 'num' } }, { text: 'Committed', attrs: { class: 'num' } }, { text: 'Burn index', attrs: { class: 'num' } }, { text: 'Time elapsed', attrs: { class: 'num' } }, { text: 'Overdue milestones', attrs: { class: 'num' } }, { text: 'Pending approvals', attrs: { class: 'num' } }, 'Status'],
+    head: ['Grant', 'Status', 'Title', { text: 'Award', attrs: { class: 'num' } }, { text: 'Spent', attrs: { class: 'num' } }, { text: 'Committed', attrs: { class: 'num' } }, { text: 'Burn index', attrs: { class: 'num' } }, { text: 'Time elapsed', attrs: { class: 'num' } }, { text: 'Overdue milestones', attrs: { class: 'num' } }, { text: 'Pending approvals', attrs: { class: 'num' } }],
     rows,
     foot,
     rowAttrs: (i) => ({ 'data-grant': grants[i].grant, 'data-status': grants[i].status }),
