@@ -135,29 +135,46 @@ fn sse_event(e: &RecordedEvent, reduced: bool) -> Result<Event, Infallible> {
     Ok(Event::default().id(e.position.0.to_string()).data(data))
 }
 
+/// What a live stream reads its batches from: the whole log, one grant's
+/// events, one programme's.
+trait Follow: Send + Sized + 'static {
+    /// The next events to send, once there are any.
+    fn next_batch(&mut self) -> impl Future<Output = Result<Vec<RecordedEvent>, ApiError>> + Send;
+    /// What it follows, for the line logged when it ends.
+    fn what(&self) -> String;
+}
+
+async fn next_of<F: Follow>(mut follow: F) -> Option<(Vec<RecordedEvent>, F)> {
+    match follow.next_batch().await {
+        Ok(batch) => Some((batch, follow)),
+        Err(e) => {
+            tracing::warn!(error = %e, follows = follow.what(), "live stream ended");
+            None
+        }
+    }
+}
+
 /// A live stream of batches, as SSE, ended by a shutdown and by the
 /// withdrawal of the caller's token.
-fn sse<F, N, Fut>(state: &AppState, principal: &Principal, follow: F, next: N) -> Response
-where
-    F: Send + 'static,
-    N: FnMut(F) -> Fut + Send + 'static,
-    Fut: Future<Output = Option<(Vec<RecordedEvent>, F)>> + Send + 'static,
-{
+fn sse<F: Follow>(state: &AppState, principal: &Principal, follow: F) -> Response {
     let reduced = principal.role == Role::Viewer;
-    let events = stream::unfold(follow, next)
+    let events = stream::unfold(follow, next_of)
         .flat_map(move |batch| stream::iter(batch.iter().map(|e| sse_event(e, reduced)).collect::<Vec<_>>()))
         .take_until(state.shutting_down())
         .take_until(state.tokens().withdrawn(principal.name.clone()));
     Sse::new(events).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response()
 }
 
-async fn next_of_log(mut sub: Subscription) -> Option<(Vec<RecordedEvent>, Subscription)> {
-    match sub.next_batch(SSE_BATCH_EVENTS).await {
-        Ok(batch) => Some((batch, sub)),
-        Err(e) => {
-            tracing::warn!(error = %e, "live stream ended");
-            None
-        }
+/// The whole log.
+struct LogFollow(Subscription);
+
+impl Follow for LogFollow {
+    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, ApiError> {
+        Ok(self.0.next_batch(SSE_BATCH_EVENTS).await?)
+    }
+
+    fn what(&self) -> String {
+        "the log".to_owned()
     }
 }
 
@@ -169,7 +186,7 @@ async fn live(
 ) -> Result<Response, ApiError> {
     let after = resume_after(&headers, q.after)?;
     let subscription = Subscription::new(state.store(), Position(after));
-    Ok(sse(&state, &principal, subscription, next_of_log))
+    Ok(sse(&state, &principal, LogFollow(subscription)))
 }
 
 /// A grant's events: first those up to the head as it was when the stream
@@ -185,8 +202,12 @@ struct GrantFollow {
     live: Subscription,
 }
 
-impl GrantFollow {
-    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, store::StoreError> {
+impl Follow for GrantFollow {
+    fn what(&self) -> String {
+        self.stream.as_str().to_owned()
+    }
+
+    async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, ApiError> {
         while let Some(version) = self.catch_up {
             let page = self
                 .store
@@ -210,16 +231,6 @@ impl GrantFollow {
             if !mine.is_empty() {
                 return Ok(mine);
             }
-        }
-    }
-}
-
-async fn next_of_grant(mut f: GrantFollow) -> Option<(Vec<RecordedEvent>, GrantFollow)> {
-    match f.next_batch().await {
-        Ok(batch) => Some((batch, f)),
-        Err(e) => {
-            tracing::warn!(error = %e, stream = %f.stream.as_str(), "grant stream ended");
-            None
         }
     }
 }
@@ -250,7 +261,7 @@ async fn grant_live(
         head,
         live: Subscription::new(state.store(), Position(after.max(head))),
     };
-    Ok(sse(&state, &principal, follow, next_of_grant))
+    Ok(sse(&state, &principal, follow))
 }
 
 /// A programme's events: those of its own stream and of its grants' streams,
@@ -289,6 +300,12 @@ impl ProgrammeFollow {
         self.members.insert(e.stream_id.clone(), member);
         Ok(member)
     }
+}
+
+impl Follow for ProgrammeFollow {
+    fn what(&self) -> String {
+        format!("programme {}", self.programme)
+    }
 
     async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, ApiError> {
         loop {
@@ -302,16 +319,6 @@ impl ProgrammeFollow {
             if !mine.is_empty() {
                 return Ok(mine);
             }
-        }
-    }
-}
-
-async fn next_of_programme(mut f: ProgrammeFollow) -> Option<(Vec<RecordedEvent>, ProgrammeFollow)> {
-    match f.next_batch().await {
-        Ok(batch) => Some((batch, f)),
-        Err(e) => {
-            tracing::warn!(error = %e, programme = %f.programme, "programme stream ended");
-            None
         }
     }
 }
@@ -334,7 +341,7 @@ async fn programme_live(
         programme,
         members: HashMap::new(),
     };
-    Ok(sse(&state, &principal, follow, next_of_programme))
+    Ok(sse(&state, &principal, follow))
 }
 
 /// Query of the export.
