@@ -106,6 +106,10 @@ pub struct MonthView {
 pub struct BudgetView {
     /// The grant.
     pub grant: GrantId,
+    /// Its short name, as awarded.
+    pub acronym: String,
+    /// Its title, as awarded.
+    pub title: String,
     /// Its currency.
     pub currency: Currency,
     /// The award.
@@ -312,6 +316,8 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
 
     Ok(BudgetView {
         grant: grant.id.clone(),
+        acronym: grant.acronym.clone(),
+        title: grant.title.clone(),
         currency,
         award: grant.award,
         allocated,

@@ -235,7 +235,8 @@ function header(grant, b, t, params) {
   const start = b.start || t.start;
   const end = b.effective_end || t.effective_end;
   return h('div', { class: 'page-header' },
-    h('h1', `Grant ${grant}`),
+    h('h1', b.acronym || b.title ? [b.acronym ? `${b.acronym} ` : '', h('span', { class: 'muted-id' }, `(${grant})`)] : `Grant ${grant}`),
+    b.title ? h('p', { class: 'grant-title' }, b.title) : null,
     h('p', { class: 'subtitle' },
       `${b.currency || ''} · ${start} to ${end}`,
       t.end && end !== t.end ? ` (extended from ${t.end})` : '',
