@@ -101,6 +101,39 @@ async fn a_stale_if_match_is_412_with_the_current_etag() {
     api.post_with(token, &path, &close, &[("If-Match", &next)]).await.problem(412, "precondition-failed");
 }
 
+#[tokio::test]
+async fn if_match_is_read_as_rfc_9110_says_weak_tags_never_match_and_a_list_matches_any() {
+    let w = World::new().await;
+    let api = w.api();
+    let token = w.manager_a.as_str();
+    let version = api.version(GRANT_A).await;
+
+    // A weak tag of the current version does not match (strong comparison).
+    let weak = format!("W/\"{version}\"");
+    let reply = api.post_with(token, &expenditures(), &small_expenditure(1), &[("If-Match", &weak)]).await;
+    let problem = reply.problem(412, "precondition-failed");
+    assert_eq!(problem["current_version"].as_u64(), Some(version), "{}", reply.text);
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert_eq!(detail, format!("the grant is at version {version}, not {version}"), "{}", reply.text);
+    assert_eq!(api.version(GRANT_A).await, version, "a 412 recorded something");
+
+    // A list matches when any strong tag is the grant's version.
+    let stale = format!("\"{}\", W/\"{}\"", version - 1, version);
+    let reply = api.post_with(token, &expenditures(), &small_expenditure(1), &[("If-Match", &stale)]).await;
+    let problem = reply.problem(412, "precondition-failed");
+    assert!(!problem["detail"].as_str().unwrap_or_default().contains("Some("), "{}", reply.text);
+    let list = format!("\"{}\", \"{version}\"", version - 1);
+    let body = api.post_with(token, &expenditures(), &small_expenditure(1), &[("If-Match", &list)]).await.written(201);
+    assert_eq!(body["version"].as_u64(), Some(version + 1));
+
+    // What is not a list of entity tags is 400, naming the header.
+    for bad in ["7", "\"7", "W/7", "\"x\""] {
+        let reply = api.post_with(token, &expenditures(), &small_expenditure(2), &[("If-Match", bad)]).await;
+        reply.problem(400, "invalid-query");
+        assert_eq!(reply.body["errors"][0]["pointer"], json!("If-Match"), "{bad}: {}", reply.text);
+    }
+}
+
 fn expenditure_on(grant: &str) -> String {
     format!("/api/v1/grants/{grant}/expenditures")
 }

@@ -40,7 +40,7 @@ pub enum ApiError {
     #[error("{0}")]
     DomainAt(DomainError, &'static str),
     /// `If-Match` named another version than the grant's.
-    #[error("the grant is at version {current:?}, not {expected}")]
+    #[error("{}", precondition_detail(*expected, *current))]
     PreconditionFailed {
         /// The version the caller expected.
         expected: u64,
@@ -319,6 +319,13 @@ fn status_code_name(status: StatusCode) -> String {
 }
 
 /// "exceeds-award" -> "Exceeds award".
+fn precondition_detail(expected: u64, current: Option<u64>) -> String {
+    match current {
+        Some(current) => format!("the grant is at version {current}, not {expected}"),
+        None => format!("the grant has no events yet, not version {expected}"),
+    }
+}
+
 fn title(code: &str) -> String {
     let words = code.replace('-', " ");
     let mut chars = words.chars();

@@ -65,7 +65,7 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
             "description": IDEMPOTENCY_KEY_DESCRIPTION,
             "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7E]+$"}
         }));
-        parameters.push(json!({"name": "If-Match", "in": "header", "required": false, "description": "the grant version, quoted", "schema": {"type": "string"}}));
+        parameters.push(json!({"name": "If-Match", "in": "header", "required": false, "description": "`*`, or entity tags of grant versions (`\"7\"`, or a list `\"7\", \"8\"`: the write proceeds if the grant is at one of them; a weak tag `W/\"7\"` never matches, per RFC 9110)", "schema": {"type": "string"}}));
     }
     let success = match route.response {
         None if route.status == 204 => json!({"description": "No Content"}),

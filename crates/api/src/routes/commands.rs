@@ -91,18 +91,32 @@ impl<'a> Write<'a> {
         Ok(Some(key.to_owned()))
     }
 
-    fn if_match(&self) -> Result<Option<u64>, ApiError> {
-        let Some(v) = self.headers.get(header::IF_MATCH) else { return Ok(None) };
-        let text = v.to_str().unwrap_or_default().trim();
-        if text == "*" {
-            return Ok(None);
-        }
-        text.trim_matches('"').parse().map(Some).map_err(|_| {
+    /// The `If-Match` header as RFC 9110 reads it: `*` or absent is no
+    /// condition; otherwise a list of entity tags, of which the strong ones
+    /// are grant versions (a weak tag never matches, by the strong
+    /// comparison `If-Match` uses).
+    fn if_match(&self) -> Result<IfMatch, ApiError> {
+        let Some(v) = self.headers.get(header::IF_MATCH) else { return Ok(IfMatch::Any) };
+        let bad = || {
             ApiError::InvalidQuery(vec![FieldError {
                 pointer: "If-Match".into(),
-                detail: "expected a quoted grant version, e.g. \"7\"".into(),
+                detail: "expected `*` or entity tags of grant versions, e.g. \"7\" or \"7\", \"8\"".into(),
             }])
-        })
+        };
+        let text = v.to_str().map_err(|_| bad())?.trim();
+        if text == "*" {
+            return Ok(IfMatch::Any);
+        }
+        let (mut strong, mut weak) = (Vec::new(), Vec::new());
+        for tag in text.split(',').map(str::trim) {
+            let (list, quoted) = match tag.strip_prefix("W/") {
+                Some(rest) => (&mut weak, rest),
+                None => (&mut strong, tag),
+            };
+            let version = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or_else(bad)?;
+            list.push(version.parse::<u64>().map_err(|_| bad())?);
+        }
+        Ok(IfMatch::Versions { strong, weak })
     }
 
     /// The command id: derived from the caller and its key, so that the
@@ -133,6 +147,20 @@ impl<'a> Write<'a> {
         issued.correlation_id = crate::request_id::current().and_then(|id| Uuid::parse_str(&id).ok());
         issued
     }
+}
+
+/// What a write's `If-Match` asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum IfMatch {
+    /// No condition (`*`, or no header).
+    Any,
+    /// One of these strong tags' versions; the weak ones never match.
+    Versions {
+        /// Strong tags, in the order given.
+        strong: Vec<u64>,
+        /// Weak tags (`W/"7"`).
+        weak: Vec<u64>,
+    },
 }
 
 /// Runs a write with its `Idempotency-Key` (if any) and answers it: the
@@ -182,7 +210,22 @@ pub(crate) async fn write(
     w: Write<'_>,
     command: GrantCommand,
 ) -> Result<Response, ApiError> {
-    let expected = w.if_match()?;
+    let expected = match w.if_match()? {
+        IfMatch::Any => None,
+        IfMatch::Versions { strong, weak } => {
+            // The version the grant is at decides which listed tag is meant;
+            // the append still checks it, so a write in between is a 412.
+            let stream = domain::handler::grant_stream(grant)?;
+            let current = state.store().stream_version(&stream).await?;
+            match strong.iter().find(|v| Some(**v) == current).or(strong.first()) {
+                Some(v) => Some(*v),
+                None => {
+                    let expected = weak.first().copied().unwrap_or_default();
+                    return Err(ApiError::PreconditionFailed { expected, current });
+                }
+            }
+        }
+    };
     let w = &w;
     // Which field a refusal is about depends on the command: kept to say so.
     let locate = command.clone();
