@@ -205,3 +205,12 @@ async fn the_data_directory_and_its_files_are_the_owners_only() {
         }
     }
 }
+
+#[tokio::test]
+async fn logs_written_to_a_file_carry_no_colour_codes() {
+    let server = Server::start();
+    server.api().get(ADMIN_TOKEN, "/api/v1/grants/nope/budget").await.expect_status(404);
+    let logs = server.logs();
+    assert!(logs.contains("serving"), "the server logged its start: {logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escapes in a log file: {logs:?}");
+}

@@ -34,7 +34,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 })
                 .and_then(PrometheusBuilder::install_recorder)
             {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    describe();
+                    Some(h)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "no Prometheus recorder: another one is installed");
                     None
@@ -42,6 +45,36 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// The HELP line of every metric the process records (the PostgreSQL
+/// writer's too), given once when the recorder is installed.
+fn describe() {
+    use metrics::Unit;
+    metrics::describe_histogram!(
+        "grantlog_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer a request, by method, route template and status"
+    );
+    metrics::describe_counter!("grantlog_events_appended_total", "Events the API's writes appended to the log");
+    metrics::describe_gauge!(
+        "grantlog_projection_lag_events",
+        "Events in the log that this server's views have not applied yet"
+    );
+    metrics::describe_gauge!(
+        "grantlog_follower_lag_events",
+        "Log head minus the position this server's views reflect (several servers on one log)"
+    );
+    metrics::describe_gauge!("grantlog_projection_position", "The last log position this server's views reflect");
+    metrics::describe_histogram!(
+        "grantlog_pg_batch_appends",
+        "Appends committed together in one PostgreSQL group commit"
+    );
+    metrics::describe_histogram!(
+        "grantlog_pg_lock_wait_seconds",
+        Unit::Seconds,
+        "Time a PostgreSQL group commit waited for the log's advisory lock"
+    );
 }
 
 /// The `method` label of every method outside the standard ones: labels

@@ -127,6 +127,12 @@ async fn metrics_count_requests_by_route_template_and_events_appended() {
     );
     assert!(text.contains("grantlog_events_appended_total"), "{text}");
     assert!(text.contains("grantlog_projection_lag_events"), "{text}");
+    // Every metric says what it is (promtool refuses a TYPE without HELP).
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        let help = text.lines().find(|l| l.starts_with(&format!("# HELP {name} ")));
+        assert!(help.is_some_and(|h| h.len() > format!("# HELP {name} ").len() + 10), "{name} has no HELP: {text}");
+    }
 }
 
 #[tokio::test]
