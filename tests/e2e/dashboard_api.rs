@@ -316,3 +316,35 @@ async fn the_operator_summary_remembers_the_last_verification() {
         api.get(token, "/api/v1/operator").await.expect_status(403);
     }
 }
+
+#[tokio::test]
+async fn a_polling_client_gets_304_while_a_view_is_unchanged_and_the_new_view_after_a_write() {
+    let w = World::new().await;
+    let api = w.api();
+    let token = w.manager_a.as_str();
+    let views = [
+        format!("/api/v1/grants/{GRANT_A}/budget"),
+        format!("/api/v1/grants/{GRANT_A}/timeline?as_of=2022-06-30"),
+        format!("/api/v1/programmes/{PROG_A}/portfolio"),
+    ];
+    let mut tags = Vec::new();
+    for path in &views {
+        let first = api.get(token, path).await.expect_status(200);
+        let tag = first.header("etag").unwrap_or_else(|| panic!("{path}: no ETag")).to_owned();
+        let again = api.send(reqwest::Method::GET, path, Some(token), None, &[("if-none-match", tag.as_str())]).await;
+        assert_eq!(again.status.as_u16(), 304, "{path}: {}", again.text);
+        assert!(again.text.is_empty(), "a 304 has no body");
+        assert_eq!(again.header("etag"), Some(tag.as_str()));
+        let other = api.send(reqwest::Method::GET, path, Some(token), None, &[("if-none-match", "\"view-0\"")]).await;
+        assert_eq!(other.status.as_u16(), 200, "{path}: another tag gets the view");
+        tags.push(tag);
+    }
+    let path = format!("/api/v1/grants/{GRANT_A}/expenditures");
+    let written = api.post(token, &path, &small_expenditure(77)).await.written(201);
+    let position = written["position"].as_u64().unwrap();
+    let budget = format!("{}?min_position={position}", views[0]);
+    let changed =
+        api.send(reqwest::Method::GET, &budget, Some(token), None, &[("if-none-match", tags[0].as_str())]).await;
+    assert_eq!(changed.status.as_u16(), 200, "the budget moved: {}", changed.text);
+    assert_ne!(changed.header("etag"), Some(tags[0].as_str()));
+}

@@ -9,13 +9,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDate, Utc};
 use events::{GrantId, ProgrammeId};
 use projections::{BudgetView, GrantLedger, PortfolioView, TimelineView, ViewError};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::{Param, Route, VIEW_READERS};
 use crate::AppState;
@@ -207,9 +208,27 @@ fn cost_of(key: &CacheKey, entry: &Entry) -> usize {
 }
 
 /// A view's JSON (which carries its own `position`: the last log position
-/// applied to the grant).
-fn json_body(body: impl Into<axum::body::Body>) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.into()).into_response()
+/// applied to the grant), with an `ETag` of its bytes: a poller that sends
+/// it back in `If-None-Match` gets 304 while the view is unchanged. (A
+/// view's tag is not a grant version: writes' `If-Match` takes those.)
+fn json_body(headers: &HeaderMap, body: Bytes) -> Response {
+    let tag = format!("\"view-{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+    let unchanged = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag || t == "*");
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    };
+    if let Ok(tag) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
 }
 
 async fn grant_view(
@@ -218,6 +237,7 @@ async fn grant_view(
     grant: GrantId,
     q: ViewQuery,
     kind: Kind,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let ledger = ledger(state, principal, &grant, &q).await?;
     let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
@@ -233,7 +253,7 @@ async fn grant_view(
         json.map_err(|e| ApiError::Internal(e.to_string()))
     };
     if q.known_at.is_some() {
-        return Ok(json_body(render()?));
+        return Ok(json_body(headers, Bytes::from(render()?)));
     }
     let key = (grant.clone(), kind, q.as_of, today);
     let body = match state.views().get(&key, ledger.position) {
@@ -244,7 +264,7 @@ async fn grant_view(
             body
         }
     };
-    Ok(json_body(body))
+    Ok(json_body(headers, body))
 }
 
 async fn budget(
@@ -252,8 +272,9 @@ async fn budget(
     principal: Arc<Principal>,
     Ids(grant): Ids<GrantId>,
     Params(q): Params<ViewQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    grant_view(&state, &principal, grant, q, Kind::Budget).await
+    grant_view(&state, &principal, grant, q, Kind::Budget, &headers).await
 }
 
 async fn timeline(
@@ -261,8 +282,9 @@ async fn timeline(
     principal: Arc<Principal>,
     Ids(grant): Ids<GrantId>,
     Params(q): Params<ViewQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    grant_view(&state, &principal, grant, q, Kind::Timeline).await
+    grant_view(&state, &principal, grant, q, Kind::Timeline, &headers).await
 }
 
 /// Query of the portfolio.
@@ -286,7 +308,8 @@ async fn portfolio(
     principal: Arc<Principal>,
     Ids(programme): Ids<ProgrammeId>,
     Params(q): Params<PortfolioQuery>,
-) -> Result<Json<Positioned<PortfolioView>>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caught_up(&state, q.min_position).await?;
     let position = state.projector().position();
     if !principal.sees(&programme) || state.projector().programme(&programme).is_none() {
@@ -306,7 +329,8 @@ async fn portfolio(
     let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
     let view = projections::portfolio(&programme, ledgers.iter().map(Arc::as_ref), q.as_of, today)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(Positioned { view, position }))
+    let body = serde_json::to_vec(&Positioned { view, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(json_body(&headers, Bytes::from(body)))
 }
 
 async fn programmes(State(state): State<AppState>, principal: Arc<Principal>) -> Json<Vec<ProgrammeOut>> {
