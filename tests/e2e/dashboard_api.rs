@@ -348,3 +348,43 @@ async fn a_polling_client_gets_304_while_a_view_is_unchanged_and_the_new_view_af
     assert_eq!(changed.status.as_u16(), 200, "the budget moved: {}", changed.text);
     assert_ne!(changed.header("etag"), Some(tags[0].as_str()));
 }
+
+/// Follows `Link: <...>; rel="next"` from `first`, collecting the versions.
+async fn pages(api: &Api, token: &str, first: &str) -> Vec<u64> {
+    let (mut versions, mut next) = (Vec::new(), Some(first.to_owned()));
+    while let Some(path) = next.take() {
+        let reply = api.get(token, &path).await.expect_status(200);
+        let events = reply.body["events"].as_array().cloned().unwrap_or_default();
+        versions.extend(events.iter().filter_map(|e| e["version"].as_u64()));
+        next = reply.header("link").map(|l| {
+            assert!(l.ends_with("; rel=\"next\""), "{l}");
+            l.trim_start_matches('<').split('>').next().unwrap().to_owned()
+        });
+        assert!(versions.len() < 10_000, "the links never end");
+    }
+    versions
+}
+
+#[tokio::test]
+async fn history_reads_newest_first_and_every_full_page_links_the_next() {
+    let w = World::new().await;
+    let api = w.api();
+    let token = w.manager_a.as_str();
+    let base = format!("/api/v1/grants/{GRANT_A}/history");
+    let all: Vec<u64> = api.history(token, GRANT_A).await.iter().filter_map(|e| e["version"].as_u64()).collect();
+    assert!(all.len() > 5, "{all:?}");
+    let newest_first = pages(&api, token, &format!("{base}?order=desc&limit=1000")).await;
+    assert_eq!(newest_first, all.iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(pages(&api, token, &format!("{base}?order=desc&limit=3")).await, newest_first, "paged by Link");
+    assert_eq!(pages(&api, token, &format!("{base}?limit=3")).await, all, "oldest first, paged by Link");
+    let last = api.get(token, &format!("{base}?limit=1000")).await.expect_status(200);
+    assert_eq!(last.header("link"), None, "a page that is not full is the last");
+    let reply = api.get(token, &format!("{base}?before_version=3")).await;
+    reply.problem(400, "invalid-query");
+    assert_eq!(reply.body["errors"][0]["pointer"], json!("?before_version"), "{}", reply.text);
+    api.get(token, &format!("{base}?order=sideways")).await.problem(400, "invalid-query");
+    // The whole log links its next page too.
+    let log = api.get(ADMIN_TOKEN, "/api/v1/events?limit=2").await.expect_status(200);
+    let link = log.header("link").unwrap_or_default();
+    assert!(link.starts_with("</api/v1/events?after=") && link.contains("limit=2"), "{link}");
+}

@@ -59,10 +59,36 @@ const AFTER: Param = Param { name: "after", format: "integer", description: "ret
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
-    /// Events after this stream version (default: from the first).
+    /// Events after this stream version (oldest first; default: from the first).
     pub after_version: Option<u64>,
+    /// Events before this stream version (newest first; default: from the newest).
+    pub before_version: Option<u64>,
+    /// `asc` (default: oldest first) or `desc` (newest first).
+    pub order: Option<Order>,
     /// Page size.
     pub limit: Option<usize>,
+}
+
+/// The order of a history page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// A `Link` header naming the next page, when this one was full.
+fn next_link(path: &str, query: &str) -> Option<(header::HeaderName, HeaderValue)> {
+    HeaderValue::from_str(&format!("<{path}?{query}>; rel=\"next\"")).ok().map(|v| (header::LINK, v))
+}
+
+fn with_link(mut response: Response, link: Option<(header::HeaderName, HeaderValue)>) -> Response {
+    if let Some((name, value)) = link {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 async fn history(
@@ -72,11 +98,41 @@ async fn history(
     Params(q): Params<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let limit = limit(q.limit)?;
+    let order = q.order.unwrap_or(Order::Asc);
+    let misplaced = match order {
+        Order::Asc => q.before_version.is_some().then_some(("?before_version", "goes with order=desc")),
+        Order::Desc => q.after_version.is_some().then_some(("?after_version", "goes with order=asc")),
+    };
+    if let Some((pointer, detail)) = misplaced {
+        return Err(ApiError::InvalidQuery(vec![FieldError { pointer: pointer.into(), detail: detail.into() }]));
+    }
     super::readable_grant(&state, &principal, &grant).await?;
     let stream = domain::handler::grant_stream(&grant)?;
-    let from = q.after_version.map_or(0, |v| v.saturating_add(1));
-    let events = state.store().read_stream(&stream, StreamStart::Version(from), Direction::Forward, limit).await?;
-    Ok(Json(History { events: events.iter().map(EventOut::from).collect() }).into_response())
+    let events = match order {
+        Order::Asc => {
+            let from = q.after_version.map_or(0, |v| v.saturating_add(1));
+            state.store().read_stream(&stream, StreamStart::Version(from), Direction::Forward, limit).await?
+        }
+        Order::Desc => match q.before_version {
+            Some(0) => Vec::new(),
+            Some(v) => {
+                state.store().read_stream(&stream, StreamStart::Version(v - 1), Direction::Backward, limit).await?
+            }
+            None => state.store().read_stream(&stream, StreamStart::End, Direction::Backward, limit).await?,
+        },
+    };
+    let path = format!("/api/v1/grants/{grant}/history");
+    let link = match (events.last(), events.len() == limit, order) {
+        (Some(last), true, Order::Asc) => {
+            next_link(&path, &format!("after_version={}&limit={limit}", last.stream_version))
+        }
+        (Some(last), true, Order::Desc) if last.stream_version > 0 => {
+            next_link(&path, &format!("order=desc&before_version={}&limit={limit}", last.stream_version))
+        }
+        _ => None,
+    };
+    let body = Json(History { events: events.iter().map(EventOut::from).collect() }).into_response();
+    Ok(with_link(body, link))
 }
 
 /// Query of the log.
@@ -94,7 +150,14 @@ async fn events(State(state): State<AppState>, Params(q): Params<LogQuery>) -> R
     let after = q.after.unwrap_or(0);
     let events = state.store().read_all(Position(after), limit).await?;
     let next_after = Some(events.last().map_or(after, |e| e.position.0));
-    Ok(Json(EventsPage { events: events.iter().map(EventOut::from).collect(), next_after }).into_response())
+    let link = match events.last() {
+        Some(last) if events.len() == limit => {
+            next_link("/api/v1/events", &format!("after={}&limit={limit}", last.position.0))
+        }
+        _ => None,
+    };
+    let body = Json(EventsPage { events: events.iter().map(EventOut::from).collect(), next_after }).into_response();
+    Ok(with_link(body, link))
 }
 
 fn json_line(e: &RecordedEvent) -> String {
@@ -451,10 +514,26 @@ async fn verify(State(state): State<AppState>, Params(q): Params<VerifyQuery>) -
 pub(super) fn routes() -> Vec<Route> {
     vec![
         Route::new(Method::GET, "/api/v1/grants/{grant}/history", "get_history", get(history))
-            .summary("A grant's events in order, as recorded")
+            .summary(
+                "A grant's events in order, as recorded, oldest or newest first; a full page has a Link to the next",
+            )
             .roles(HISTORY_READERS)
             .query(&[
-                Param { name: "after_version", format: "integer", description: "events after this stream version" },
+                Param {
+                    name: "after_version",
+                    format: "integer",
+                    description: "events after this stream version (order=asc)",
+                },
+                Param {
+                    name: "before_version",
+                    format: "integer",
+                    description: "events before this stream version (order=desc)",
+                },
+                Param {
+                    name: "order",
+                    format: "string",
+                    description: "asc (default: oldest first) or desc (newest first)",
+                },
                 LIMIT,
             ])
             .response::<History<'static>>(200),
