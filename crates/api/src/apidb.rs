@@ -116,7 +116,9 @@ pub struct SessionRow {
     pub expires_at: String,
 }
 
-fn digest_of(bytes: &[u8]) -> [u8; 32] {
+/// A stored digest column as 32 bytes (zeros if the stored value is not 32
+/// bytes long: such a digest matches no presented secret).
+pub(crate) fn digest_of(bytes: &[u8]) -> [u8; 32] {
     let mut d = [0u8; 32];
     if bytes.len() == 32 {
         d.copy_from_slice(bytes);
@@ -275,15 +277,11 @@ impl ApiData for SqliteApiData {
             )?;
             let rows = stmt.query_map([], |r| {
                 let digest: Vec<u8> = r.get(3)?;
-                let mut d = [0u8; 32];
-                if digest.len() == 32 {
-                    d.copy_from_slice(&digest);
-                }
                 Ok(TokenRow {
                     name: r.get(0)?,
                     role: r.get(1)?,
                     programmes: r.get(2)?,
-                    digest: d,
+                    digest: digest_of(&digest),
                     expires_at: r.get(4)?,
                     created_at: r.get(5)?,
                     created_by: r.get(6)?,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::apidb::{ApiData, Inserted, Revoked, SessionRow, TokenRow};
+use crate::apidb::{ApiData, Inserted, Revoked, SessionRow, TokenRow, digest_of};
 use crate::error::ApiError;
 
 /// This build's schema version of the API's tables.
@@ -135,15 +135,11 @@ impl PostgresApiData {
 
 fn row_of(r: &tokio_postgres::Row) -> TokenRow {
     let digest: Vec<u8> = r.get(3);
-    let mut d = [0u8; 32];
-    if digest.len() == 32 {
-        d.copy_from_slice(&digest);
-    }
     TokenRow {
         name: r.get(0),
         role: r.get(1),
         programmes: r.get(2),
-        digest: d,
+        digest: digest_of(&digest),
         expires_at: r.get(4),
         created_at: r.get(5),
         created_by: r.get(6),
@@ -271,11 +267,13 @@ impl ApiData for PostgresApiData {
             .map_err(pg)?;
         Ok(row.map(|r| {
             let token: Vec<u8> = r.get(0);
-            let mut token_digest = [0u8; 32];
-            if token.len() == 32 {
-                token_digest.copy_from_slice(&token);
+            SessionRow {
+                digest,
+                token_digest: digest_of(&token),
+                csrf: r.get(1),
+                created_at: r.get(2),
+                expires_at: r.get(3),
             }
-            SessionRow { digest, token_digest, csrf: r.get(1), created_at: r.get(2), expires_at: r.get(3) }
         }))
     }
 

@@ -212,9 +212,12 @@ pub(crate) async fn write(
 ) -> Result<Response, ApiError> {
     let expected = match w.if_match()? {
         IfMatch::Any => None,
+        // One tag, the common case: the append checks it, nothing to read.
+        IfMatch::Versions { strong, .. } if strong.len() == 1 => strong.first().copied(),
         IfMatch::Versions { strong, weak } => {
-            // The version the grant is at decides which listed tag is meant;
-            // the append still checks it, so a write in between is a 412.
+            // Several tags, or only weak ones: the version the grant is at
+            // decides which tag is meant; the append still checks it, so a
+            // write in between is a 412.
             let stream = domain::handler::grant_stream(grant)?;
             let current = state.store().stream_version(&stream).await?;
             match strong.iter().find(|v| Some(**v) == current).or(strong.first()) {
