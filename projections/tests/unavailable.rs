@@ -56,12 +56,19 @@ impl EventStore for Flaky {
         self.inner.read_stream(stream_id, start, direction, limit).await
     }
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        if self.away.load(Ordering::SeqCst) {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            self.refusing.notify_waiters();
-            return Err(StoreError::Unavailable { detail: "the database is away (test)".into() });
+        // Away is looked at once the read has finished, not before: a read
+        // begun just before the database went away would otherwise return
+        // the write made while it was away (the projector reads again as
+        // soon as it has applied a batch, so that race is real).
+        let page = if self.away.load(Ordering::SeqCst) { None } else { Some(self.inner.read_all(after, limit).await) };
+        match page {
+            Some(page) if !self.away.load(Ordering::SeqCst) => page,
+            _ => {
+                self.refused.fetch_add(1, Ordering::SeqCst);
+                self.refusing.notify_waiters();
+                Err(StoreError::Unavailable { detail: "the database is away (test)".into() })
+            }
         }
-        self.inner.read_all(after, limit).await
     }
     async fn position_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
         self.inner.position_at_or_after(at).await
