@@ -1,4 +1,4 @@
-//! The audit views (DOMAIN.md, "Audit"): what was recorded, by whom, when
+//! The audit views (docs/audit.md): what was recorded, by whom, when
 //! and why, computed from a grant's decoded history (its events in stream
 //! order, e.g. [`HistoryCache::history`](crate::HistoryCache::history)).
 //! Pure functions, no I/O.

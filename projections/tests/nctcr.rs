@@ -1,4 +1,4 @@
-//! The views of the NCTCR scenario against DOMAIN.md's expected figures,
+//! The views of the NCTCR scenario against docs/scenario.md's expected figures,
 //! through the live projector on real SQLite files; plus rebuild, restart,
 //! read-your-writes, known-at and fail-stop behaviour.
 

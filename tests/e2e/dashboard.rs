@@ -72,7 +72,7 @@ async fn a_manager_signs_in_and_sees_the_nctcr_books_as_of_30_september() {
     assert!(!visible.as_str().unwrap_or_default().contains(&manager), "the token is kept nowhere the page can read");
 
     open(&browser, &server, &format!("#/grants/{GRANT}?as_of=2022-09-30"), "grant").await;
-    // DOMAIN.md's figures for the NCTCR grant as of 2022-09-30.
+    // docs/scenario.md's figures for the NCTCR grant as of 2022-09-30.
     assert_eq!(figure(&browser, "spent").await, "53297.85");
     assert_eq!(figure(&browser, "indirect").await, "9859.57");
     assert_eq!(figure(&browser, "burn_index").await, "0.285");

@@ -159,6 +159,8 @@ pub struct Server {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     starts: u32,
+    /// What the last start printed on stdout before its listening line.
+    printed: Vec<String>,
 }
 
 impl Server {
@@ -255,6 +257,7 @@ impl Server {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             envs: envs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             starts: 0,
+            printed: Vec::new(),
         };
         server.spawn();
         server
@@ -350,6 +353,7 @@ impl Server {
                 Ok(line) => match line.strip_prefix(LISTENING) {
                     Some(url) => {
                         self.url = url.trim().trim_end_matches('/').to_owned();
+                        self.printed = other;
                         return;
                     }
                     None => other.push(line),
@@ -371,6 +375,13 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The lines the last start printed on stdout before it listened (the
+    /// tokens and the tour `demo` prints).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn printed(&self) -> &[String] {
+        &self.printed
     }
 
     /// Kills the server outright (SIGKILL, as a crash), leaving it stopped.

@@ -27,5 +27,6 @@ mod scenario;
 mod session;
 mod sse;
 mod tokens;
+mod tour;
 mod webdriver;
 mod world;

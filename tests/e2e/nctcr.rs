@@ -1,4 +1,4 @@
-//! The NCTCR scenario of DOMAIN.md issued through the API step by step (as
+//! The NCTCR scenario of docs/scenario.md issued through the API step by step (as
 //! `crates/domain/src/scenario.rs` issues it through the handler), on a
 //! server shared by the tests that only read it or are refused.
 
@@ -68,7 +68,7 @@ fn step(day: &'static str, actor: &'static str, path: &str, body: Value, label: 
 }
 
 // The scenario's data (budget lines and milestones) is the domain's fixture
-// (DOMAIN.md's), so this run through the API and the domain's own run cannot
+// (docs/scenario.md's), so this run through the API and the domain's own run cannot
 // drift apart; every step is still sent over HTTP here.
 use domain::scenario::{BUDGET, MILESTONES};
 

@@ -1,4 +1,4 @@
-//! Every rejection DOMAIN.md lists, through the API: its problem code and
+//! Every rejection docs/scenario.md lists, through the API: its problem code and
 //! status, the numbers that explain it, and the grant's version unchanged
 //! (nothing recorded). Also the conflicts (409) and the unknown things named
 //! in the path (404).

@@ -1,5 +1,5 @@
 //! The NCTCR scenario through the API: the budget as of 2022-09-30 and the
-//! timeline carry DOMAIN.md's figures exactly; a view known at an earlier
+//! timeline carry docs/scenario.md's figures exactly; a view known at an earlier
 //! instant shows the books as they then stood; the portfolio, the log and
 //! its audit agree; `grantlog demo` serves the same books.
 

@@ -125,7 +125,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Bootstrap::Existing => {}
     }
     if let Some(tokens) = demo {
-        print_tour(&base, &tokens, &bootstrap);
+        let head = state.store().head().await?.map_or(0, |h| h.position.0);
+        print_tour(&base, &tokens, &bootstrap, head);
     }
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
     output::line(&format!("grantlog listening on {base}"));
@@ -194,30 +195,36 @@ pub async fn demo(state: &AppState) -> anyhow::Result<Option<DemoTokens>> {
     Ok(Some(DemoTokens { manager }))
 }
 
-fn print_tour(base: &str, tokens: &DemoTokens, bootstrap: &Bootstrap) {
+/// The lines `demo` prints to try the API. They must work pasted into any
+/// shell: the token is written out (the server's own environment is not the
+/// user's), and the write's suggested ids and position follow the log's
+/// head, so the lines also work on a demo started again on the same data.
+fn print_tour(base: &str, tokens: &DemoTokens, bootstrap: &Bootstrap, head: u64) {
     let grant = domain::scenario::GRANT;
-    let admin = match bootstrap {
-        Bootstrap::Generated { token, .. } => token.clone(),
-        Bootstrap::Configured => "$GRANTLOG_ADMIN_TOKEN".into(),
-        Bootstrap::Existing => "<the admin token>".into(),
-    };
-    let writer = tokens.manager.clone().unwrap_or_else(|| admin.clone());
     if let Some(m) = &tokens.manager {
         output::line(&format!("manager token ({}): {m}", domain::scenario::MANAGER));
     }
-    output::line("try:");
+    let token = match (&tokens.manager, bootstrap) {
+        (Some(manager), _) => manager.clone(),
+        (None, Bootstrap::Generated { token, .. }) => token.clone(),
+        (None, Bootstrap::Configured) => "'<the value of GRANTLOG_ADMIN_TOKEN>'".into(),
+        (None, Bootstrap::Existing) => "'<the manager token printed when the demo first ran>'".into(),
+    };
+    let next = head + 1;
+    let auth = "-H \"Authorization: Bearer $T\"";
+    output::line("try, in any shell:");
+    output::line(&format!("  T={token}"));
+    output::line(&format!("  G={base}/api/v1/grants/{grant}"));
+    output::line(&format!("  curl -s {auth} \"$G/budget?as_of=2022-09-30\""));
+    output::line(&format!("  curl -s {auth} \"$G/timeline\""));
     output::line(&format!(
-        "  curl -s -H \"Authorization: Bearer {admin}\" '{base}/api/v1/grants/{grant}/budget?as_of=2022-09-30'"
-    ));
-    output::line(&format!("  curl -s -H \"Authorization: Bearer {admin}\" '{base}/api/v1/grants/{grant}/timeline'"));
-    output::line(&format!(
-        "  curl -s -H 'Authorization: Bearer {writer}' -H 'Content-Type: application/json' \
-         -X POST '{base}/api/v1/grants/{grant}/expenditures' -d '{{\"id\": \"E-DEMO-1\", \"line\": \"FP1-CON\", \
+        "  curl -s {auth} -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-{next}' \
+         -X POST \"$G/expenditures\" -d '{{\"id\": \"E-DEMO-{next}\", \"line\": \"FP1-CON\", \
          \"amount\": {{\"amount\": \"120.00\", \"currency\": \"EUR\"}}, \"incurred_on\": \"2022-12-01\", \
-         \"supplier\": \"SUP-LAB\", \"invoice\": \"INV-DEMO-1\"}}'"
+         \"supplier\": \"SUP-LAB\", \"invoice\": \"INV-DEMO-{next}\"}}'"
     ));
-    output::line(&format!(
-        "  curl -s -H \"Authorization: Bearer {admin}\" '{base}/api/v1/grants/{grant}/history?limit=5'"
-    ));
-    output::line(&format!("  curl -sN -H \"Authorization: Bearer {admin}\" '{base}/api/v1/events/stream'"));
+    output::line(&format!("  # that write answers \"position\": {next}; this read waits until the budget includes it"));
+    output::line(&format!("  curl -s {auth} \"$G/budget?min_position={next}\""));
+    output::line(&format!("  curl -s {auth} \"$G/history?order=desc&limit=5\""));
+    output::line(&format!("  curl -sN {auth} \"$G/events/stream\""));
 }

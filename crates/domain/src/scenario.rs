@@ -1,4 +1,4 @@
-//! The NCTCR scenario (DOMAIN.md): the Luxembourg National Centre of
+//! The NCTCR scenario (docs/scenario.md): the Luxembourg National Centre of
 //! Translational Cancer Research's 2022 FNR grant, issued command by command
 //! through the handler, each on its own date. It is the project's demo data
 //! and the fixture the tests check the rules and the views against.
@@ -123,7 +123,7 @@ fn line(id: &str) -> Result<LineId, ScenarioError> {
     Ok(LineId::parse(id)?)
 }
 
-/// The baseline budget (DOMAIN.md): workstream, category, euros.
+/// The baseline budget (docs/scenario.md): workstream, category, euros.
 pub const BUDGET: &[(&str, &str, &str)] = &[
     ("C0", "PER", "30000.00"),
     ("C0", "TRV", "4000.00"),

@@ -1,6 +1,6 @@
 //! The NCTCR scenario end to end through the command handler on a real
-//! SQLite event log: it loads, leaves the numbers DOMAIN.md gives, and every
-//! rejection DOMAIN.md lists is refused with its own error and numbers,
+//! SQLite event log: it loads, leaves the numbers docs/scenario.md gives, and every
+//! rejection docs/scenario.md lists is refused with its own error and numbers,
 //! recording nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
