@@ -17,6 +17,7 @@ mod dashboard;
 mod dashboard_api;
 mod disk_full;
 mod harness;
+mod http;
 mod idempotency;
 mod input;
 mod limits;

@@ -16,6 +16,7 @@ pub mod apidb;
 pub mod apidb_pg;
 pub mod auth;
 pub mod backend;
+pub mod cors;
 pub mod dashboard;
 pub mod dto;
 pub mod error;
@@ -43,6 +44,7 @@ use axum::http::{HeaderName, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 pub use state::{AppState, Bootstrap, Config, OpenError};
@@ -63,7 +65,7 @@ pub fn app(state: AppState) -> Router {
             .route_layer(axum::Extension(meta));
         router = router.route(route.path, handler);
     }
-    router
+    let router = router
         .route("/", axum::routing::get(dashboard::index))
         .route("/dashboard/{*path}", axum::routing::get(dashboard::asset))
         .fallback(|| async { ApiError::NotFound("route".into()) })
@@ -72,8 +74,21 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), problems::head_limits))
         .layer(middleware::from_fn(problems::bare_errors))
         .layer(middleware::from_fn(request_id::layer))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, HeaderName::from_static("cookie")]))
-        .with_state(state)
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, HeaderName::from_static("cookie")]));
+    // gzip for clients that ask for it; the default predicate leaves live
+    // streams (text/event-stream), images and answers under 32 bytes alone.
+    let router = if state.config().compression { router.layer(CompressionLayer::new().gzip(true)) } else { router };
+    // `grantlog serve` checks each origin as it parses its flags; an origin
+    // that is not one is left out (and said), never widened to any.
+    let router = match cors::layer(&state.config().cors_allow_origins) {
+        Ok(Some(cors)) => router.layer(cors),
+        Ok(None) => router,
+        Err(detail) => {
+            tracing::error!(%detail, "cross-origin calls stay off");
+            router
+        }
+    };
+    router.with_state(state)
 }
 
 tokio::task_local! {

@@ -52,6 +52,12 @@ pub struct Config {
     /// Serve the dashboard's files from this directory instead of the
     /// copies built into the binary (for working on the page).
     pub dashboard_dir: Option<PathBuf>,
+    /// Compress answers with gzip for clients that accept it (never a live
+    /// stream, never a tiny answer).
+    pub compression: bool,
+    /// Origins (`https://host[:port]`, or `*` for any) whose pages may call
+    /// the API from a browser (CORS). Empty: none, the default.
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// How often [`Config::views_pages_max_file`] is re-read.
@@ -75,6 +81,8 @@ impl Config {
             database_url: None,
             secure_cookies: false,
             dashboard_dir: None,
+            compression: true,
+            cors_allow_origins: Vec::new(),
         }
     }
 }

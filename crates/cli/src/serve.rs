@@ -78,10 +78,24 @@ pub struct ServeArgs {
     /// built into the binary (for working on the page; reloaded per request).
     #[arg(long, env = "GRANTLOG_DASHBOARD_DIR")]
     pub dashboard_dir: Option<PathBuf>,
+    /// Answer with gzip when the client accepts it (live streams and tiny
+    /// answers are never compressed); `--compression false` turns it off.
+    #[arg(long, env = "GRANTLOG_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compression: bool,
+    /// An origin whose pages may call the API from a browser (CORS), as the
+    /// browser sends it: `https://dash.example.org` or `http://localhost:5173`,
+    /// or `*` for any. Repeat the flag (or separate with commas) for more.
+    /// None by default: no cross-origin call is allowed.
+    #[arg(long = "cors-allow-origin", env = "GRANTLOG_CORS_ALLOW_ORIGINS", value_delimiter = ',', value_parser = cors_origin)]
+    pub cors_allow_origins: Vec<String>,
     /// Fault injection for tests of a full disk: a file holding the
     /// read-model file's page cap (`max_page_count`), re-read while serving.
     #[arg(long, env = "GRANTLOG_VIEWS_PAGES_MAX_FILE", hide = true)]
     pub views_pages_max_file: Option<PathBuf>,
+}
+
+fn cors_origin(origin: &str) -> Result<String, String> {
+    api::cors::parse_origin(origin.trim()).map(|_| origin.trim().to_owned())
 }
 
 fn init_logs(format: LogFormat) {
@@ -110,6 +124,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.database_url = args.database_url.clone();
     config.secure_cookies = args.secure_cookies;
     config.dashboard_dir = args.dashboard_dir.clone();
+    config.compression = args.compression;
+    config.cors_allow_origins = args.cors_allow_origins.clone();
     let (state, bootstrap) =
         AppState::open(config).await.with_context(|| format!("opening {}", args.data_dir.display()))?;
     let demo = if args.demo { crate::serve::demo(&state).await? } else { None };
