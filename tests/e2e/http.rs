@@ -10,6 +10,15 @@ use crate::harness::{ADMIN_TOKEN, Server};
 
 const BUDGET: &str = "/api/v1/grants/nctcr-2022/budget";
 
+/// `GET url` with the admin token and `headers`.
+async fn get(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = http.get(url).bearer_auth(ADMIN_TOKEN);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
@@ -22,17 +31,11 @@ async fn answers_are_gzipped_for_clients_that_ask_and_live_streams_never_are() {
     let http = reqwest::Client::new();
     let base = server.api().base().to_owned();
     for path in ["/openapi.json", BUDGET] {
-        let plain = http.get(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let plain = get(&http, &format!("{base}{path}"), &[]).await;
         assert_eq!(plain.status(), StatusCode::OK);
         assert!(plain.headers().get("content-encoding").is_none(), "{path}: gzip unasked");
         let plain = plain.bytes().await.unwrap();
-        let zipped = http
-            .get(format!("{base}{path}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .unwrap();
+        let zipped = get(&http, &format!("{base}{path}"), &[("accept-encoding", "gzip")]).await;
         assert_eq!(zipped.status(), StatusCode::OK);
         assert_eq!(zipped.headers()["content-encoding"], "gzip", "{path}");
         assert!(zipped.headers()["vary"].to_str().unwrap().to_lowercase().contains("accept-encoding"), "{path}");
@@ -40,13 +43,7 @@ async fn answers_are_gzipped_for_clients_that_ask_and_live_streams_never_are() {
         assert!(zipped.len() * 3 < plain.len(), "{path}: {} gzipped bytes for {}", zipped.len(), plain.len());
         assert_eq!(gunzip(&zipped), plain.to_vec(), "{path}: the same answer once unzipped");
     }
-    let mut stream = http
-        .get(format!("{base}/api/v1/events/stream"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let mut stream = get(&http, &format!("{base}/api/v1/events/stream"), &[("accept-encoding", "gzip")]).await;
     assert_eq!(stream.status(), StatusCode::OK);
     assert!(stream.headers().get("content-encoding").is_none(), "a live stream is never buffered into gzip");
     let first = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap().unwrap();
@@ -85,16 +82,10 @@ async fn cross_origin_calls_are_allowed_only_from_the_origins_listed() {
     let other = preflight(base.clone(), "https://evil.example.net").await;
     assert!(other.headers().get("access-control-allow-origin").is_none(), "{:?}", other.headers());
     // The real call: the page may read the answer and its ETag.
-    let get = http
-        .get(format!("{base}{BUDGET}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("origin", "https://dash.example.org")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(get.status(), StatusCode::OK);
-    assert_eq!(get.headers()["access-control-allow-origin"], "https://dash.example.org");
-    assert!(get.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase().contains("etag"));
+    let read = get(&http, &format!("{base}{BUDGET}"), &[("origin", "https://dash.example.org")]).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.headers()["access-control-allow-origin"], "https://dash.example.org");
+    assert!(read.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase().contains("etag"));
 }
 
 #[test]

@@ -19,12 +19,24 @@ fn line_spent(budget: &Value, line: &str) -> Decimal {
 #[tokio::test]
 async fn the_lines_demo_prints_work_pasted_into_a_shell_without_its_environment() {
     let server = Server::start_with(&["demo"]);
-    let before = server.api().get(ADMIN_TOKEN, "/api/v1/grants/nctcr-2022/budget").await;
-    assert_eq!(before.status, 200, "{}", before.text);
     let printed = server.printed();
     let tour: Vec<&str> =
         printed.iter().skip_while(|l| !l.starts_with("try")).skip(1).filter_map(|l| l.strip_prefix("  ")).collect();
-    assert!(tour.iter().filter(|l| l.starts_with("curl ")).count() >= 5, "the tour: {printed:#?}");
+    let curl_lines: Vec<&str> = tour.iter().copied().filter(|l| l.starts_with("curl ")).collect();
+    assert!(curl_lines.len() >= 5, "the tour: {printed:#?}");
+    // The read that waits for the write, and the position it waits for.
+    let wait = curl_lines.iter().position(|l| l.contains("min_position=")).expect("a read waiting for the write");
+    let waits_for: u64 = curl_lines[wait]
+        .split("min_position=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a position in {}", curl_lines[wait]));
+    // The budget before the tour, once the views hold the whole demo log
+    // (everything before the write the tour makes).
+    let path = format!("/api/v1/grants/nctcr-2022/budget?min_position={}", waits_for - 1);
+    let before = server.api().get(ADMIN_TOKEN, &path).await;
+    assert_eq!(before.status, 200, "{}", before.text);
     let dir = tempfile::tempdir().unwrap();
     let mut script = String::from("set -u\n");
     let mut curls = 0;
@@ -57,11 +69,14 @@ async fn the_lines_demo_prints_work_pasted_into_a_shell_without_its_environment(
         .map(|i| std::fs::read_to_string(dir.path().join(format!("body-{i}"))).unwrap_or_default())
         .map(|t| serde_json::from_str(&t).unwrap_or(Value::Null))
         .collect();
-    let write = tour.iter().filter(|l| l.starts_with("curl ")).position(|l| l.contains("-X POST")).unwrap();
-    let position = bodies[write]["position"].as_u64().unwrap();
-    let waits = tour.iter().any(|l| l.contains(&format!("min_position={position}\"")));
-    assert!(waits, "the tour waits for the write's own position {position}: {tour:#?}");
-    let read = &bodies[write + 1];
+    let write = curl_lines.iter().position(|l| l.contains("-X POST")).expect("a write in the tour");
+    assert!(write < wait, "the tour writes before it waits: {tour:#?}");
+    assert_eq!(
+        bodies[write]["position"].as_u64(),
+        Some(waits_for),
+        "the write answers the position the read waits for"
+    );
+    let read = &bodies[wait];
     let moved = line_spent(read, "FP1-CON") - line_spent(&before.body, "FP1-CON");
     assert_eq!(moved, Decimal::new(12000, 2), "the read after the write includes it: {read}");
 }
