@@ -536,6 +536,7 @@ pub struct Verified {
 
 /// A view with the log position it reflects.
 #[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Positioned{V}")]
 pub struct Positioned<V> {
     /// The view.
     #[serde(flatten)]

@@ -42,8 +42,8 @@ pub use prepare::{EVENT_JSON_BYTES_MAX, PreparedAppend, PreparedEvent, prepare};
 pub use subscription::{SUBSCRIPTION_PAGE_EVENTS, Subscription};
 pub use types::{
     AppendResult, ChainProblem, Direction, EVENT_TYPE_BYTES_MAX, EVENTS_PER_APPEND_MAX, EventMetadata, ExpectedVersion,
-    Fingerprint, Head, NewEvent, Position, RecordedCommand, RecordedEvent, STREAM_ID_BYTES_MAX, StoredJson, StreamId,
-    StreamStart, VerifyOutcome,
+    Fingerprint, HEAD_PATTERN, Head, NewEvent, Position, RecordedCommand, RecordedEvent, STREAM_ID_BYTES_MAX,
+    StoredJson, StreamId, StreamStart, VerifyOutcome,
 };
 
 /// Most events one read returns.

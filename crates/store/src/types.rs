@@ -321,6 +321,11 @@ impl fmt::Display for Head {
     }
 }
 
+/// The text [`Head`]'s `from_str` accepts, as an ECMA-262 pattern (for
+/// documents that describe it): a position (at most 20 digits; one past
+/// `u64::MAX` is still refused by the parse) and 64 hex digits.
+pub const HEAD_PATTERN: &str = "^\\+?[0-9]{1,20}:[0-9A-Fa-f]{64}$";
+
 impl std::str::FromStr for Head {
     type Err = StoreError;
 

@@ -94,12 +94,14 @@ pub(super) fn routes() -> Vec<Route> {
             .summary("Create a programme")
             .roles(ADMINS)
             .request::<dto::CreateProgramme>()
-            .response::<CommandAnswer>(201),
+            .response::<CommandAnswer>(201)
+            .problems(&[409, 422, 507]),
         Route::new(Method::POST, "/api/v1/tokens", "create_token", post(create_token))
             .summary("Create a bearer token (shown once), optionally expiring at `expires_at`")
             .roles(ADMINS)
             .request::<dto::CreateToken>()
-            .response::<dto::TokenCreated>(201),
+            .response::<dto::TokenCreated>(201)
+            .problems(&[409]),
         Route::new(Method::GET, "/api/v1/tokens", "list_tokens", get(list_tokens))
             .summary("Every token: name, role, programmes, created, last used (to a minute), expiry, revocation; never the secret")
             .roles(ADMINS)

@@ -16,7 +16,7 @@ use projections::audit::{Approval, Correction, LineHistory};
 use projections::ledger::Projected;
 use serde::Deserialize;
 
-use super::{AUDITORS, Param, Route};
+use super::{AUDITORS, Param, Route, Values};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -99,7 +99,11 @@ pub(super) fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/api/v1/grants/{grant}/audit/statement.csv", "get_statement_csv", get(statement_csv))
             .summary("The funder statement per reporting period, as CSV")
             .roles(AUDITORS)
-            .query(&[Param { name: "as_of", format: "date", description: "facts effective on or before this date" }])
+            .query(&[Param {
+                name: "as_of",
+                format: Values::Date,
+                description: "facts effective on or before this date",
+            }])
             .content("text/csv"),
     ]
 }

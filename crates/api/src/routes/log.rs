@@ -21,10 +21,11 @@ use futures_util::stream;
 use serde::Deserialize;
 use store::export::{ExportFormat, Exporter};
 use store::{
-    ChainProblem, Direction, Head, Position, RecordedEvent, StreamId, StreamStart, Subscription, VerifyOutcome,
+    ChainProblem, Direction, HEAD_PATTERN, Head, Position, RecordedEvent, StreamId, StreamStart, Subscription,
+    VerifyOutcome,
 };
 
-use super::{AUDITORS, HISTORY_READERS, Param, Route, VIEW_READERS};
+use super::{AUDITORS, HISTORY_READERS, Param, Route, VIEW_READERS, Values};
 use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::dto::{EventOut, EventSummary, EventsPage, FirstBad, HeadOut, History, LastVerification, Verified};
@@ -52,8 +53,13 @@ fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-const LIMIT: Param = Param { name: "limit", format: "integer", description: "page size, 1..1000 (default 100)" };
-const AFTER: Param = Param { name: "after", format: "integer", description: "return events after this log position" };
+const LIMIT: Param = Param {
+    name: "limit",
+    format: Values::Range(1, PAGE_SIZE_MAX as u64),
+    description: "page size, 1..1000 (default 100)",
+};
+const AFTER: Param =
+    Param { name: "after", format: Values::Position, description: "return events after this log position" };
 
 /// Query of a grant's history.
 #[derive(Debug, Deserialize)]
@@ -521,17 +527,17 @@ pub(super) fn routes() -> Vec<Route> {
             .query(&[
                 Param {
                     name: "after_version",
-                    format: "integer",
+                    format: Values::Position,
                     description: "events after this stream version (order=asc)",
                 },
                 Param {
                     name: "before_version",
-                    format: "integer",
+                    format: Values::Position,
                     description: "events before this stream version (order=desc)",
                 },
                 Param {
                     name: "order",
-                    format: "string",
+                    format: Values::Word(&["asc", "desc"]),
                     description: "asc (default: oldest first) or desc (newest first)",
                 },
                 LIMIT,
@@ -546,7 +552,8 @@ pub(super) fn routes() -> Vec<Route> {
             .summary("Server-sent events: catch up, then follow live; honours Last-Event-ID")
             .roles(AUDITORS)
             .query(&[AFTER])
-            .content("text/event-stream"),
+            .content("text/event-stream")
+            .live(),
         Route::new(Method::GET, "/api/v1/grants/{grant}/events/stream", "stream_grant_events", get(grant_live))
             .summary(
                 "Server-sent events of one grant: catch up, then follow live; honours Last-Event-ID; a viewer \
@@ -554,7 +561,8 @@ pub(super) fn routes() -> Vec<Route> {
             )
             .roles(VIEW_READERS)
             .query(&[AFTER])
-            .content("text/event-stream"),
+            .content("text/event-stream")
+            .live(),
         Route::new(
             Method::GET,
             "/api/v1/programmes/{programme}/events/stream",
@@ -567,18 +575,30 @@ pub(super) fn routes() -> Vec<Route> {
         )
         .roles(VIEW_READERS)
         .query(&[AFTER])
-        .content("text/event-stream"),
+        .content("text/event-stream")
+        .live(),
         Route::new(Method::GET, "/api/v1/events/export", "export_events", get(export))
             .summary(
                 "Audit export (docs/audit.md): one event a line with the hashed texts, up to the head at the request",
             )
             .roles(AUDITORS)
-            .query(&[AFTER, Param { name: "format", format: "string", description: "ndjson (default) or cloudevents" }])
+            .query(&[
+                AFTER,
+                Param {
+                    name: "format",
+                    format: Values::Word(&["ndjson", "cloudevents"]),
+                    description: "ndjson (default) or cloudevents",
+                },
+            ])
             .content("application/x-ndjson"),
         Route::new(Method::GET, "/api/v1/audit/verify", "verify_chain", get(verify))
             .summary("Recompute the hash chain; with `since`, prove an earlier head is a prefix")
             .roles(AUDITORS)
-            .query(&[Param { name: "since", format: "string", description: "an earlier head POSITION:HASH" }])
+            .query(&[Param {
+                name: "since",
+                format: Values::Text(HEAD_PATTERN),
+                description: "an earlier head POSITION:HASH",
+            }])
             .response::<Verified>(200),
     ]
 }

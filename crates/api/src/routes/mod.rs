@@ -12,6 +12,8 @@ mod ops;
 mod session;
 pub mod views;
 
+pub use commands::IDEMPOTENCY_KEY_BYTES_MAX;
+
 use axum::http::Method;
 use axum::routing::MethodRouter;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -43,10 +45,27 @@ pub fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
 pub struct Param {
     /// Name.
     pub name: &'static str,
-    /// `string`, `integer`, `date` or `date-time`.
-    pub format: &'static str,
+    /// The values the server accepts: the document declares exactly these.
+    pub format: Values,
     /// What it does.
     pub description: &'static str,
+}
+
+/// The values a query parameter takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Values {
+    /// A log position, stream version or count: 0 to `u64::MAX`.
+    Position,
+    /// An integer from the first bound to the second, both included.
+    Range(u64, u64),
+    /// A business date (YYYY-MM-DD within the business bounds).
+    Date,
+    /// An RFC 3339 instant.
+    Instant,
+    /// One of these words.
+    Word(&'static [&'static str]),
+    /// Text matching this pattern (ECMA-262, anchored).
+    Text(&'static str),
 }
 
 /// One endpoint.
@@ -74,6 +93,18 @@ pub struct Route {
     pub query: &'static [Param],
     /// Whether it is a grant write (`If-Match`, `Idempotency-Key`, `ETag`).
     pub grant_write: bool,
+    /// Whether it is a view with an `ETag` of its bytes (`If-None-Match`, 304).
+    pub view_etag: bool,
+    /// Whether it is a live stream (`Last-Event-ID`).
+    pub live: bool,
+    /// Whether only a session cookie authenticates it (the session routes).
+    pub session_only: bool,
+    /// Problem statuses it answers besides those its kind implies (see
+    /// [`crate::openapi`]).
+    pub problems: &'static [u16],
+    /// A status other than the success one that answers the success body
+    /// (`/readyz`: 503 while not ready).
+    pub also: Option<u16>,
     /// The handler.
     pub handler: MethodRouter<AppState>,
 }
@@ -92,6 +123,11 @@ impl Route {
             content_type: "application/json",
             query: &[],
             grant_write: false,
+            view_etag: false,
+            live: false,
+            session_only: false,
+            problems: &[],
+            also: None,
             handler,
         }
     }
@@ -137,6 +173,31 @@ impl Route {
 
     fn grant_write(mut self) -> Self {
         self.grant_write = true;
+        self
+    }
+
+    fn view_etag(mut self) -> Self {
+        self.view_etag = true;
+        self
+    }
+
+    fn live(mut self) -> Self {
+        self.live = true;
+        self
+    }
+
+    fn session_only(mut self) -> Self {
+        self.session_only = true;
+        self
+    }
+
+    fn problems(mut self, statuses: &'static [u16]) -> Self {
+        self.problems = statuses;
+        self
+    }
+
+    fn also(mut self, status: u16) -> Self {
+        self.also = Some(status);
         self
     }
 }

@@ -111,7 +111,8 @@ pub(super) fn routes() -> Vec<Route> {
                 "The log answers and the views are caught up (503 otherwise); `degraded` (200) while the \
                  read-model file's writes are being retried",
             )
-            .response::<Health>(200),
+            .response::<Health>(200)
+            .also(503),
         Route::new(Method::GET, "/api/v1/operator", "get_operator", get(operator))
             .summary("The log's head, the views' lag and status, and this server's last chain verification")
             .roles(AUDITORS)

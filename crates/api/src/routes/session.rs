@@ -83,12 +83,16 @@ pub(super) fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/api/v1/session", "open_session", post(open))
             .summary("Sign in: exchange a token for an HttpOnly session cookie (for the dashboard)")
             .request::<OpenSession>()
+            .problems(&[401, 429])
             .response::<SessionInfo>(201),
         Route::new(Method::GET, "/api/v1/session", "get_session", get(show))
             .summary("The session the cookie names: who, and the CSRF token its writes carry")
-            .response::<SessionInfo>(200),
+            .response::<SessionInfo>(200)
+            .session_only(),
         Route::new(Method::DELETE, "/api/v1/session", "close_session", delete(close))
             .summary("Sign out: end the session on the server and clear the cookie (needs X-CSRF-Token)")
-            .no_content(),
+            .no_content()
+            .session_only()
+            .problems(&[403]),
     ]
 }

@@ -18,7 +18,7 @@ use projections::{BudgetView, GrantLedger, PortfolioView, TimelineView, ViewErro
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{Param, Route, VIEW_READERS};
+use super::{Param, Route, VIEW_READERS, Values};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::dto::{Positioned, ProgrammeOut};
@@ -42,15 +42,15 @@ pub struct ViewQuery {
 }
 
 pub(super) const AS_OF: Param =
-    Param { name: "as_of", format: "date", description: "facts effective on or before this date" };
+    Param { name: "as_of", format: Values::Date, description: "facts effective on or before this date" };
 pub(super) const KNOWN_AT: Param =
-    Param { name: "known_at", format: "date-time", description: "only what had been recorded by this instant" };
+    Param { name: "known_at", format: Values::Instant, description: "only what had been recorded by this instant" };
 const MIN_POSITION: Param = Param {
     name: "min_position",
-    format: "integer",
+    format: Values::Position,
     description: "wait (bounded) until the view has applied this log position, else 503",
 };
-const TODAY: Param = Param { name: "today", format: "date", description: "the day statuses are relative to" };
+const TODAY: Param = Param { name: "today", format: Values::Date, description: "the day statuses are relative to" };
 
 /// Waits for `min_position`, bounded.
 async fn caught_up(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
@@ -345,17 +345,20 @@ pub(super) fn routes() -> Vec<Route> {
             .summary("The budget view, as of a date and as known at an instant")
             .roles(VIEW_READERS)
             .query(&[AS_OF, KNOWN_AT, MIN_POSITION, TODAY])
-            .response::<BudgetView>(200),
+            .response::<BudgetView>(200)
+            .view_etag(),
         Route::new(Method::GET, "/api/v1/grants/{grant}/timeline", "get_timeline", get(timeline))
             .summary("The timeline view: milestones, periods, amendments")
             .roles(VIEW_READERS)
             .query(&[AS_OF, KNOWN_AT, MIN_POSITION, TODAY])
-            .response::<TimelineView>(200),
+            .response::<TimelineView>(200)
+            .view_etag(),
         Route::new(Method::GET, "/api/v1/programmes/{programme}/portfolio", "get_portfolio", get(portfolio))
             .summary("A programme's grants at a glance")
             .roles(VIEW_READERS)
             .query(&[AS_OF, KNOWN_AT, MIN_POSITION, TODAY])
-            .response::<Positioned<PortfolioView>>(200),
+            .response::<Positioned<PortfolioView>>(200)
+            .view_etag(),
         Route::new(Method::GET, "/api/v1/programmes", "list_programmes", get(programmes))
             .summary("The programmes the caller may see, by id")
             .roles(VIEW_READERS)
