@@ -51,6 +51,12 @@ pub const RATE_PATTERN: &str = r"^[0-9]{1,10}(\.[0-9]{1,10})?$";
 /// A business date: exactly `YYYY-MM-DD`.
 pub const DATE_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 
+/// A business date within [`BUSINESS_DATE_MIN`]..=[`BUSINESS_DATE_MAX`],
+/// for documents that describe the accepted text: with JSON Schema's
+/// `format: date` (a day of the calendar) it matches exactly the dates
+/// accepted.
+pub const BUSINESS_DATE_PATTERN: &str = r"^(19[0-9]{2}|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+
 /// The first business date accepted.
 pub const BUSINESS_DATE_MIN: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
     Some(d) => d,
@@ -191,6 +197,22 @@ pub fn accepted_currency(currency: Currency) -> Result<Currency, InputError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_business_date_pattern_matches_exactly_the_days_in_bounds() {
+        let re = Regex::new(BUSINESS_DATE_PATTERN).unwrap();
+        let mut day = NaiveDate::from_ymd_opt(1899, 12, 25).unwrap();
+        while day <= NaiveDate::from_ymd_opt(2200, 1, 5).unwrap() {
+            let text = day.format("%Y-%m-%d").to_string();
+            let inside = (BUSINESS_DATE_MIN..=BUSINESS_DATE_MAX).contains(&day);
+            assert_eq!(re.is_match(&text), inside, "{text}");
+            day = day.succ_opt().unwrap();
+        }
+        for text in ["2022-00-10", "2022-13-01", "2022-01-00", "2022-01-32", "2022-1-01", "02022-01-01"] {
+            assert!(!re.is_match(text), "{text}");
+        }
+    }
+
     #[test]
     fn an_amount_with_more_digits_than_a_decimal_holds_is_a_pattern_error_not_a_large_one() {
         let text = "0.00000000000000000000000000001";

@@ -12,6 +12,7 @@ mod backup;
 mod bodies;
 mod bounds;
 mod client;
+mod contract;
 mod crash;
 mod dashboard;
 mod dashboard_api;

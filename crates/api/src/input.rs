@@ -64,7 +64,7 @@ pub fn date_schema() -> serde_json::Value {
     serde_json::json!({
         "type": "string",
         "format": "date",
-        "pattern": bounds::DATE_PATTERN,
+        "pattern": bounds::BUSINESS_DATE_PATTERN,
         "minLength": 10,
         "maxLength": 10,
         "description": date_description(),
