@@ -446,7 +446,8 @@ pub fn markdown() -> String {
         out.push_str(&format!("| [`{}`](#{}) | {} | {} |\n", p.code, anchor(&p.code), status_text(p), p.summary));
     }
     for p in &all {
-        out.push_str(&format!("\n## {}\n\n{} ({}). {}\n\n", p.code, status_text(p), p.title, p.summary));
+        let title = p.title.replace('<', "&lt;").replace('>', "&gt;");
+        out.push_str(&format!("\n## `{}`\n\n{} ({title}). {}\n\n", p.code, status_text(p), p.summary));
         for m in &p.members {
             let when = if m.always { "" } else { " (some answers)" };
             out.push_str(&format!("- `{}`{when}: {}\n", m.name, m.description));
@@ -468,5 +469,5 @@ fn anchor(code: &str) -> String {
 }
 
 fn status_text(p: &ProblemType) -> String {
-    if p.status == 0 { "the status".to_owned() } else { p.status.to_string() }
+    if p.status == 0 { "Any status".to_owned() } else { p.status.to_string() }
 }

@@ -180,7 +180,7 @@ pub(super) const ENTRIES: &[Entry] = &[
     domain(
         "exceeds-award",
         422,
-        "",
+        "The lines would add up to more than the award.",
         &[
             Member::always("award", "The award."),
             Member::always("allocated", "Already allocated to lines."),

@@ -345,7 +345,11 @@ fn any_three_digit_status_resolves_to_the_generic_entry() {
     for unknown in ["http-", "http-41", "http-4180", "http-041", "http-abc", "no-such-code", "EXCEEDS-AWARD"] {
         assert!(lookup(unknown).is_none(), "{unknown}");
     }
-    let codes: Vec<String> = all().problem_types.into_iter().map(|p| p.code).collect();
+    let entries = all().problem_types;
+    let empty: Vec<&str> =
+        entries.iter().filter(|p| p.summary.is_empty() || p.what_to_do.is_empty()).map(|p| p.code.as_str()).collect();
+    assert!(empty.is_empty(), "entries without a summary or what to do: {empty:?}");
+    let codes: Vec<String> = entries.into_iter().map(|p| p.code).collect();
     let unique: BTreeSet<&String> = codes.iter().collect();
     assert_eq!(unique.len(), codes.len(), "a code is listed twice");
 }
