@@ -294,7 +294,7 @@ impl Reply {
         self.assert_problem_shape();
         assert_eq!(
             self.body["type"].as_str(),
-            Some(format!("https://grantlog.dev/problems/{code}").as_str()),
+            Some(format!("/problems/{code}").as_str()),
             "{r}: problem type: {}",
             self.text
         );

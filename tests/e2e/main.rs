@@ -23,6 +23,7 @@ mod idempotency;
 mod input;
 mod limits;
 mod nctcr;
+mod problem_types;
 mod read_model;
 mod rejections;
 mod scenario;

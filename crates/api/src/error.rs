@@ -17,8 +17,11 @@ use store::StoreError;
 
 use crate::request_id;
 
-/// Where problem types live; a type is this base plus the error's code.
-pub const PROBLEM_TYPE_BASE: &str = "https://grantlog.dev/problems/";
+/// Where problem types live; a type is this base plus the error's code. It
+/// is a relative reference (RFC 9457 allows one): it resolves against the
+/// server that answered, whose `GET /problems/{code}` explains the type
+/// ([`crate::catalogue`]).
+pub const PROBLEM_TYPE_BASE: &str = "/problems/";
 
 /// One field-level complaint: a JSON pointer into the request and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -318,7 +321,6 @@ fn status_code_name(status: StatusCode) -> String {
     }
 }
 
-/// "exceeds-award" -> "Exceeds award".
 fn precondition_detail(expected: u64, current: Option<u64>) -> String {
     match current {
         Some(current) => format!("the grant is at version {current}, not {expected}"),
@@ -326,7 +328,8 @@ fn precondition_detail(expected: u64, current: Option<u64>) -> String {
     }
 }
 
-fn title(code: &str) -> String {
+/// A code's title: "exceeds-award" -> "Exceeds award".
+pub(crate) fn title(code: &str) -> String {
     let words = code.replace('-', " ");
     let mut chars = words.chars();
     chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
@@ -453,7 +456,7 @@ mod tests {
         });
         assert_eq!(e.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
         let p = e.problem();
-        assert_eq!(p["type"], "https://grantlog.dev/problems/exceeds-award");
+        assert_eq!(p["type"], "/problems/exceeds-award");
         assert_eq!(p["code"], "exceeds-award");
         assert_eq!(p["title"], "Exceeds award");
         assert_eq!(p["status"], 422);

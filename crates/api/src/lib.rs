@@ -16,6 +16,7 @@ pub mod apidb;
 pub mod apidb_pg;
 pub mod auth;
 pub mod backend;
+pub mod catalogue;
 pub mod cors;
 pub mod dashboard;
 pub mod dto;

@@ -95,7 +95,7 @@ async fn an_unknown_grant_and_a_bad_id_are_not_found() {
     for path in ["/api/v1/grants/nope/budget", "/api/v1/grants/no%20pe/budget", "/api/v1/grants/nope/history"] {
         let (status, problem) = call(&state, Method::GET, path, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {problem}");
-        assert_eq!(problem["type"], "https://grantlog.dev/problems/not-found");
+        assert_eq!(problem["type"], "/problems/not-found");
     }
 }
 

@@ -464,10 +464,41 @@ pub enum DomainError {
         state: &'static str,
     },
     /// Money arithmetic failed (overflow).
+    ///
+    /// Serialised as `{"code": "money", "error": {"kind": ..., ...}}`: the
+    /// money error nests under `error`, because its own members (the
+    /// refused currency's `code`) would otherwise overwrite the tag.
     #[error(transparent)]
-    Money(#[from] MoneyError),
+    Money(
+        #[from]
+        #[serde(serialize_with = "nested_money_error")]
+        MoneyError,
+    ),
+}
+
+fn nested_money_error<S: serde::Serializer>(error: &MoneyError, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut members = serializer.serialize_struct("MoneyError", 1)?;
+    members.serialize_field("error", error)?;
+    members.end()
 }
 
 fn allocated_after(allocated: &Money, requested: &Money) -> String {
     allocated.checked_add(requested).map_or_else(|_| "?".to_owned(), |m| m.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_wrapped_money_error_keeps_the_money_code() {
+        let e = DomainError::Money(MoneyError::UnknownCurrency { code: "XYZ".into() });
+        let value = serde_json::to_value(&e).unwrap_or_default();
+        assert_eq!(value, json!({"code": "money", "error": {"kind": "unknown_currency", "code": "XYZ"}}));
+        let overflow = serde_json::to_value(DomainError::Money(MoneyError::Overflow)).unwrap_or_default();
+        assert_eq!(overflow, json!({"code": "money", "error": {"kind": "overflow"}}));
+    }
 }

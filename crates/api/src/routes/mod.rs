@@ -9,6 +9,7 @@ mod explain;
 mod log;
 mod maintenance;
 mod ops;
+mod problem_types;
 mod session;
 pub mod views;
 
@@ -292,5 +293,6 @@ pub fn table() -> Vec<Route> {
     routes.extend(audit::routes());
     routes.extend(maintenance::routes());
     routes.extend(session::routes());
+    routes.extend(problem_types::routes());
     routes
 }
