@@ -158,7 +158,7 @@ async fn every_query_parameter_is_refused_exactly_where_its_schema_says() {
     let base = server.api().base().to_owned();
     let doc: Value = http.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
     let head = head(&http, &base).await;
-    let ids = json!({"grant": "nctcr-2022", "programme": "nctcr", "line": "FP1-CON"});
+    let ids = json!({"grant": "nctcr-2022", "programme": "nctcr", "line": "FP1-CON", "code": "exceeds-award"});
     let mut failures = Vec::new();
     let mut tried = 0;
     for ((method, path), op) in operations(&doc) {
@@ -184,7 +184,9 @@ async fn every_query_parameter_is_refused_exactly_where_its_schema_says() {
                     "1:ab".into(),
                 ]);
             }
-            assert!(!values.is_empty(), "{path} ?{name}: no boundary is declared for it");
+            if values.is_empty() {
+                failures.push(format!("{path} ?{name}: the document declares no bound for it"));
+            }
             for value in values {
                 let mut query = vec![(name.to_owned(), value.clone())];
                 if name == "before_version" {
@@ -224,7 +226,8 @@ async fn headers_and_path_ids_are_refused_exactly_where_their_schemas_say() {
     let doc: Value = http.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
     let ops = operations(&doc);
     let header_schema = |op: &Value, name: &str| -> Value {
-        op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["schema"].clone()
+        let param = op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name);
+        param.unwrap_or_else(|| panic!("{} does not declare {name}", op["operationId"]))["schema"].clone()
     };
     let mut failures = Vec::new();
 
