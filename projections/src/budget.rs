@@ -9,7 +9,7 @@ use events::rules::{self, CategoryKind};
 use events::{CategoryCode, Currency, GrantId, LineId, Money, MoneyError, WorkstreamCode};
 use rust_decimal::{Decimal, RoundingStrategy};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ledger::{AsOf, GrantLedger};
 
@@ -25,7 +25,7 @@ pub enum ViewError {
 }
 
 /// One budget line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LineView {
     /// `<workstream>-<category>`.
     pub line: LineId,
@@ -56,7 +56,7 @@ pub struct LineView {
 }
 
 /// Lines rolled up by workstream or category.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GroupView {
     /// The workstream or category code.
     pub key: String,
@@ -73,7 +73,7 @@ pub struct GroupView {
 }
 
 /// Indirect costs accrued on the eligible base.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct IndirectView {
     /// The grant's rate.
     #[serde(with = "rust_decimal::serde::str")]
@@ -86,7 +86,7 @@ pub struct IndirectView {
 }
 
 /// Spending in one calendar month.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MonthView {
     /// `YYYY-MM`.
     pub month: String,
@@ -102,7 +102,7 @@ pub struct MonthView {
 }
 
 /// The budget view of a grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BudgetView {
     /// The grant.
     pub grant: GrantId,

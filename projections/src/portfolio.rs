@@ -7,14 +7,14 @@ use chrono::NaiveDate;
 use events::{Currency, GrantId, Money, ProgrammeId};
 use rust_decimal::Decimal;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::budget::{ViewError, budget};
 use crate::ledger::{AsOf, GrantLedger};
 use crate::timeline::{MilestoneStatus, timeline};
 
 /// One grant of the programme.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PortfolioGrant {
     /// The grant.
     pub grant: GrantId,
@@ -46,7 +46,7 @@ pub struct PortfolioGrant {
 }
 
 /// A grant's health at a glance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantStatus {
     /// Nothing to look at.
@@ -87,7 +87,7 @@ pub fn status(
 }
 
 /// Totals in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CurrencyTotals {
     /// The currency.
     pub currency: Currency,
@@ -100,7 +100,7 @@ pub struct CurrencyTotals {
 }
 
 /// A programme's portfolio.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PortfolioView {
     /// The programme.
     pub programme: ProgrammeId,

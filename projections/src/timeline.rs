@@ -6,7 +6,7 @@ use chrono::{Days, NaiveDate};
 use events::grant::{AmendmentKind, MilestoneKind};
 use events::{AmendmentId, GrantId, MilestoneId, PeriodId, WorkstreamCode};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::budget::ViewError;
 use crate::ledger::{AsOf, GrantLedger};
@@ -15,7 +15,7 @@ use crate::ledger::{AsOf, GrantLedger};
 pub const AT_RISK_DAYS: u64 = 30;
 
 /// Where a milestone stands relative to a day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MilestoneStatus {
     /// Due more than 30 days after the day.
@@ -31,7 +31,7 @@ pub enum MilestoneStatus {
 }
 
 /// One milestone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MilestoneView {
     /// Its id.
     pub id: MilestoneId,
@@ -60,7 +60,7 @@ pub struct MilestoneView {
 }
 
 /// One reporting period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PeriodView {
     /// Its id.
     pub id: PeriodId,
@@ -75,7 +75,7 @@ pub struct PeriodView {
 }
 
 /// Where a request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     /// Not decided.
@@ -87,7 +87,7 @@ pub enum RequestStatus {
 }
 
 /// One amendment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AmendmentView {
     /// Its id.
     pub id: AmendmentId,
@@ -102,7 +102,7 @@ pub struct AmendmentView {
 }
 
 /// The timeline of a grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TimelineView {
     /// The grant.
     pub grant: GrantId,

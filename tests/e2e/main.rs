@@ -26,6 +26,7 @@ mod nctcr;
 mod problem_types;
 mod read_model;
 mod rejections;
+mod rust_client;
 mod scenario;
 mod session;
 mod sse;

@@ -36,7 +36,7 @@ macro_rules! envelope {
 }
 
 /// `POST /api/v1/programmes`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProgramme {
     /// Client-chosen id.
@@ -44,16 +44,16 @@ pub struct CreateProgramme {
     /// Its name.
     pub name: String,
     /// Business date (default today).
-    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::input::opt_date")]
     #[schemars(with = "Option<crate::input::DateText>")]
     pub effective_date: Option<NaiveDate>,
     /// Why.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// `POST /api/v1/tokens`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// The token's name: the actor recorded on its events.
@@ -61,15 +61,15 @@ pub struct CreateToken {
     /// Its role.
     pub role: Role,
     /// Programmes a manager or viewer may see (none when empty).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programmes: Vec<ProgrammeId>,
     /// When it stops being accepted (RFC 3339, in the future); never if absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The answer to `POST /api/v1/tokens`: the only time the secret is shown.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenCreated {
     /// Name.
     pub name: ActorId,
@@ -84,7 +84,7 @@ pub struct TokenCreated {
 }
 
 /// `POST /api/v1/grants`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGrant {
     /// Client-chosen id.
@@ -112,18 +112,18 @@ pub struct CreateGrant {
     /// `FNR-2022` or `HORIZON-EUROPE`.
     pub rule_set: RuleSetId,
     /// The receiving organisation.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beneficiary: Option<String>,
     /// Indirect cost rate as a decimal string (default: the rule set's cap).
-    #[serde(default, deserialize_with = "crate::input::opt_rate")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::input::opt_rate")]
     #[schemars(with = "Option<crate::input::RateText>")]
     pub indirect_rate: Option<Decimal>,
     /// Business date (default today).
-    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::input::opt_date")]
     #[schemars(with = "Option<crate::input::DateText>")]
     pub effective_date: Option<NaiveDate>,
     /// Why.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -131,16 +131,16 @@ pub struct CreateGrant {
 macro_rules! write_body {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Deserialize, JsonSchema)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$fdoc])* pub $field: $ty,)*
             /// Business date of the fact (default today, UTC).
-            #[serde(default, deserialize_with = "crate::input::opt_date")]
+            #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::input::opt_date")]
             #[schemars(with = "Option<crate::input::DateText>")]
             pub effective_date: Option<NaiveDate>,
             /// Why.
-            #[serde(default)]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub reason: Option<String>,
         }
         envelope!($name);
@@ -157,7 +157,7 @@ write_body!(
         /// Title.
         title: String,
         /// Its lead, by id (people are referenced by id, never by name).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         lead: Option<ActorId>,
     }
 );
@@ -214,7 +214,7 @@ write_body!(
         #[schemars(with = "crate::input::MoneyInput")]
         amount: Money,
         /// Rate: units of the amount's currency per one of the grant's.
-        #[serde(default, deserialize_with = "crate::input::opt_conversion")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::input::opt_conversion")]
         #[schemars(with = "Option<crate::input::ConversionInput>")]
         conversion: Option<Conversion>,
         /// Supplier id.
@@ -236,7 +236,7 @@ write_body!(
         #[schemars(with = "crate::input::MoneyInput")]
         amount: Money,
         /// Rate: units of the amount's currency per one of the grant's.
-        #[serde(default, deserialize_with = "crate::input::opt_conversion")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::input::opt_conversion")]
         #[schemars(with = "Option<crate::input::ConversionInput>")]
         conversion: Option<Conversion>,
         /// When the cost was incurred.
@@ -248,16 +248,16 @@ write_body!(
         /// Supplier's invoice number.
         invoice: String,
         /// The commitment it pays.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         commitment: Option<CommitmentId>,
         /// The reversed expenditure it replaces.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         correction_of: Option<ExpenditureId>,
     }
 );
 
 /// One line's change: a signed amount in the grant's currency.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeltaBody {
     /// The line.
@@ -308,7 +308,7 @@ write_body!(
         #[schemars(with = "crate::input::DateText")]
         due_on: NaiveDate,
         /// An amendment backing a date past the end.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         amendment: Option<AmendmentId>,
     }
 );
@@ -321,7 +321,7 @@ write_body!(
         #[schemars(with = "crate::input::DateText")]
         due_on: NaiveDate,
         /// An amendment backing a date past the end.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         amendment: Option<AmendmentId>,
     }
 );
@@ -334,7 +334,7 @@ write_body!(
         #[schemars(with = "crate::input::DateText")]
         achieved_on: NaiveDate,
         /// Where the proof is.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         evidence: Option<String>,
     }
 );
@@ -377,7 +377,7 @@ impl RequestReallocation {
 }
 
 /// One recorded event of a write's answer.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AppendedEvent {
     /// Event id.
     pub id: uuid::Uuid,
@@ -391,7 +391,7 @@ pub struct AppendedEvent {
 }
 
 /// The answer to every write.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandAnswer {
     /// The stream written.
     pub stream: String,
@@ -499,7 +499,7 @@ pub struct History<'a> {
 }
 
 /// The chain's head.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeadOut {
     /// Last position.
     pub position: u64,
@@ -508,7 +508,7 @@ pub struct HeadOut {
 }
 
 /// Where the chain breaks.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FirstBad {
     /// The first bad position.
     pub position: u64,
@@ -521,7 +521,7 @@ pub struct FirstBad {
 }
 
 /// `GET /api/v1/audit/verify`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Verified {
     /// Whether the whole chain verifies.
     pub ok: bool,
@@ -535,7 +535,7 @@ pub struct Verified {
 }
 
 /// A view with the log position it reflects.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "Positioned{V}")]
 pub struct Positioned<V> {
     /// The view.
@@ -546,7 +546,7 @@ pub struct Positioned<V> {
 }
 
 /// `/healthz` and `/readyz`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     /// `ok`, `degraded` (serving, but the read-model file's writes are
     /// failing and being retried), `catching_up` or `failed`.
@@ -571,7 +571,7 @@ pub struct Health {
 }
 
 /// One token as `GET /api/v1/tokens` lists it: never its secret.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenInfo {
     /// Name (the actor).
     pub name: String,
@@ -594,14 +594,14 @@ pub struct TokenInfo {
 }
 
 /// `GET /api/v1/tokens`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenList {
     /// Every token, revoked and expired ones included, by name.
     pub tokens: Vec<TokenInfo>,
 }
 
 /// `POST /api/v1/session`: sign in with a token.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSession {
     /// A bearer token's secret (`glt_...`). It is not kept: the session
@@ -610,7 +610,7 @@ pub struct OpenSession {
 }
 
 /// A browser session: who it is, and the CSRF token its writes carry.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionInfo {
     /// The token's name (the actor recorded on the session's writes).
     pub name: ActorId,
@@ -640,7 +640,7 @@ pub struct Explained {
 }
 
 /// A programme the caller sees.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProgrammeOut {
     /// Its id.
     pub id: events::ProgrammeId,
@@ -649,7 +649,7 @@ pub struct ProgrammeOut {
 }
 
 /// The last chain verification this server ran.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LastVerification {
     /// When it finished.
     pub at: DateTime<Utc>,
@@ -664,7 +664,7 @@ pub struct LastVerification {
 }
 
 /// What an operator looks at: the log, the views, the last verification.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Operator {
     /// The log's head (`null`: an empty log).
     pub head: Option<HeadOut>,

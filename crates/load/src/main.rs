@@ -492,95 +492,96 @@ struct Setup {
     tokens: Vec<String>,
 }
 
-/// Sends one setup request and returns its JSON answer, or says exactly what failed.
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Value> {
-    let mut request = http.request(method.clone(), format!("{base}{path}")).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-    let status = response.status();
-    let text = response.text().await.with_context(|| format!("{method} {path}: reading the answer"))?;
-    if !status.is_success() {
-        let sent = body.map(|b| format!(" {b}")).unwrap_or_default();
-        bail!("{method} {path}{sent}: expected 2xx, got {status}: {}", clip(&text));
-    }
-    serde_json::from_str(&text).with_context(|| format!("{method} {path}: the answer is not JSON: {}", clip(&text)))
+/// What a typed client call failed with, naming the call.
+fn failed(what: &str) -> impl FnOnce(grantlog_client::ClientError) -> anyhow::Error + '_ {
+    move |e| anyhow!("{what}: {e}")
 }
 
-fn eur(amount: &str) -> Value {
-    json!({"amount": amount, "currency": "EUR"})
+/// An id of the project's kinds, from a text the program made.
+fn id<T, E: std::fmt::Display>(parse: impl FnOnce(String) -> Result<T, E>, text: String) -> Result<T> {
+    let shown = text.clone();
+    parse(text).map_err(|e| anyhow!("{shown:?}: {e}"))
 }
 
+/// The set-up, through the typed client (`crates/client`): the server's
+/// own request types, so a renamed field fails to compile here.
 async fn set_up(http: &reqwest::Client, base: &str, admin: &str, clients: usize, grants: usize) -> Result<Setup> {
+    use grantlog_client::{Client, ViewQuery, WriteOptions, dto};
+    let api = Client::with_http(http.clone(), base, admin);
+    let none = WriteOptions::default();
     // A fresh prefix, so a running server can be loaded again and again.
     let prefix = format!("load{:x}", unix_nanos() / 1_000_000);
-    let programme = prefix.clone();
-    let post = reqwest::Method::POST;
-    call(http, base, admin, post.clone(), "/api/v1/programmes", Some(&json!({"id": programme, "name": "Load test"})))
-        .await?;
+    let programme = id(events::ProgrammeId::parse, prefix.clone())?;
+    let body =
+        dto::CreateProgramme { id: programme.clone(), name: "Load test".into(), effective_date: None, reason: None };
+    api.create_programme(&body, &none).await.map_err(failed("POST /api/v1/programmes"))?;
     let mut tokens = Vec::with_capacity(clients);
     for i in 0..clients {
-        let body = json!({"name": format!("{prefix}-c{i:04}"), "role": "manager", "programmes": [programme]});
-        let answer = call(http, base, admin, post.clone(), "/api/v1/tokens", Some(&body)).await?;
-        let token = answer
-            .get("token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("POST /api/v1/tokens: the answer has no string `token`: {answer}"))?;
-        tokens.push(token.to_owned());
+        let body = dto::CreateToken {
+            name: id(events::ActorId::parse, format!("{prefix}-c{i:04}"))?,
+            role: api::auth::Role::Manager,
+            programmes: vec![programme.clone()],
+            expires_at: None,
+        };
+        tokens.push(api.create_token(&body).await.map_err(failed("POST /api/v1/tokens"))?.token);
     }
-    let effective = "2022-01-01";
+    let effective = NaiveDate::from_ymd_opt(2022, 1, 1);
+    let eur = |amount: &str| events::Money::parse(amount, events::Currency::EUR).map_err(|e| anyhow!("{amount}: {e}"));
+    let workstream = id(events::WorkstreamCode::parse, "WS1".into())?;
     let mut ids = Vec::with_capacity(grants);
     for g in 0..grants {
-        let id = format!("{prefix}-g{g:04}");
-        let grant = json!({
-            "id": id, "programme": programme, "funder": "FNR", "title": format!("Load test grant {g}"),
-            "acronym": format!("LOAD{g}"), "award": eur("1000000000.00"), "start": "2022-01-01",
-            "end": "2030-12-31", "rule_set": "FNR-2022", "effective_date": effective,
-        });
-        call(http, base, admin, post.clone(), "/api/v1/grants", Some(&grant)).await?;
-        let workstream = json!({"code": "WS1", "title": "Load", "effective_date": effective});
-        call(http, base, admin, post.clone(), &format!("/api/v1/grants/{id}/workstreams"), Some(&workstream)).await?;
-        let line =
-            json!({"workstream": "WS1", "category": "PER", "amount": eur("800000000.00"), "effective_date": effective});
-        call(http, base, admin, post.clone(), &format!("/api/v1/grants/{id}/budget-lines"), Some(&line)).await?;
-        ids.push(id);
+        let grant = id(events::GrantId::parse, format!("{prefix}-g{g:04}"))?;
+        let award = dto::CreateGrant {
+            id: grant.clone(),
+            programme: programme.clone(),
+            funder: "FNR".into(),
+            title: format!("Load test grant {g}"),
+            acronym: format!("LOAD{g}"),
+            award: eur("1000000000.00")?,
+            start: NaiveDate::from_ymd_opt(2022, 1, 1).ok_or_else(|| anyhow!("start"))?,
+            end: NaiveDate::from_ymd_opt(2030, 12, 31).ok_or_else(|| anyhow!("end"))?,
+            rule_set: id(events::RuleSetId::parse, "FNR-2022".into())?,
+            beneficiary: None,
+            indirect_rate: None,
+            effective_date: effective,
+            reason: None,
+        };
+        api.create_grant(&award, &none).await.map_err(failed("POST /api/v1/grants"))?;
+        let ws = dto::CreateWorkstream {
+            code: workstream.clone(),
+            title: "Load".into(),
+            lead: None,
+            effective_date: effective,
+            reason: None,
+        };
+        api.create_workstream(grant.as_str(), &ws, &none).await.map_err(failed("POST .../workstreams"))?;
+        let line = dto::OpenBudgetLine {
+            workstream: workstream.clone(),
+            category: id(events::CategoryCode::parse, "PER".into())?,
+            amount: eur("800000000.00")?,
+            effective_date: effective,
+            reason: None,
+        };
+        api.open_budget_line(grant.as_str(), &line, &none).await.map_err(failed("POST .../budget-lines"))?;
+        ids.push(grant.to_string());
     }
     let Some(first) = ids.first() else { bail!("--grants must be at least 1") };
     let Some(manager) = tokens.first() else { bail!("no tokens") };
     // A manager can read its grant's budget, and it shows the line.
-    let budget =
-        call(http, base, manager, reqwest::Method::GET, &format!("/api/v1/grants/{first}/budget"), None).await?;
+    let budget = api.with_token(manager.as_str()).budget(first, &ViewQuery::default()).await;
+    let budget = budget.map_err(failed(&format!("GET /api/v1/grants/{first}/budget")))?;
     if line_spent_cents(&budget).is_none() {
-        bail!(
-            "GET /api/v1/grants/{first}/budget: expected a line {LINE} with spent Money, got {}",
-            clip(&budget.to_string())
-        );
+        bail!("GET /api/v1/grants/{first}/budget: expected a line {LINE} with spent EUR");
     }
-    Ok(Setup { programme, grants: ids, tokens })
+    Ok(Setup { programme: programme.to_string(), grants: ids, tokens })
 }
 
-/// `lines[line == LINE].spent.amount` in cents.
-fn line_spent_cents(budget: &Value) -> Option<u64> {
-    let line = budget.get("lines")?.as_array()?.iter().find(|l| l.get("line").and_then(Value::as_str) == Some(LINE))?;
-    cents(line.get("spent")?.get("amount")?.as_str()?)
-}
-
-/// "1234.5" -> 123450.
-fn cents(amount: &str) -> Option<u64> {
-    let (units, fraction) = amount.split_once('.').unwrap_or((amount, ""));
-    if fraction.len() > 2 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let fraction = format!("{fraction:0<2}");
-    Some(units.parse::<u64>().ok()? * 100 + fraction.parse::<u64>().ok()?)
+/// The line [`LINE`]'s spent, in whole cents.
+fn line_spent_cents(budget: &grantlog_client::BudgetView) -> Option<u64> {
+    use rust_decimal::prelude::ToPrimitive as _;
+    let line = budget.lines.iter().find(|l| l.line.as_str() == LINE)?;
+    let cents = line.spent.amount().checked_mul(rust_decimal::Decimal::ONE_HUNDRED)?;
+    if cents.fract().is_zero() { cents.to_u64() } else { None }
 }
 
 fn clip(text: &str) -> String {
@@ -1075,7 +1076,8 @@ async fn verify(
     let mut mismatches = Vec::new();
     for (grant, want) in setup.grants.iter().zip(expected) {
         let path = format!("/api/v1/grants/{grant}/budget?min_position={head}");
-        match call(http, base, admin, reqwest::Method::GET, &path, None).await {
+        let api = grantlog_client::Client::with_http(http.clone(), base, admin);
+        match api.budget(grant, &grantlog_client::ViewQuery::at_position(head)).await {
             Ok(budget) => match line_spent_cents(&budget) {
                 Some(got) if got == *want => {}
                 Some(got) => mismatches.push(format!(
@@ -1085,9 +1087,9 @@ async fn verify(
                     got / 100,
                     got % 100
                 )),
-                None => mismatches.push(format!("GET {path}: no {LINE} spent in {}", clip(&budget.to_string()))),
+                None => mismatches.push(format!("GET {path}: no {LINE} spent")),
             },
-            Err(e) => mismatches.push(format!("{e:#}")),
+            Err(e) => mismatches.push(format!("GET {path}: {e}")),
         }
     }
     let total: u64 = expected.iter().sum();
@@ -1118,13 +1120,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cents_parse_decimal_strings() {
-        assert_eq!(cents("0"), Some(0));
-        assert_eq!(cents("0.00"), Some(0));
-        assert_eq!(cents("12.5"), Some(1250));
-        assert_eq!(cents("4180.50"), Some(418_050));
-        assert_eq!(cents("1.234"), None);
-        assert_eq!(cents("-1.00"), None);
+    fn the_hand_made_expenditure_body_is_the_servers_own_type() {
+        // The hot loop formats its bodies for speed; they must read as the
+        // server's request type and serialise back to the same JSON.
+        let text = expenditure_body("E-1", 12_345, "2022-03-01");
+        let typed: grantlog_client::dto::RecordExpenditure = serde_json::from_str(&text).unwrap();
+        assert_eq!(typed.amount.amount(), rust_decimal::Decimal::new(12_345, 2));
+        assert_eq!(typed.line.as_str(), LINE);
+        let again: Value = serde_json::to_value(&typed).unwrap();
+        assert_eq!(again, serde_json::from_str::<Value>(&text).unwrap());
     }
 
     #[test]
