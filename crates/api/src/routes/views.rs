@@ -115,7 +115,7 @@ type CacheKey = (GrantId, Kind, Option<NaiveDate>, NaiveDate);
 #[derive(Debug)]
 struct Entry {
     position: u64,
-    body: Bytes,
+    view: Rendered,
     /// When it was put: the eviction queue's entries for older puts of the
     /// same key are stale.
     serial: u64,
@@ -151,13 +151,13 @@ impl ViewCache {
         Self { bytes_max, entries: Mutex::new(Entries::default()) }
     }
 
-    fn get(&self, key: &CacheKey, ledger_position: u64) -> Option<Bytes> {
+    fn get(&self, key: &CacheKey, ledger_position: u64) -> Option<Rendered> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.map.get(key).filter(|e| e.position == ledger_position).map(|e| e.body.clone())
+        entries.map.get(key).filter(|e| e.position == ledger_position).map(|e| e.view.clone())
     }
 
-    fn put(&self, key: CacheKey, ledger_position: u64, body: Bytes) {
-        let cost = cost(&key, &body);
+    fn put(&self, key: CacheKey, ledger_position: u64, view: Rendered) {
+        let cost = cost(&key, &view.body);
         if cost > self.bytes_max {
             return;
         }
@@ -178,7 +178,7 @@ impl ViewCache {
         let serial = entries.serial;
         entries.order.push_back((key.clone(), serial));
         entries.bytes += cost;
-        entries.map.insert(key, Entry { position: ledger_position, body, serial });
+        entries.map.insert(key, Entry { position: ledger_position, view, serial });
         // Stale queue slots (keys put again) are dropped once they outnumber
         // the live ones, so the queue stays bounded too.
         if entries.order.len() > 2 * entries.map.len() + 16 {
@@ -204,28 +204,43 @@ impl ViewCache {
 }
 
 fn cost_of(key: &CacheKey, entry: &Entry) -> usize {
-    cost(key, &entry.body)
+    cost(key, &entry.view.body)
 }
 
 /// A view's JSON (which carries its own `position`: the last log position
-/// applied to the grant), with an `ETag` of its bytes: a poller that sends
-/// it back in `If-None-Match` gets 304 while the view is unchanged. (A
-/// view's tag is not a grant version: writes' `If-Match` takes those.)
-fn json_body(headers: &HeaderMap, body: Bytes) -> Response {
-    let tag = format!("\"view-{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+/// applied to the grant) with an `ETag` of its bytes, computed once when it
+/// is rendered (a cached view is not hashed again on every read).
+#[derive(Debug, Clone)]
+struct Rendered {
+    body: Bytes,
+    tag: String,
+}
+
+impl Rendered {
+    fn new(body: Bytes) -> Self {
+        let tag = format!("\"view-{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+        Self { body, tag }
+    }
+}
+
+/// A view's answer: a poller that sends its `ETag` back in `If-None-Match`
+/// gets 304 while the view is unchanged. (A view's tag is not a grant
+/// version: writes' `If-Match` takes those.)
+fn json_body(headers: &HeaderMap, view: Rendered) -> Response {
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == tag || t == "*");
+        .any(|t| t == view.tag || t == "*");
+    let tag = HeaderValue::from_str(&view.tag);
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], view.body).into_response()
     };
-    if let Ok(tag) = HeaderValue::from_str(&tag) {
+    if let Ok(tag) = tag {
         response.headers_mut().insert(header::ETAG, tag);
     }
     response
@@ -253,18 +268,18 @@ async fn grant_view(
         json.map_err(|e| ApiError::Internal(e.to_string()))
     };
     if q.known_at.is_some() {
-        return Ok(json_body(headers, Bytes::from(render()?)));
+        return Ok(json_body(headers, Rendered::new(Bytes::from(render()?))));
     }
     let key = (grant.clone(), kind, q.as_of, today);
-    let body = match state.views().get(&key, ledger.position) {
-        Some(body) => body,
+    let view = match state.views().get(&key, ledger.position) {
+        Some(view) => view,
         None => {
-            let body = Bytes::from(render()?);
-            state.views().put(key, ledger.position, body.clone());
-            body
+            let view = Rendered::new(Bytes::from(render()?));
+            state.views().put(key, ledger.position, view.clone());
+            view
         }
     };
-    Ok(json_body(headers, body))
+    Ok(json_body(headers, view))
 }
 
 async fn budget(
@@ -330,7 +345,7 @@ async fn portfolio(
     let view = projections::portfolio(&programme, ledgers.iter().map(Arc::as_ref), q.as_of, today)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let body = serde_json::to_vec(&Positioned { view, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(json_body(&headers, Bytes::from(body)))
+    Ok(json_body(&headers, Rendered::new(Bytes::from(body))))
 }
 
 async fn programmes(State(state): State<AppState>, principal: Arc<Principal>) -> Json<Vec<ProgrammeOut>> {
@@ -381,14 +396,14 @@ mod tests {
         let cache = ViewCache::new(bytes_max);
         let body = Bytes::from(vec![b'x'; 50 * 1024]);
         for n in 0..2_000 {
-            cache.put(key(n), 7, body.clone());
+            cache.put(key(n), 7, Rendered::new(body.clone()));
             assert!(cache.bytes() <= bytes_max, "{} bytes after {n} puts", cache.bytes());
         }
         // About 20 views fit: the newest are kept, the oldest evicted.
         assert!((15..=20).contains(&cache.len()), "{} entries", cache.len());
-        assert_eq!(cache.get(&key(1_999), 7), Some(body.clone()));
-        assert_eq!(cache.get(&key(0), 7), None, "the oldest was evicted");
-        assert_eq!(cache.get(&key(1_999), 8), None, "a moved ledger misses");
+        assert_eq!(cache.get(&key(1_999), 7).map(|v| v.body), Some(body.clone()));
+        assert!(cache.get(&key(0), 7).is_none(), "the oldest was evicted");
+        assert!(cache.get(&key(1_999), 8).is_none(), "a moved ledger misses");
         let accounted: usize = {
             let e = cache.entries.lock().unwrap();
             assert!(e.order.len() <= 2 * e.map.len() + 16);
@@ -398,15 +413,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_view_keeps_the_tag_of_its_bytes() {
+        let cache = ViewCache::new(64 * 1024);
+        let view = Rendered::new(Bytes::from_static(b"{\"position\":7}"));
+        cache.put(key(1), 7, view.clone());
+        let held = cache.get(&key(1), 7).unwrap();
+        assert_eq!(held.tag, Rendered::new(held.body.clone()).tag);
+        assert_eq!(held.tag, view.tag);
+        assert!(held.tag.starts_with("\"view-") && held.tag.len() == 39, "{}", held.tag);
+    }
+
+    #[test]
     fn a_view_put_again_is_counted_once_and_one_too_large_is_not_kept() {
         let cache = ViewCache::new(64 * 1024);
         for position in 0..100 {
-            cache.put(key(1), position, Bytes::from(vec![b'y'; 1_000]));
+            cache.put(key(1), position, Rendered::new(Bytes::from(vec![b'y'; 1_000])));
         }
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.bytes(), cost(&key(1), &Bytes::from(vec![b'y'; 1_000])));
-        cache.put(key(2), 1, Bytes::from(vec![b'z'; 65 * 1024]));
-        assert_eq!(cache.get(&key(2), 1), None);
+        cache.put(key(2), 1, Rendered::new(Bytes::from(vec![b'z'; 65 * 1024])));
+        assert!(cache.get(&key(2), 1).is_none());
         assert_eq!(cache.len(), 1);
     }
 }
