@@ -295,7 +295,11 @@ async fn every_refused_case_names_its_field_in_the_openapi_document_too() {
     let schemas = &doc["components"]["schemas"];
     assert_eq!(schemas["Amount"]["pattern"], "^[0-9]+(\\.[0-9]+)?$");
     assert_eq!(schemas["SignedAmount"]["pattern"], "^-?[0-9]+(\\.[0-9]+)?$");
-    assert_eq!(schemas["BusinessDate"]["pattern"], "^[0-9]{4}-[0-9]{2}-[0-9]{2}$");
+    // The pattern encodes the bounds 1900-01-01..=2199-12-31 (events::bounds::BUSINESS_DATE_PATTERN).
+    assert_eq!(
+        schemas["BusinessDate"]["pattern"],
+        "^(19[0-9]{2}|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+    );
     assert!(schemas["Amount"]["description"].as_str().unwrap().contains("10000000000000"));
     let record = &schemas["RecordExpenditure"]["properties"];
     assert_eq!(record["amount"]["$ref"], "#/components/schemas/MoneyInput", "{record}");
