@@ -72,7 +72,7 @@ async fn write_until(api: Api, writer: u64, stop: Arc<AtomicBool>) -> Vec<Acked>
             break;
         }
         let id = format!("B-W{writer}-{n}");
-        let body = expenditure(&id, "WP1-PER", eur("0.01"), "2022-05-02", "sup-backup", &id, None);
+        let body = expenditure(&id, "WP1-PER", "0.01", "2022-05-02", "sup-backup", &id, None);
         let written = api.post(ADMIN_TOKEN, &format!("/api/v1/grants/{GRANT}/expenditures"), &body).await.written(201);
         acked.push(Acked { id, position: written["position"].as_u64().unwrap(), at: Instant::now() });
     }

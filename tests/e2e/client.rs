@@ -182,14 +182,14 @@ impl Api {
 
     /// Creates a token (as admin) and returns its secret.
     pub async fn token(&self, name: &str, role: &str, programmes: &[&str]) -> String {
-        let reply = self
-            .post(
-                ADMIN_TOKEN,
-                "/api/v1/tokens",
-                &serde_json::json!({"name": name, "role": role, "programmes": programmes}),
-            )
-            .await
-            .expect_status(201);
+        let body = grantlog_client::dto::CreateToken {
+            name: crate::bodies::parsed(events::ActorId::parse, name),
+            role: serde_json::from_value(json!(role)).unwrap_or_else(|e| panic!("role {role:?}: {e}")),
+            programmes: programmes.iter().map(|p| crate::bodies::parsed(events::ProgrammeId::parse, p)).collect(),
+            expires_at: None,
+        };
+        let body = serde_json::to_value(&body).unwrap_or_else(|e| panic!("a token body serialises: {e}"));
+        let reply = self.post(ADMIN_TOKEN, "/api/v1/tokens", &body).await.expect_status(201);
         let b = &reply.body;
         assert_eq!(
             (&b["name"], &b["role"], &b["programmes"]),

@@ -62,7 +62,7 @@ async fn post(api: &Api, request: &Request) -> Seen {
 
 fn request(cycle: u64, writer: u64, n: u64) -> Request {
     let id = format!("C{cycle}-W{writer}-{n}");
-    let body = expenditure(&id, "WP1-PER", eur("0.01"), "2022-05-02", "sup-crash", &id, None);
+    let body = expenditure(&id, "WP1-PER", "0.01", "2022-05-02", "sup-crash", &id, None);
     Request { key: format!("key-{id}"), id, body }
 }
 

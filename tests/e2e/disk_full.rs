@@ -54,7 +54,7 @@ fn fill(filler: &Path, room: u64) {
 }
 
 async fn write(api: &Api, id: &str) -> (u16, Value) {
-    let body = expenditure(id, "WP1-PER", eur("0.01"), "2022-05-02", "sup-full", id, None);
+    let body = expenditure(id, "WP1-PER", "0.01", "2022-05-02", "sup-full", id, None);
     let path = format!("/api/v1/grants/{GRANT}/expenditures");
     let reply = api.post_with(ADMIN_TOKEN, &path, &body, &[("Idempotency-Key", id)]).await;
     (reply.status.as_u16(), reply.body)

@@ -139,7 +139,7 @@ fn expenditure_on(grant: &str) -> String {
 }
 
 fn spend(id: &str, amount: &str) -> Value {
-    crate::bodies::expenditure(id, "WP1-PER", eur(amount), "2022-03-01", "sup-race", id, None)
+    crate::bodies::expenditure(id, "WP1-PER", amount, "2022-03-01", "sup-race", id, None)
 }
 
 /// Two requests with one key and different bodies, in parallel on one grant

@@ -5,10 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
-use serde_json::{Value, json};
+use events::{Currency, ExpenditureId};
+use grantlog_client::dto;
+use serde_json::Value;
 
-use crate::bodies::{commitment, expenditure, reallocation};
-use crate::client::{Api, caught_up, eur};
+use crate::bodies::{
+    self, achieve, action, amendment, award_body, budget_line, commitment, conversion, euros, expenditure,
+    expenditure_body, milestone, parsed, period, programme, reallocation, reschedule, value, workstream,
+};
+use crate::client::{Api, caught_up};
 use crate::harness::{ADMIN_TOKEN, Server};
 
 /// The NCTCR grant.
@@ -75,18 +80,14 @@ use domain::scenario::{BUDGET, MILESTONES};
 /// The award, the structure and the plan, all on 2022-01-01.
 fn set_up() -> Vec<Step> {
     let day = "2022-01-01";
-    let mut steps = vec![step(
-        day,
-        FINANCE,
-        "/api/v1/grants",
-        json!({
-            "id": GRANT, "programme": PROGRAMME, "funder": "FNR",
-            "title": "National Centre of Translational Cancer Research", "acronym": "NCTCR",
-            "beneficiary": "org-nctcr", "award": eur("250000.00"), "start": "2022-01-01",
-            "end": "2022-12-31", "rule_set": "FNR-2022", "effective_date": day, "reason": "FNR award letter"
-        }),
-        "award",
-    )];
+    let award = dto::CreateGrant {
+        title: "National Centre of Translational Cancer Research".to_owned(),
+        acronym: "NCTCR".to_owned(),
+        beneficiary: Some("org-nctcr".to_owned()),
+        reason: Some("FNR award letter".to_owned()),
+        ..award_body(GRANT, PROGRAMME, "250000.00")
+    };
+    let mut steps = vec![step(day, FINANCE, "/api/v1/grants", value(&award), "award")];
     let workstreams = [
         ("C0", "Coordination"),
         ("FP1", "Genetic stratification"),
@@ -96,51 +97,48 @@ fn set_up() -> Vec<Step> {
         ("FP5", "Access to trial-based therapies"),
     ];
     for (code, title) in workstreams {
-        let body = json!({"code": code, "title": title, "effective_date": day});
-        steps.push(step(day, MANAGER, "workstreams", body, code));
+        steps.push(step(day, MANAGER, "workstreams", workstream(code, title, day), code));
     }
     for (id, start, end, due) in
         [("P1", "2022-01-01", "2022-06-30", "2022-08-31"), ("P2", "2022-07-01", "2022-12-31", "2023-02-28")]
     {
-        let body = json!({"id": id, "start": start, "end": end, "report_due": due, "effective_date": day});
-        steps.push(step(day, FINANCE, "reporting-periods", body, id));
+        steps.push(step(day, FINANCE, "reporting-periods", period(id, start, end, due, day), id));
     }
     for (workstream, category, amount) in BUDGET {
-        let body =
-            json!({"workstream": workstream, "category": category, "amount": eur(amount), "effective_date": day});
+        let body = budget_line(workstream, category, amount, day);
         steps.push(step(day, MANAGER, "budget-lines", body, &format!("{workstream}-{category}")));
     }
     for (id, workstream, kind, title, due, _) in MILESTONES {
-        let body = json!({"id": id, "workstream": workstream, "kind": kind, "title": title, "due_on": due, "effective_date": day});
-        steps.push(step(day, COORDINATOR, "milestones", body, id));
+        steps.push(step(day, COORDINATOR, "milestones", milestone(id, workstream, *kind, title, due, day), id));
     }
     steps
 }
 
-fn with_day(mut body: Value, day: &str) -> Value {
-    body["effective_date"] = json!(day);
-    body
-}
-
 fn money() -> Vec<Step> {
     let e = |id, line, amount: &str, on, supplier, invoice, commitment| {
-        expenditure(id, line, eur(amount), on, supplier, invoice, commitment)
+        expenditure(id, line, amount, on, supplier, invoice, commitment)
     };
-    let mut e03 = expenditure(
-        "E03",
-        "FP5-OTH",
-        json!({"amount": "3000.00", "currency": "USD"}),
-        "2022-04-20",
-        "sup-trialnet",
-        "TN-4471",
-        None,
-    );
-    e03["conversion"] = json!({"rate": "1.0800", "source": "ECB reference rate", "rate_date": "2022-04-20"});
-    let mut e04 = e("E04", "C0-OTH", "6350.00", "2022-06-08", "sup-venue", "V-0608", None);
-    e04["reason"] = json!("stakeholder kick-off");
-    let mut e08 = e("E08", "FP5-TRV", "640.00", "2022-09-05", "sup-travel", "TR-0905", None);
-    e08["correction_of"] = json!("E07");
-    e08["reason"] = json!("replaces E07 on the right line");
+    let e03 = dto::RecordExpenditure {
+        conversion: Some(conversion("1.0800", "ECB reference rate", "2022-04-20")),
+        ..expenditure_body(
+            "E03",
+            "FP5-OTH",
+            bodies::money("3000.00", Currency::USD),
+            "2022-04-20",
+            "sup-trialnet",
+            "TN-4471",
+            None,
+        )
+    };
+    let e04 = dto::RecordExpenditure {
+        reason: Some("stakeholder kick-off".to_owned()),
+        ..expenditure_body("E04", "C0-OTH", euros("6350.00"), "2022-06-08", "sup-venue", "V-0608", None)
+    };
+    let e08 = dto::RecordExpenditure {
+        correction_of: Some(parsed(ExpenditureId::parse, "E07")),
+        reason: Some("replaces E07 on the right line".to_owned()),
+        ..expenditure_body("E08", "FP5-TRV", euros("640.00"), "2022-09-05", "sup-travel", "TR-0905", None)
+    };
     let r1 = reallocation(
         "R1",
         &[("FP1-CON", "-3000.00"), ("FP5-PER", "3000.00"), ("FP4-OTH", "-1000.00"), ("FP5-TRV", "1000.00")],
@@ -166,7 +164,7 @@ fn money() -> Vec<Step> {
             "2022-03-10",
             MANAGER,
             "commitments/PO-001/close",
-            json!({"reason": "delivered in full; invoice below the order", "effective_date": "2022-03-10"}),
+            action(Some("delivered in full; invoice below the order"), "2022-03-10"),
             "PO-001/close",
         ),
         step(
@@ -176,8 +174,8 @@ fn money() -> Vec<Step> {
             e("E01", "C0-PER", "7500.00", "2022-03-31", "payroll", "PAY-2022-Q1", None),
             "E01",
         ),
-        step("2022-04-20", MANAGER, "expenditures", e03, "E03"),
-        step("2022-06-08", MANAGER, "expenditures", e04, "E04"),
+        step("2022-04-20", MANAGER, "expenditures", value(&e03), "E03"),
+        step("2022-06-08", MANAGER, "expenditures", value(&e04), "E04"),
         step(
             "2022-06-20",
             MANAGER,
@@ -207,14 +205,8 @@ fn money() -> Vec<Step> {
             "E06",
         ),
         step("2022-07-20", MANAGER, "reallocations", r1, "R1"),
-        step(
-            "2022-07-27",
-            FINANCE,
-            "reallocations/R1/approval",
-            json!({"effective_date": "2022-07-27"}),
-            "R1/approval",
-        ),
-        step("2022-07-29", FINANCE, "reporting-periods/P1/close", json!({"effective_date": "2022-07-29"}), "P1/close"),
+        step("2022-07-27", FINANCE, "reallocations/R1/approval", action(None, "2022-07-27"), "R1/approval"),
+        step("2022-07-29", FINANCE, "reporting-periods/P1/close", action(None, "2022-07-29"), "P1/close"),
         step(
             "2022-09-05",
             MANAGER,
@@ -226,21 +218,14 @@ fn money() -> Vec<Step> {
             "2022-09-20",
             MANAGER,
             "expenditures/E07/reversal",
-            json!({"reason": "charged to the wrong flagship: the trip was for FP5", "effective_date": "2022-09-20"}),
+            action(Some("charged to the wrong flagship: the trip was for FP5"), "2022-09-20"),
             "E07/reversal",
         ),
-        step("2022-09-20", MANAGER, "expenditures", e08, "E08"),
+        step("2022-09-20", MANAGER, "expenditures", value(&e08), "E08"),
     ]
 }
 
 fn timeline() -> Vec<Step> {
-    let reschedule = |to: &str, reason: &str, amendment: Option<&str>, day: &str| {
-        let mut body = json!({"due_on": to, "reason": reason, "effective_date": day});
-        if let Some(a) = amendment {
-            body["amendment"] = json!(a);
-        }
-        body
-    };
     let mut steps = vec![step(
         "2022-03-25",
         COORDINATOR,
@@ -252,19 +237,17 @@ fn timeline() -> Vec<Step> {
         MILESTONES.iter().filter_map(|(id, _, _, _, _, done)| done.map(|d| (*id, d))).collect();
     achievements.push(("M02", "2022-06-08"));
     for (id, on) in achievements {
-        let body = json!({"achieved_on": on, "effective_date": on});
-        steps.push(step(on, COORDINATOR, &format!("milestones/{id}/achieve"), body, &format!("{id}/achieve")));
+        steps.push(step(on, COORDINATOR, &format!("milestones/{id}/achieve"), achieve(on), &format!("{id}/achieve")));
     }
-    let amd = json!({"id": "AMD-1", "kind": "no_cost_extension", "proposed_end": "2023-03-31", "reason": "model validation needs three more months"});
-    steps.push(step("2022-11-08", MANAGER, "amendments", with_day(amd, "2022-11-08"), "AMD-1"));
+    let amd = amendment("AMD-1", "2023-03-31", Some("model validation needs three more months"), "2022-11-08");
+    steps.push(step("2022-11-08", MANAGER, "amendments", amd, "AMD-1"));
     let pending = reschedule("2023-01-31", "pending AMD-1", Some("AMD-1"), "2022-11-10");
     steps.push(step("2022-11-10", COORDINATOR, "milestones/M11/reschedule", pending, "M11/reschedule-1"));
-    let reject = json!({"reason": "FNR: no extension for 2022 centres", "effective_date": "2022-11-30"});
+    let reject = action(Some("FNR: no extension for 2022 centres"), "2022-11-30");
     steps.push(step("2022-11-30", FINANCE, "amendments/AMD-1/rejection", reject, "AMD-1/rejection"));
     let back = reschedule("2022-12-20", "AMD-1 rejected", None, "2022-12-01");
     steps.push(step("2022-12-01", COORDINATOR, "milestones/M11/reschedule", back, "M11/reschedule-2"));
-    let achieve = json!({"achieved_on": "2022-12-20", "effective_date": "2022-12-20"});
-    steps.push(step("2022-12-20", COORDINATOR, "milestones/M11/achieve", achieve, "M11/achieve"));
+    steps.push(step("2022-12-20", COORDINATOR, "milestones/M11/achieve", achieve("2022-12-20"), "M11/achieve"));
     steps
 }
 
@@ -289,13 +272,9 @@ impl Nctcr {
     pub async fn load_until(last_day: &str) -> Self {
         let server = Server::start();
         let api = server.api();
-        api.post(
-            ADMIN_TOKEN,
-            "/api/v1/programmes",
-            &json!({"id": PROGRAMME, "name": "NCTCR", "effective_date": "2021-12-15"}),
-        )
-        .await
-        .written(201);
+        api.post(ADMIN_TOKEN, "/api/v1/programmes", &programme(PROGRAMME, "NCTCR", Some("2021-12-15")))
+            .await
+            .written(201);
         let tokens = Tokens {
             manager: api.token(MANAGER, "manager", &[PROGRAMME]).await,
             finance: api.token(FINANCE, "manager", &[PROGRAMME]).await,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::bodies::expenditure;
-use crate::client::{Api, eur};
+use crate::client::Api;
 use crate::harness::{ADMIN_TOKEN, Database, Server, binary};
 use crate::world::{GRANT_A, GRANT_B, World};
 
@@ -202,7 +202,7 @@ struct Write {
 
 impl Write {
     fn new(id: String) -> Self {
-        let body = expenditure(&id, "WP1-PER", eur("0.01"), "2022-09-01", "sup-outage", &format!("INV-{id}"), None);
+        let body = expenditure(&id, "WP1-PER", "0.01", "2022-09-01", "sup-outage", &format!("INV-{id}"), None);
         Self { key: format!("key-{id}"), id, body }
     }
 }
@@ -645,7 +645,7 @@ async fn pg_dump_and_restore_keep_positions_and_hashes() {
     }
     assert_eq!(events(&api).await, original, "the restored log, event for event");
     // The restored tokens are accepted too.
-    let body = expenditure("E-RESTORED", "WP1-PER", eur("1.00"), "2022-09-01", "sup-r", "INV-R", None);
+    let body = expenditure("E-RESTORED", "WP1-PER", "1.00", "2022-09-01", "sup-r", "INV-R", None);
     let written = api.post(&w.manager_a, &format!("/api/v1/grants/{GRANT_A}/expenditures"), &body).await.written(201);
     assert_eq!(written["position"].as_u64(), Some(head + 1), "the next write continues the log: {written}");
     let after = verify(&restored.url());

@@ -5,8 +5,15 @@
 
 use serde_json::{Value, json};
 
-use crate::bodies::{commitment, expenditure, reallocation};
-use crate::client::{Api, amount, eur};
+use events::Currency;
+use events::grant::MilestoneKind;
+use grantlog_client::dto;
+
+use crate::bodies::{
+    self, achieve_body, action, budget_line, commitment, date, expenditure, expenditure_body, milestone, programme,
+    reallocation, reschedule, value, workstream,
+};
+use crate::client::{Api, amount};
 use crate::harness::ADMIN_TOKEN;
 use crate::nctcr::{self, FINANCE, GRANT, MANAGER, Nctcr, grant_path};
 
@@ -38,7 +45,7 @@ async fn every_rejection_in_domain_md_is_refused_with_its_numbers() {
     let pm = w.tokens.manager.as_str();
 
     // A line that takes the total past the award by 0.01.
-    let line = json!({"workstream": "FP2", "category": "TRV", "amount": eur("0.01"), "effective_date": "2022-10-01"});
+    let line = budget_line("FP2", "TRV", "0.01", "2022-10-01");
     let p = refused(&api, pm, "budget-lines", &line, 422, "exceeds-award").await;
     assert_eq!(
         (amount(&p["award"]), amount(&p["allocated"]), amount(&p["requested"]), amount(&p["excess"])),
@@ -71,7 +78,7 @@ async fn every_rejection_in_domain_md_is_refused_with_its_numbers() {
     );
 
     // An expenditure incurred 2023-01-05: the extension was rejected.
-    let late = expenditure("E90", "FP1-CON", eur("100.00"), "2023-01-05", "sup-x", "X-1", None);
+    let late = expenditure("E90", "FP1-CON", "100.00", "2023-01-05", "sup-x", "X-1", None);
     let p = refused(&api, pm, "expenditures", &late, 422, "outside-grant-period").await;
     assert_eq!(
         (&p["date"], &p["start"], &p["end"]),
@@ -80,12 +87,12 @@ async fn every_rejection_in_domain_md_is_refused_with_its_numbers() {
     );
 
     // An expenditure dated inside closed P1.
-    let closed = expenditure("E91", "FP1-CON", eur("100.00"), "2022-05-02", "sup-x", "X-2", None);
+    let closed = expenditure("E91", "FP1-CON", "100.00", "2022-05-02", "sup-x", "X-2", None);
     let p = refused(&api, pm, "expenditures", &closed, 422, "period-is-closed").await;
     assert_eq!((&p["period"], &p["date"]), (&json!("P1"), &json!("2022-05-02")), "{p}");
 
     // The same invoice twice (E08 has it).
-    let again = expenditure("E92", "FP5-TRV", eur("640.00"), "2022-10-03", "sup-travel", "TR-0905", None);
+    let again = expenditure("E92", "FP5-TRV", "640.00", "2022-10-03", "sup-travel", "TR-0905", None);
     let p = refused(&api, pm, "expenditures", &again, 422, "duplicate-invoice").await;
     assert_eq!(
         (&p["supplier"], &p["invoice"], &p["expenditure"]),
@@ -94,13 +101,13 @@ async fn every_rejection_in_domain_md_is_refused_with_its_numbers() {
     );
 
     // A USD cost without a rate.
-    let usd = json!({"amount": "120.00", "currency": "USD"});
-    let no_rate = expenditure("E93", "FP5-OTH", usd, "2022-10-04", "sup-trialnet", "TN-5000", None);
+    let usd = bodies::money("120.00", Currency::USD);
+    let no_rate = value(&expenditure_body("E93", "FP5-OTH", usd, "2022-10-04", "sup-trialnet", "TN-5000", None));
     let p = refused(&api, pm, "expenditures", &no_rate, 422, "conversion-missing").await;
     assert_eq!((&p["currency"], &p["grant_currency"]), (&json!("USD"), &json!("EUR")), "{p}");
 
     // Reversing E07 twice.
-    let reverse = json!({"reason": "again", "effective_date": "2022-10-05"});
+    let reverse = action(Some("again"), "2022-10-05");
     let p = refused(&api, pm, "expenditures/E07/reversal", &reverse, 422, "already-reversed").await;
     assert_eq!(p["expenditure"], "E07", "{p}");
 
@@ -123,20 +130,19 @@ async fn past_the_end_reasons_and_four_eyes_are_refused_on_the_final_books() {
 
     // M15 (not achieved) past the end with no amendment; then citing the
     // rejected AMD-1.
-    let late = json!({"due_on": "2023-01-31", "reason": "late", "effective_date": "2022-12-15"});
+    let late = reschedule("2023-01-31", "late", None, "2022-12-15");
     let p = refused(&api, coord, "milestones/M15/reschedule", &late, 422, "due-beyond-end").await;
     assert_eq!((&p["due"], &p["end"]), (&json!("2023-01-31"), &json!("2022-12-31")), "{p}");
-    let mut citing = late.clone();
-    citing["amendment"] = json!("AMD-1");
+    let citing = reschedule("2023-01-31", "late", Some("AMD-1"), "2022-12-15");
     let p = refused(&api, coord, "milestones/M15/reschedule", &citing, 422, "amendment-does-not-reach").await;
     assert_eq!((&p["amendment"], &p["due"]), (&json!("AMD-1"), &json!("2023-01-31")), "{p}");
 
     // A reversal needs a reason.
-    let blank = json!({"reason": "  ", "effective_date": "2022-10-05"});
+    let blank = action(Some("  "), "2022-10-05");
     refused(&api, &w.tokens.manager, "expenditures/E06/reversal", &blank, 422, "reason-required").await;
 
     // Four eyes: the closer of P1 cannot reopen it.
-    let reopen = json!({"reason": "a late invoice", "effective_date": "2022-10-05"});
+    let reopen = action(Some("a late invoice"), "2022-10-05");
     let p = refused(&api, &w.tokens.finance, "reporting-periods/P1/reopen", &reopen, 422, "same-actor").await;
     assert_eq!(p["actor"], FINANCE, "{p}");
 }
@@ -146,17 +152,16 @@ async fn r1_approved_by_its_requester_and_m11_past_the_end_are_refused() {
     // The grant as it stood when R1 was requested and not yet approved.
     let w = Nctcr::load_until("2022-07-20").await;
     let api = w.api();
-    let approve = json!({"effective_date": "2022-07-21"});
+    let approve = action(None, "2022-07-21");
     let p = refused(&api, &w.tokens.manager, "reallocations/R1/approval", &approve, 422, "same-actor").await;
     assert_eq!(p["actor"], MANAGER, "{p}");
     // M11 past the end with no amendment at all.
-    let late = json!({"due_on": "2023-01-31", "reason": "late", "effective_date": "2022-07-21"});
+    let late = reschedule("2023-01-31", "late", None, "2022-07-21");
     let p = refused(&api, &w.tokens.coordinator, "milestones/M11/reschedule", &late, 422, "due-beyond-end").await;
     assert_eq!((&p["due"], &p["end"]), (&json!("2023-01-31"), &json!("2022-12-31")), "{p}");
     // Another actor may approve it.
-    let reply = api
-        .post(&w.tokens.finance, &grant_path("reallocations/R1/approval"), &json!({"effective_date": "2022-07-27"}))
-        .await;
+    let reply =
+        api.post(&w.tokens.finance, &grant_path("reallocations/R1/approval"), &action(None, "2022-07-27")).await;
     reply.written(200);
 }
 
@@ -167,27 +172,23 @@ async fn existing_ids_conflict_and_unknown_ones_in_the_path_are_not_found() {
     let pm = w.tokens.manager.as_str();
     let day = "2022-10-10";
     let exists = [
-        ("workstreams", json!({"code": "FP1", "title": "again", "effective_date": day}), "workstream-exists"),
+        ("workstreams", workstream("FP1", "again", day), "workstream-exists"),
         (
             "milestones",
-            json!({"id": "M01", "workstream": "C0", "kind": "milestone", "title": "again", "due_on": "2022-11-30", "effective_date": day}),
+            milestone("M01", "C0", MilestoneKind::Milestone, "again", "2022-11-30", day),
             "milestone-exists",
         ),
-        (
-            "expenditures",
-            expenditure("E01", "C0-PER", eur("1.00"), day, "payroll", "PAY-NEW", None),
-            "expenditure-exists",
-        ),
+        ("expenditures", expenditure("E01", "C0-PER", "1.00", day, "payroll", "PAY-NEW", None), "expenditure-exists"),
         ("commitments", commitment("PO-001", "FP2-OTH", "1.00", "PO-NEW", day), "commitment-exists"),
     ];
     for (path, body, code) in exists {
         refused(&api, pm, path, &body, 409, code).await;
     }
-    let programme = json!({"id": nctcr::PROGRAMME, "name": "again"});
+    let programme = programme(nctcr::PROGRAMME, "again", None);
     refused(&api, ADMIN_TOKEN, "/api/v1/programmes", &programme, 409, "programme-exists").await;
 
-    let reason = json!({"reason": "r", "effective_date": day});
-    let plain = json!({"effective_date": day});
+    let reason = action(Some("r"), day);
+    let plain = action(None, day);
     let unknown = [
         ("reallocations/R77/approval", &plain, "unknown-reallocation"),
         ("amendments/AMD-9/rejection", &reason, "unknown-amendment"),
@@ -198,7 +199,7 @@ async fn existing_ids_conflict_and_unknown_ones_in_the_path_are_not_found() {
     for (path, body, code) in unknown {
         refused(&api, &w.tokens.finance, path, body, 404, code).await;
     }
-    let achieve = json!({"achieved_on": "2022-10-01", "effective_date": day});
+    let achieve = value(&dto::AchieveMilestone { effective_date: Some(date(day)), ..achieve_body("2022-10-01") });
     refused(&api, &w.tokens.coordinator, "milestones/M77/achieve", &achieve, 404, "unknown-milestone").await;
 }
 
@@ -210,7 +211,7 @@ async fn an_expenditure_dated_otherwise_than_incurred_is_refused() {
     let w = crate::world::World::new().await;
     let api = w.api();
     let path = format!("/api/v1/grants/{}/expenditures", crate::world::GRANT_A);
-    let mut body = expenditure("E-DATE", "WP1-PER", eur("3.00"), "2022-04-04", "sup-d", "D-1", None);
+    let mut body = expenditure("E-DATE", "WP1-PER", "3.00", "2022-04-04", "sup-d", "D-1", None);
     body["effective_date"] = json!("2022-05-05");
     let before = api.version(crate::world::GRANT_A).await;
     let reply = api.post(&w.manager_a, &path, &body).await;
@@ -238,7 +239,7 @@ async fn a_refusal_about_one_field_names_it_so_a_form_can_show_it_there() {
     let api = w.api();
     let pm = w.tokens.manager.as_str();
     let x = |id: &str, line: &str, amount: &str, day: &str, invoice: &str| {
-        expenditure(id, line, eur(amount), day, "sup-biolab", invoice, None)
+        expenditure(id, line, amount, day, "sup-biolab", invoice, None)
     };
     let p =
         refused(&api, pm, "expenditures", &x("E-F1", "NOPE", "10.00", "2022-10-01", "F-1"), 422, "unknown-line").await;
@@ -268,8 +269,14 @@ async fn a_refusal_about_one_field_names_it_so_a_form_can_show_it_there() {
     let p = refused(&api, pm, "reallocations", &unbalanced, 422, "reallocation-not-balanced").await;
     assert_eq!(field(&p), Some("/deltas"), "{p}");
     // A refusal about the grant or the path names no body field.
-    let p =
-        refused(&api, pm, "milestones/NOPE/achieve", &json!({"achieved_on": "2022-10-01"}), 404, "unknown-milestone")
-            .await;
+    let p = refused(
+        &api,
+        pm,
+        "milestones/NOPE/achieve",
+        &value(&dto::AchieveMilestone { effective_date: None, ..achieve_body("2022-10-01") }),
+        404,
+        "unknown-milestone",
+    )
+    .await;
     assert_eq!(field(&p), None, "{p}");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::bodies::{commitment, expenditure};
-use crate::client::{Api, eur};
+use crate::client::Api;
 use crate::harness::{ADMIN_TOKEN, Server, binary};
 use crate::sse::{Stream, log, positions};
 use crate::world::{GRANT_A, World};
@@ -27,7 +27,7 @@ async fn accepted(api: &Api, token: &str) {
 }
 
 fn spend(id: &str, amount: &str) -> serde_json::Value {
-    expenditure(id, "WP1-CON", eur(amount), "2022-08-01", "sup-x", &format!("INV-{id}"), None)
+    expenditure(id, "WP1-CON", amount, "2022-08-01", "sup-x", &format!("INV-{id}"), None)
 }
 
 /// Writes `WRITERS` x `WRITES` expenditures through each server at once;

@@ -1,10 +1,12 @@
 //! A small world for the tests that write a lot: two programmes with a
 //! small grant each, and a token per role.
 
-use serde_json::json;
+use events::grant::MilestoneKind;
 
-use crate::bodies::{award, expenditure, reallocation};
-use crate::client::{Api, caught_up, eur};
+use crate::bodies::{
+    amendment, award, budget_line, commitment_from, expenditure, milestone, period, programme, reallocation, workstream,
+};
+use crate::client::{Api, caught_up};
 use crate::harness::{ADMIN_TOKEN, Server};
 
 /// Programme A's grant.
@@ -43,7 +45,7 @@ impl World {
     pub async fn with_server(server: Server) -> Self {
         let api = server.api();
         for id in [PROG_A, PROG_B] {
-            api.post(ADMIN_TOKEN, "/api/v1/programmes", &json!({"id": id, "name": id})).await.written(201);
+            api.post(ADMIN_TOKEN, "/api/v1/programmes", &programme(id, id, None)).await.written(201);
         }
         let world = Self {
             manager_a: api.token("manager-a", "manager", &[PROG_A]).await,
@@ -57,15 +59,9 @@ impl World {
         let m = &world.manager_a;
         let mut writes = vec![
             ("/api/v1/grants".to_owned(), award(GRANT_A, PROG_A, "100000.00")),
-            (a("workstreams"), json!({"code": "WP1", "title": "Work package 1", "effective_date": day})),
-            (
-                a("reporting-periods"),
-                json!({"id": "P1", "start": "2022-01-01", "end": "2022-06-30", "report_due": "2022-08-31", "effective_date": day}),
-            ),
-            (
-                a("reporting-periods"),
-                json!({"id": "P2", "start": "2022-07-01", "end": "2022-12-31", "report_due": "2023-02-28", "effective_date": day}),
-            ),
+            (a("workstreams"), workstream("WP1", "Work package 1", day)),
+            (a("reporting-periods"), period("P1", "2022-01-01", "2022-06-30", "2022-08-31", day)),
+            (a("reporting-periods"), period("P2", "2022-07-01", "2022-12-31", "2023-02-28", day)),
         ];
         for (workstream, category, amount) in [
             ("WP1", "PER", "50000.00"),
@@ -73,17 +69,17 @@ impl World {
             ("WP1", "TRV", "10000.00"),
             ("GRANT", "IND", "20000.00"),
         ] {
-            writes.push((
-                a("budget-lines"),
-                json!({"workstream": workstream, "category": category, "amount": eur(amount), "effective_date": day}),
-            ));
+            writes.push((a("budget-lines"), budget_line(workstream, category, amount, day)));
         }
         writes.extend([
-            (a("commitments"), json!({"id": "PO-1", "line": "WP1-CON", "amount": eur("1000.00"), "supplier": "sup-a", "reference": "PO-A-1", "effective_date": "2022-02-01"})),
-            (a("expenditures"), expenditure("E1", "WP1-PER", eur("500.00"), "2022-02-10", "sup-a", "INV-1", None)),
-            (a("reallocations"), reallocation("R1", &[("WP1-PER", "-100.00"), ("WP1-TRV", "100.00")], "travel", "2022-03-01")),
-            (a("amendments"), json!({"id": "AMD-1", "kind": "no_cost_extension", "proposed_end": "2023-03-31", "effective_date": "2022-03-01"})),
-            (a("milestones"), json!({"id": "M1", "workstream": "WP1", "kind": "milestone", "title": "First", "due_on": "2022-06-30", "effective_date": day})),
+            (a("commitments"), commitment_from("PO-1", "WP1-CON", "1000.00", "sup-a", "PO-A-1", "2022-02-01")),
+            (a("expenditures"), expenditure("E1", "WP1-PER", "500.00", "2022-02-10", "sup-a", "INV-1", None)),
+            (
+                a("reallocations"),
+                reallocation("R1", &[("WP1-PER", "-100.00"), ("WP1-TRV", "100.00")], "travel", "2022-03-01"),
+            ),
+            (a("amendments"), amendment("AMD-1", "2023-03-31", None, "2022-03-01")),
+            (a("milestones"), milestone("M1", "WP1", MilestoneKind::Milestone, "First", "2022-06-30", day)),
         ]);
         for (path, body) in writes {
             api.post(m, &path, &body).await.written(201);
@@ -91,10 +87,8 @@ impl World {
         let b = |p: &str| format!("/api/v1/grants/{GRANT_B}/{p}");
         let mb = &world.manager_b;
         api.post(mb, "/api/v1/grants", &award(GRANT_B, PROG_B, "50000.00")).await.written(201);
-        api.post(mb, &b("workstreams"), &json!({"code": "WP1", "title": "B1", "effective_date": day}))
-            .await
-            .written(201);
-        let line = json!({"workstream": "WP1", "category": "PER", "amount": eur("10000.00"), "effective_date": day});
+        api.post(mb, &b("workstreams"), &workstream("WP1", "B1", day)).await.written(201);
+        let line = budget_line("WP1", "PER", "10000.00", day);
         let last = api.post(mb, &b("budget-lines"), &line).await.written(201);
         // The views are asynchronous: let them catch up before any test
         // reads, so a read never mistakes "not projected yet" for a refusal.
