@@ -51,14 +51,14 @@ fn the_document_patterns_are_the_constants_the_server_matches() {
     assert_eq!(schema(&doc, "Amount")["maxLength"], bounds::AMOUNT_CHARS_MAX);
     assert_eq!(schema(&doc, "SignedAmount")["pattern"], bounds::SIGNED_AMOUNT_PATTERN);
     assert_eq!(schema(&doc, "Rate")["pattern"], bounds::RATE_PATTERN);
-    assert_eq!(schema(&doc, "BusinessDate")["pattern"], bounds::DATE_PATTERN);
+    assert_eq!(schema(&doc, "BusinessDate")["pattern"], bounds::BUSINESS_DATE_PATTERN);
     assert_eq!(schema(&doc, "BusinessDate")["format"], "date");
     let limit = bounds::AMOUNT_UNITS_MAX.to_string();
     assert!(schema(&doc, "Amount")["description"].as_str().unwrap().contains(&limit), "the limit is documented");
     assert!(schema(&doc, "BusinessDate")["description"].as_str().unwrap().contains("1900-01-01"));
     let budget = &doc["paths"]["/api/v1/grants/{grant}/budget"]["get"]["parameters"];
     let as_of = budget.as_array().unwrap().iter().find(|p| p["name"] == "as_of").unwrap();
-    assert_eq!(as_of["schema"]["pattern"], bounds::DATE_PATTERN, "query dates carry the same pattern");
+    assert_eq!(as_of["schema"]["pattern"], bounds::BUSINESS_DATE_PATTERN, "query dates carry the same pattern");
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn no_request_body_takes_a_lenient_amount_or_date() {
     }
     let text = Value::Array(requests.iter().map(|(_, s)| (*s).clone()).collect()).to_string();
     let dates = text.matches(r#""format":"date""#).count();
-    let patterned = text.matches(&format!(r#""pattern":{}"#, json!(bounds::DATE_PATTERN))).count();
+    let patterned = text.matches(&format!(r#""pattern":{}"#, json!(bounds::BUSINESS_DATE_PATTERN))).count();
     assert!(dates > 0);
     assert_eq!(dates, patterned, "every request date carries the date pattern");
 }
