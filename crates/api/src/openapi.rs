@@ -116,47 +116,39 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
         .collect();
     parameters.extend(route.query.iter().map(query_param));
     if route.grant_write {
-        parameters.push(json!({
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": false,
-            "description": IDEMPOTENCY_KEY_DESCRIPTION,
-            "schema": {"type": "string", "minLength": 1, "maxLength": routes::IDEMPOTENCY_KEY_BYTES_MAX, "pattern": "^[\\x21-\\x7E]+$"},
-        }));
-        parameters.push(json!({
-            "name": "If-Match",
-            "in": "header",
-            "required": false,
-            "description": "`*`, or entity tags of grant versions (`\"7\"`, or a list `\"7\", \"8\"`: the write \
-                            proceeds if the grant is at one of them; a weak tag `W/\"7\"` never matches, per RFC 9110)",
-            "schema": {"type": "string", "minLength": 1, "pattern": IF_MATCH_PATTERN},
-        }));
+        let key = json!({"type": "string", "minLength": 1, "maxLength": routes::IDEMPOTENCY_KEY_BYTES_MAX, "pattern": "^[\\x21-\\x7E]+$"});
+        parameters.push(header_param("Idempotency-Key", IDEMPOTENCY_KEY_DESCRIPTION, key));
+        parameters.push(header_param(
+            "If-Match",
+            "`*`, or entity tags of grant versions (`\"7\"`, or a list `\"7\", \"8\"`: the write proceeds if the \
+             grant is at one of them; a weak tag `W/\"7\"` never matches, per RFC 9110)",
+            json!({"type": "string", "minLength": 1, "pattern": IF_MATCH_PATTERN}),
+        ));
     }
     if route.view_etag {
-        parameters.push(json!({
-            "name": "If-None-Match",
-            "in": "header",
-            "required": false,
-            "description": "the `ETag` of a view read before: 304 while the view is unchanged",
-            "schema": {"type": "string"},
-        }));
+        parameters.push(header_param(
+            "If-None-Match",
+            "the `ETag` of a view read before: 304 while the view is unchanged",
+            json!({"type": "string"}),
+        ));
     }
     if route.live {
-        parameters.push(json!({
-            "name": "Last-Event-ID",
-            "in": "header",
-            "required": false,
-            "description": "the last log position received (a reconnection resumes after it; it wins over `after`)",
-            "schema": {"type": "string", "pattern": "^\\s*\\+?[0-9]{1,20}\\s*$"},
-        }));
+        parameters.push(header_param(
+            "Last-Event-ID",
+            "the last log position received (a reconnection resumes after it; it wins over `after`)",
+            json!({"type": "string", "pattern": "^\\s*\\+?[0-9]{1,20}\\s*$"}),
+        ));
     }
     let mut responses = Map::new();
     let success_schema = route.response.map(|schema| schema(generator));
-    let success = match &success_schema {
+    let mut success = match &success_schema {
         None if route.status == 204 => json!({"description": "No Content"}),
         Some(schema) => json!({"description": "OK", "content": {route.content_type: {"schema": schema}}}),
         None => json!({"description": "OK", "content": {route.content_type: {"schema": {"type": "string"}}}}),
     };
+    if route.html_too {
+        success["content"]["text/html"] = json!({"schema": {"type": "string"}});
+    }
     responses.insert(route.status.to_string(), with_headers(success, success_headers(route)));
     if let (Some(also), Some(schema)) = (route.also, &success_schema) {
         let answer = json!({"description": "Not ready: the same body, saying why", "content": {route.content_type: {"schema": schema}}});
@@ -191,6 +183,11 @@ fn operation(route: &Route, generator: &mut schemars::SchemaGenerator) -> Value 
         op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema(generator)}}});
     }
     op
+}
+
+/// An optional request header.
+fn header_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "header", "required": false, "description": description, "schema": schema})
 }
 
 fn query_param(p: &Param) -> Value {

@@ -103,6 +103,8 @@ pub struct Route {
     /// Problem statuses it answers besides those its kind implies (see
     /// [`crate::openapi`]).
     pub problems: &'static [u16],
+    /// Whether a browser asking for `text/html` gets a page instead.
+    pub html_too: bool,
     /// A status other than the success one that answers the success body
     /// (`/readyz`: 503 while not ready).
     pub also: Option<u16>,
@@ -128,6 +130,7 @@ impl Route {
             live: false,
             session_only: false,
             problems: &[],
+            html_too: false,
             also: None,
             handler,
         }
@@ -194,6 +197,11 @@ impl Route {
 
     fn problems(mut self, statuses: &'static [u16]) -> Self {
         self.problems = statuses;
+        self
+    }
+
+    fn html_too(mut self) -> Self {
+        self.html_too = true;
         self
     }
 

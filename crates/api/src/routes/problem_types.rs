@@ -103,7 +103,8 @@ pub(super) fn routes() -> Vec<Route> {
                 "What a problem's `type` (`/problems/<code>`) means and what to do; `http-<status>` resolves \
                  to the generic entry; an HTML page for `Accept: text/html`",
             )
-            .response::<ProblemType>(200),
+            .response::<ProblemType>(200)
+            .html_too(),
     ]
 }
 
