@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::bodies::{award, expenditure};
-use crate::client::{Api, caught_up, eur};
+use crate::bodies::{award, budget_line, expenditure, programme, workstream};
+use crate::client::{Api, caught_up};
 use crate::harness::{ADMIN_TOKEN, Backend, Database, Server, binary, run_bounded};
 use crate::world::{GRANT_A, GRANT_B, World};
 
@@ -39,16 +39,12 @@ fn head_in(stdout: &str) -> String {
 }
 
 async fn set_up(api: &Api) -> u64 {
-    let line =
-        json!({"workstream": "WP1", "category": "PER", "amount": eur("90000.00"), "effective_date": "2022-01-01"});
+    let line = budget_line("WP1", "PER", "90000.00", "2022-01-01");
     let mut last = 0;
     for (path, body) in [
-        ("/api/v1/programmes".to_owned(), json!({"id": "prog-backup", "name": "Backup"})),
+        ("/api/v1/programmes".to_owned(), programme("prog-backup", "Backup", None)),
         ("/api/v1/grants".to_owned(), award(GRANT, "prog-backup", "100000.00")),
-        (
-            format!("/api/v1/grants/{GRANT}/workstreams"),
-            json!({"code": "WP1", "title": "W", "effective_date": "2022-01-01"}),
-        ),
+        (format!("/api/v1/grants/{GRANT}/workstreams"), workstream("WP1", "W", "2022-01-01")),
         (format!("/api/v1/grants/{GRANT}/budget-lines"), line),
     ] {
         last = api.post(ADMIN_TOKEN, &path, &body).await.written(201)["position"].as_u64().unwrap();

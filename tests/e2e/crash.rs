@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::bodies::{award, expenditure};
+use crate::bodies::{award, budget_line, expenditure, programme, workstream};
 use crate::client::{Api, eur};
 use crate::harness::{ADMIN_TOKEN, Server, binary};
 
@@ -72,15 +72,11 @@ fn kill_after(cycle: u64) -> Duration {
 }
 
 async fn set_up(api: &Api) {
-    let line =
-        json!({"workstream": "WP1", "category": "PER", "amount": eur("90000.00"), "effective_date": "2022-01-01"});
+    let line = budget_line("WP1", "PER", "90000.00", "2022-01-01");
     for (path, body) in [
-        ("/api/v1/programmes".to_owned(), json!({"id": "prog-crash", "name": "Crash"})),
+        ("/api/v1/programmes".to_owned(), programme("prog-crash", "Crash", None)),
         ("/api/v1/grants".to_owned(), award(GRANT, "prog-crash", "100000.00")),
-        (
-            format!("/api/v1/grants/{GRANT}/workstreams"),
-            json!({"code": "WP1", "title": "W", "effective_date": "2022-01-01"}),
-        ),
+        (format!("/api/v1/grants/{GRANT}/workstreams"), workstream("WP1", "W", "2022-01-01")),
         (format!("/api/v1/grants/{GRANT}/budget-lines"), line),
     ] {
         api.post(ADMIN_TOKEN, &path, &body).await.written(201);

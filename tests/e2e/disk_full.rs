@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::bodies::{award, expenditure};
-use crate::client::{Api, eur};
+use crate::bodies::{award, budget_line, expenditure, programme, workstream};
+use crate::client::Api;
 use crate::harness::{ADMIN_TOKEN, Server};
 
 const GRANT: &str = "grant-full";
@@ -73,15 +73,11 @@ async fn a_full_disk_refuses_only_what_it_does_not_record_and_recovers_without_a
     let mut mount = None;
     let server = Server::start_prepared(&["serve"], &[], |data| mount = Some(Tmpfs::mount(data, TMPFS_BYTES)));
     let api = server.api();
-    let line =
-        json!({"workstream": "WP1", "category": "PER", "amount": eur("90000.00"), "effective_date": "2022-01-01"});
+    let line = budget_line("WP1", "PER", "90000.00", "2022-01-01");
     for (path, body) in [
-        ("/api/v1/programmes".to_owned(), json!({"id": "prog-full", "name": "Full"})),
+        ("/api/v1/programmes".to_owned(), programme("prog-full", "Full", None)),
         ("/api/v1/grants".to_owned(), award(GRANT, "prog-full", "100000.00")),
-        (
-            format!("/api/v1/grants/{GRANT}/workstreams"),
-            json!({"code": "WP1", "title": "W", "effective_date": "2022-01-01"}),
-        ),
+        (format!("/api/v1/grants/{GRANT}/workstreams"), workstream("WP1", "W", "2022-01-01")),
         (format!("/api/v1/grants/{GRANT}/budget-lines"), line),
     ] {
         api.post(ADMIN_TOKEN, &path, &body).await.written(201);

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::bodies::small_expenditure;
+use crate::bodies::{budget_line, commitment_from, programme, small_expenditure, workstream};
 use crate::client::{Api, eur};
 use crate::harness::ADMIN_TOKEN;
 use crate::world::{GRANT_A, GRANT_B, World};
@@ -245,7 +245,7 @@ async fn a_key_is_remembered_by_the_log_when_the_api_file_is_lost() {
     other["amount"] = eur("9.00");
     api.post_with(&token, &expenditures(), &other, &key).await.problem(422, "idempotency-key-reused");
     // The same key on another route is another request too.
-    let commitment = json!({"id": "PO-K", "line": "WP1-CON", "amount": eur("5.00"), "supplier": "s", "reference": "r"});
+    let commitment = commitment_from("PO-K", "WP1-CON", "5.00", "s", "r", "2022-01-01");
     let path = format!("/api/v1/grants/{GRANT_A}/commitments");
     api.post_with(&token, &path, &commitment, &key).await.problem(422, "idempotency-key-reused");
     let recorded = api.expenditure_ids(GRANT_A).await;
@@ -282,13 +282,10 @@ async fn a_timed_out_answer_never_belongs_to_a_recorded_write() {
     let server = crate::harness::Server::start_with(&["serve", "--request-timeout-ms", "1"]);
     let api = server.api();
     let setup: [(&str, Value); 4] = [
-        ("/api/v1/programmes", json!({"id": "prog-t", "name": "T"})),
+        ("/api/v1/programmes", programme("prog-t", "T", None)),
         ("/api/v1/grants", crate::bodies::award("grant-t", "prog-t", "100000.00")),
-        ("/api/v1/grants/grant-t/workstreams", json!({"code": "WP1", "title": "W", "effective_date": "2022-01-01"})),
-        (
-            "/api/v1/grants/grant-t/budget-lines",
-            json!({"workstream": "WP1", "category": "PER", "amount": eur("90000.00"), "effective_date": "2022-01-01"}),
-        ),
+        ("/api/v1/grants/grant-t/workstreams", workstream("WP1", "W", "2022-01-01")),
+        ("/api/v1/grants/grant-t/budget-lines", budget_line("WP1", "PER", "90000.00", "2022-01-01")),
     ];
     for (i, (path, body)) in setup.iter().enumerate() {
         post_until_answered(&api, path, body, &format!("setup-{i}")).await.written(201);
