@@ -74,9 +74,11 @@ fn build_then_measure_reports_every_figure_and_the_budget_shows_the_built_expend
     assert_eq!(r["appends_checked"], true, "{r}");
     assert_eq!(r["verify_seconds"].as_array().map(Vec::len), Some(2), "{r}");
     for figure in [
+        "catch_up_ready_seconds",
         "catch_up_seconds",
         "catch_up_events_per_second",
         "catch_up_peak_rss_bytes",
+        "restart_ready_seconds",
         "restart_seconds",
         "restart_rss_bytes",
         "rss_after_reads_bytes",
