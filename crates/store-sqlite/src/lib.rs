@@ -30,6 +30,9 @@ pub use self::schema::SCHEMA_VERSION;
 
 pub use store::EVENT_JSON_BYTES_MAX;
 
+/// Most threads one verification reads and hashes on.
+pub const VERIFY_THREADS_MAX: usize = 4;
+
 /// How to open a SQLite event log.
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {
@@ -46,6 +49,11 @@ pub struct SqliteConfig {
     /// Caps the database size (`PRAGMA max_page_count`); `None` for no cap.
     /// Appends past it fail with `StorageFull`, and nothing else breaks.
     pub database_pages_max: Option<u64>,
+    /// Threads (and read connections) a verification checks the log on,
+    /// in ranges; at most [`VERIFY_THREADS_MAX`].
+    pub verify_threads: usize,
+    /// Logs shorter than this are verified on one thread.
+    pub verify_split_events_min: u64,
 }
 
 impl SqliteConfig {
@@ -58,6 +66,8 @@ impl SqliteConfig {
             queued_appends_max: 4096,
             wal_checkpoint_pages: 10_000,
             database_pages_max: None,
+            verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, VERIFY_THREADS_MAX),
+            verify_split_events_min: read::VERIFY_SPLIT_EVENTS_MIN,
         }
     }
 }
@@ -72,6 +82,8 @@ pub struct SqliteStore {
 struct Inner {
     requests: mpsc::Sender<Request>,
     reads: Arc<ReadPool>,
+    /// Threads and the split threshold of a verification.
+    verify: (u64, u64),
     position: watch::Receiver<Position>,
 }
 
@@ -101,8 +113,9 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         ready_rx.await.map_err(|_| StoreError::Closed)??;
+        let verify = (config.verify_threads.clamp(1, VERIFY_THREADS_MAX) as u64, config.verify_split_events_min);
         let reads = Arc::new(ReadPool::new(config.path, config.read_connections_max));
-        Ok(Self { inner: Arc::new(Inner { requests, reads, position }) })
+        Ok(Self { inner: Arc::new(Inner { requests, reads, verify, position }) })
     }
 
     /// Makes the writer's next commit fail as an fsync error would, to test
@@ -164,7 +177,32 @@ impl EventStore for SqliteStore {
         since: Option<Head>,
         progress: Box<dyn Fn(u64) + Send + Sync>,
     ) -> Result<VerifyOutcome, StoreError> {
-        self.inner.reads.run(move |conn| read::verify(conn, since, &progress)).await
+        // Each event's check needs only its predecessor's stored hash, so
+        // the log is checked in ranges, each on a connection and a thread
+        // of its own (reading and hashing on every core), and the earliest
+        // break wins.
+        let (parts, split_min) = self.inner.verify;
+        let ranges = self.inner.reads.run(move |conn| read::verify_ranges(conn, parts, split_min)).await?;
+        let progress: Arc<dyn Fn(u64) + Send + Sync> = Arc::from(progress);
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::with_capacity(ranges.len());
+        for (first, last) in ranges {
+            let reads = Arc::clone(&self.inner.reads);
+            let (progress, done) = (Arc::clone(&progress), Arc::clone(&done));
+            tasks.push(tokio::spawn(async move {
+                let report = move |n: u64| {
+                    let total = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                    progress(total);
+                };
+                reads.run(move |conn| read::verify_range(conn, first, last, &report)).await
+            }));
+        }
+        let mut checked = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            checked.push(task.await.map_err(|e| StoreError::Database(format!("verify task failed: {e}")))??);
+        }
+        let since = self.inner.reads.run(move |conn| read::since_found(conn, since)).await?;
+        Ok(read::join_ranges(checked, since))
     }
 
     async fn read_raw(&self, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {

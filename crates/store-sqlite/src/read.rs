@@ -203,20 +203,66 @@ pub fn position_at_or_after(conn: &mut Connection, at: DateTime<Utc>) -> Result<
     Ok(Some(Position(lo)))
 }
 
-/// Recomputes the chain over one consistent snapshot of the log.
 /// How often (in events) a verification reports its progress.
 pub const VERIFY_PROGRESS_EVENTS: u64 = 10_000;
 
-pub fn verify(
+/// Below this many events a verification runs on one thread.
+pub const VERIFY_SPLIT_EVENTS_MIN: u64 = 100_000;
+
+/// The head a verification covers and the ranges it is checked in: the log
+/// up to `head` split into `parts` ranges of about equal size. Rows at or
+/// below a position are never changed once written (the log is
+/// append-only: its triggers refuse updates and deletes), so each range may
+/// be read on a connection and a thread of its own.
+pub fn verify_ranges(conn: &mut Connection, parts: u64, split_min: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+    let head: Option<i64> = conn.query_row("SELECT max(position) FROM events", [], |r| r.get(0)).sql()?;
+    let head = head.map_or(0, |h| h as u64);
+    if head == 0 {
+        return Ok(Vec::new());
+    }
+    let parts = if head < split_min { 1 } else { parts.clamp(1, head) };
+    let size = head.div_ceil(parts);
+    Ok((0..parts).map(|i| (i * size + 1, ((i + 1) * size).min(head))).filter(|(a, b)| a <= b).collect())
+}
+
+/// What one range's check found.
+pub struct RangeChecked {
+    /// The checker after the range (its head is the range's last event).
+    pub checker: ChainChecker,
+    /// The break, if the range has one (its earliest).
+    pub broken: Option<VerifyOutcome>,
+}
+
+/// Checks the events `first..=last` against the chain, starting from the
+/// stored hash at `first - 1`.
+pub fn verify_range(
     conn: &mut Connection,
-    since: Option<Head>,
-    progress: &(dyn Fn(u64) + Send),
-) -> Result<VerifyOutcome, StoreError> {
+    first: u64,
+    last: u64,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<RangeChecked, StoreError> {
     let tx = conn.transaction().sql()?;
-    let mut checker = ChainChecker::new();
+    let previous = if first <= 1 {
+        GENESIS
+    } else {
+        let stored: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT hash FROM events WHERE position = ?1")
+            .sql()?
+            .query_row([(first - 1) as i64], |r| r.get(0))
+            .optional()
+            .sql()?;
+        // The predecessor missing or unreadable is the break the range
+        // before this one reports; this range starts from zeros then.
+        stored.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok()).unwrap_or_default()
+    };
+    let mut checker = ChainChecker::resume(first - 1, previous, 0);
+    let mut broken = None;
     {
-        let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM events ORDER BY position")).sql()?;
-        let mut rows = stmt.query([]).sql()?;
+        let mut stmt = tx
+            .prepare(&format!("SELECT {COLUMNS} FROM events WHERE position BETWEEN ?1 AND ?2 ORDER BY position"))
+            .sql()?;
+        let mut rows = stmt.query([first as i64, last as i64]).sql()?;
+        let mut since_report = 0u64;
         while let Some(row) = rows.next().sql()? {
             let position: i64 = row.get(0).sql()?;
             let undecodable = |detail: String| VerifyOutcome::Broken {
@@ -225,35 +271,77 @@ pub fn verify(
             };
             let event = match canonical(row, position) {
                 Ok(event) => event,
-                Err(e) => return Ok(undecodable(e.to_string())),
+                Err(e) => {
+                    broken = Some(undecodable(e.to_string()));
+                    break;
+                }
             };
             let stored_hash = match row.get_ref(9).sql()?.as_blob() {
                 Ok(h) => h,
-                Err(e) => return Ok(undecodable(e.to_string())),
+                Err(e) => {
+                    broken = Some(undecodable(e.to_string()));
+                    break;
+                }
             };
-            if let Err(broken) = checker.check(&event, stored_hash) {
-                return Ok(broken);
+            if let Err(b) = checker.check(&event, stored_hash) {
+                broken = Some(b);
+                break;
             }
-            if checker.events().is_multiple_of(VERIFY_PROGRESS_EVENTS) {
-                progress(checker.events());
+            since_report += 1;
+            if since_report == VERIFY_PROGRESS_EVENTS {
+                progress(since_report);
+                since_report = 0;
             }
         }
+        progress(since_report);
     }
-    progress(checker.events());
-    let since = match since {
-        None => None,
-        Some(expected) => {
-            let found = tx
-                .prepare_cached("SELECT hash FROM events WHERE position = ?1")
-                .sql()?
-                .query_row([expected.position.0 as i64], |r| r.get::<_, Vec<u8>>(0))
-                .optional()
-                .sql()?
-                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
-            Some((expected, found))
+    // A range that ends early (rows missing at its end) is a gap at the
+    // first position it did not reach.
+    if broken.is_none() && checker.head().map_or(first - 1, |h| h.position.0) < last {
+        let next = checker.head().map_or(first, |h| h.position.0 + 1);
+        broken = Some(VerifyOutcome::Broken {
+            position: Position(next),
+            problem: ChainProblem::Gap { found: Position(last + 1) },
+        });
+    }
+    Ok(RangeChecked { checker, broken })
+}
+
+/// The outcome of ranges checked apart, in log order: the earliest break,
+/// else the whole chain intact up to the last range's head, with the
+/// auditor's earlier head checked.
+pub fn join_ranges(ranges: Vec<RangeChecked>, since: SinceFound) -> VerifyOutcome {
+    let mut events = 0;
+    let mut last = ChainChecker::new();
+    for range in ranges {
+        if let Some(broken) = range.broken {
+            return broken;
         }
+        events += range.checker.events();
+        last = range.checker;
+    }
+    let head = last.head();
+    let whole = match head {
+        Some(h) => ChainChecker::resume(h.position.0, h.hash, events),
+        None => ChainChecker::new(),
     };
-    Ok(checker.finish(since))
+    whole.finish(since)
+}
+
+/// An auditor's earlier head and the hash stored at its position now.
+pub type SinceFound = Option<(Head, Option<[u8; 32]>)>;
+
+/// The hash stored at an auditor's earlier head, for [`join_ranges`].
+pub fn since_found(conn: &mut Connection, since: Option<Head>) -> Result<SinceFound, StoreError> {
+    let Some(expected) = since else { return Ok(None) };
+    let found = conn
+        .prepare_cached("SELECT hash FROM events WHERE position = ?1")
+        .sql()?
+        .query_row([expected.position.0 as i64], |r| r.get::<_, Vec<u8>>(0))
+        .optional()
+        .sql()?
+        .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+    Ok(Some((expected, found)))
 }
 
 /// The hashed fields of a row, borrowed from SQLite's buffers.

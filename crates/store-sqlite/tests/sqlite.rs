@@ -175,6 +175,74 @@ async fn verify_names_every_kind_of_tampering() {
     );
 }
 
+/// A log of `events` tampered with by `tamper`, then verified in three
+/// ranges (from 2 events on) and in one pass: both outcomes must be equal.
+async fn tampered_in_ranges(events: u64, tamper: &str) -> VerifyOutcome {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let store = SqliteStore::open(&path).await.unwrap();
+    fill(&store, events).await;
+    store.close().await;
+    let conn = raw(&path);
+    conn.execute_batch("DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;").unwrap();
+    conn.execute_batch(tamper).unwrap();
+    drop(conn);
+    let verify = |threads: usize, split_min: u64| {
+        let mut config = SqliteConfig::new(&path);
+        config.verify_threads = threads;
+        config.verify_split_events_min = split_min;
+        async move {
+            let store = SqliteStore::open_with(config).await.unwrap();
+            let outcome = store.verify(None).await.unwrap();
+            store.close().await;
+            outcome
+        }
+    };
+    let in_ranges = verify(3, 2).await;
+    let one_pass = verify(1, u64::MAX).await;
+    assert_eq!(in_ranges, one_pass, "{tamper}: in ranges and in one pass");
+    in_ranges
+}
+
+#[tokio::test]
+async fn verifying_in_ranges_finds_what_one_pass_finds_and_the_earliest_break() {
+    // 30 events in 3 ranges: 1..=10, 11..=20, 21..=30.
+    let intact = tampered_in_ranges(30, "SELECT 1").await;
+    assert!(matches!(intact, VerifyOutcome::Intact { events: 30, .. }), "{intact:?}");
+    let cases = [
+        ("UPDATE events SET data = replace(data, '2', '3') WHERE position = 25", 25),
+        ("UPDATE events SET hash = zeroblob(32) WHERE position = 10", 10),
+        ("UPDATE events SET hash = zeroblob(32) WHERE position = 11", 11),
+        ("UPDATE events SET recorded_at = recorded_at + 1 WHERE position = 30", 30),
+        // Two breaks in different ranges: the earliest is named.
+        ("UPDATE events SET event_type = 'Forged' WHERE position IN (4, 27)", 4),
+        ("UPDATE events SET event_type = 'Forged' WHERE position IN (14, 22)", 14),
+    ];
+    for (sql, position) in cases {
+        match tampered_in_ranges(30, sql).await {
+            VerifyOutcome::Broken { position: p, .. } => assert_eq!(p, Position(position), "{sql}"),
+            other => panic!("{sql}: not detected: {other:?}"),
+        }
+    }
+    for (sql, gap, found) in [
+        ("DELETE FROM events WHERE position = 15", 15, 16),
+        ("DELETE FROM events WHERE position = 10", 10, 11),
+        ("DELETE FROM events WHERE position = 11", 11, 12),
+        ("DELETE FROM events WHERE position IN (9, 10)", 9, 11),
+    ] {
+        let outcome = tampered_in_ranges(30, sql).await;
+        assert_eq!(
+            outcome,
+            VerifyOutcome::Broken { position: Position(gap), problem: ChainProblem::Gap { found: Position(found) } },
+            "{sql}"
+        );
+    }
+    // The last events removed: the shorter log verifies, as in one pass
+    // (a truncation is what `since` proves).
+    let truncated = tampered_in_ranges(30, "DELETE FROM events WHERE position > 28").await;
+    assert!(matches!(truncated, VerifyOutcome::Intact { events: 28, .. }), "{truncated:?}");
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_appends_without_losing_or_stopping_anything() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,6 +24,15 @@ impl ChainChecker {
         Self::default()
     }
 
+    /// A checker that resumes after `position`, whose stored hash is
+    /// `previous` (GENESIS before the first event), having checked `events`
+    /// events before. Every event's check needs only its predecessor's
+    /// stored hash, so ranges of the log can be checked apart and at once:
+    /// the chain is intact when every range is and they meet.
+    pub fn resume(position: u64, previous: [u8; 32], events: u64) -> Self {
+        Self { previous, expected_position: position + 1, events }
+    }
+
     /// Checks the next stored event; on failure, says where and what.
     pub fn check(&mut self, event: &CanonicalEvent<'_>, stored_hash: &[u8]) -> Result<(), VerifyOutcome> {
         let position = Position(event.position);
