@@ -5,10 +5,16 @@
 //!
 //! The file is a cache of the log and is never trusted over it: each
 //! checkpoint also records the log's chain hash at its position and a
-//! digest of the projection's rows ([`crate::integrity`]); [`open`] runs
-//! SQLite's `quick_check`, and [`load`] checks every row against the
-//! digest. A file that fails any of these is [`DbError::Damaged`]: the
-//! projector moves it aside and rebuilds it from the log.
+//! digest of the projection's rows ([`crate::integrity`]), and each grant's
+//! row in `grants` the digest of that grant's fact rows, so that the sum of
+//! the grants' digests is the projection's. Opening reads no more than it
+//! must, whatever the size of the file: [`open`] checks the tables are this
+//! build's and [`load_index`] the checkpoints, the grants' digests against
+//! the projection's, and the programmes (a few rows each); each ledger is
+//! read when it is first needed, [`load_grant`] checking its rows against
+//! its grant's digest. A file that fails any of these is
+//! [`DbError::Damaged`]: on open the projector moves it aside and rebuilds it
+//! from the log; a damaged ledger found later is folded from the log instead.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,14 +99,19 @@ impl DbError {
 
 /// Version 2 stores a ledger as one row per fact (version 1 stored it as
 /// one document, rewritten on every event); version 3 adds the log hash and
-/// the rows digest to each checkpoint.
-pub const SCHEMA_VERSION: i64 = 3;
+/// the rows digest to each checkpoint; version 4 adds `grants`, each grant's
+/// programme and the digest of its rows, so that a ledger can be read (and
+/// checked) alone.
+pub const SCHEMA_VERSION: i64 = 4;
 
 fn tables(suffix: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS grant_ledgers{suffix} (
             grant_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, fact TEXT NOT NULL,
             PRIMARY KEY (grant_id, kind, key)) STRICT, WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS grants{suffix} (
+            grant_id TEXT PRIMARY KEY, programme_id TEXT, rows_digest TEXT NOT NULL) STRICT, WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS grants{suffix}_by_programme ON grants{suffix} (programme_id);
          CREATE TABLE IF NOT EXISTS programmes{suffix} (
             programme_id TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;"
     )
@@ -135,15 +146,17 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Opens (creating) the read-model file and runs SQLite's `quick_check` on
-/// it (its cost: about 0.13 s for a 110 MB file of 300,000 rows, warm cache).
+/// Opens (creating) the read-model file and checks its tables are this
+/// build's. It does not run SQLite's `quick_check`, whose cost grows with
+/// the file (about 0.13 s for 110 MB; a log of ten million events makes a
+/// file of about 2 GB): every row read is checked against its grant's
+/// digest instead, and [`check_whole`] runs it on demand.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     create_private(path).map_err(|e| DbError::Sqlite(format!("{}: {e}", path.display())))?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    quick_check(&conn)?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(DbError::NewerSchema { found, supported: SCHEMA_VERSION });
@@ -155,6 +168,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         conn.execute_batch(
             "BEGIN IMMEDIATE;
              DROP TABLE IF EXISTS grant_ledgers; DROP TABLE IF EXISTS programmes; DROP TABLE IF EXISTS checkpoints;
+             DROP TABLE IF EXISTS grants;
              COMMIT;",
         )?;
     }
@@ -162,6 +176,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          DROP TABLE IF EXISTS grant_ledgers_rebuild; DROP TABLE IF EXISTS programmes_rebuild;
+         DROP TABLE IF EXISTS grants_rebuild;
          {}
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;",
@@ -171,28 +186,42 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
-/// Loads every projection and its checkpoint, checking each row against
-/// the digest stored with the checkpoint.
-pub fn load(conn: &Connection) -> Result<(Models, Checkpoint), DbError> {
+/// Opens a second connection to the file, for reading ledgers beside the
+/// writer (WAL: a reader sees the last commit, whole).
+pub fn open_reader(path: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Runs SQLite's `quick_check` over the whole file (its cost grows with
+/// the file: about 0.13 s for 110 MB).
+pub fn check_whole(conn: &Connection) -> Result<(), DbError> {
+    quick_check(conn)
+}
+
+/// What opening the file reads: the checkpoint and the programmes, after
+/// checking the grants' digests add up to the ledgers' and the programmes'
+/// rows to theirs. Its cost grows with the number of grants and
+/// programmes, not with the number of facts.
+pub fn load_index(conn: &Connection) -> Result<(Checkpoint, BTreeMap<ProgrammeId, String>), DbError> {
     let stored = read_stored(conn)?;
-    let mut models = Models { position: stored.checkpoint.position, ..Models::default() };
-    let mut digest = RowsDigest::default();
-    let mut stmt = conn.prepare("SELECT grant_id, kind, key, fact FROM grant_ledgers")?;
+    let mut sum = RowsDigest::default();
+    let mut stmt = conn.prepare("SELECT grant_id, rows_digest FROM grants")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let grant: String = row.get(0)?;
-        let kind: String = row.get(1)?;
-        let key: String = row.get(2)?;
-        let fact: String = row.get(3)?;
-        digest.add(&[&grant, &kind, &key, &fact]);
-        let bad = |detail: String| DbError::Row { key: format!("{grant}/{kind}/{key}"), detail };
-        let id = GrantId::parse(grant.clone()).map_err(|e| bad(e.to_string()))?;
-        let kind = FactKind::parse(&kind).ok_or_else(|| bad("unknown kind".to_owned()))?;
-        models.ledgers.entry(id).or_default().put_fact(kind, &key, &fact).map_err(bad)?;
+        let digest: String = row.get(1)?;
+        let digest = RowsDigest::parse(&digest).ok_or_else(|| damaged(format!("grant {grant}: rows digest")))?;
+        sum.plus(digest);
     }
-    if digest != stored.ledgers {
-        return Err(damaged("the grant ledger rows do not match their digest"));
+    if sum != stored.ledgers {
+        return Err(damaged("the grants' digests do not add up to the ledgers' digest"));
     }
+    let mut programmes = BTreeMap::new();
     let mut digest = RowsDigest::default();
     let mut stmt = conn.prepare("SELECT programme_id, name FROM programmes")?;
     let mut rows = stmt.query([])?;
@@ -201,23 +230,99 @@ pub fn load(conn: &Connection) -> Result<(Models, Checkpoint), DbError> {
         let name: String = row.get(1)?;
         digest.add(&[&key, &name]);
         let id = ProgrammeId::parse(key.clone()).map_err(|e| DbError::Row { key, detail: e.to_string() })?;
-        models.programmes.insert(id, name);
+        programmes.insert(id, name);
     }
     if digest != stored.programmes {
         return Err(damaged("the programme rows do not match their digest"));
     }
-    Ok((models, stored.checkpoint))
+    Ok((stored.checkpoint, programmes))
+}
+
+/// One grant's ledger, its rows checked against the grant's digest;
+/// `None` when the file holds no such grant.
+pub fn load_grant(conn: &Connection, grant: &GrantId) -> Result<Option<GrantLedger>, DbError> {
+    let mut index = conn.prepare_cached("SELECT rows_digest FROM grants WHERE grant_id = ?1")?;
+    let expected: Option<String> = index.query_row([grant.as_str()], |r| r.get(0)).optional()?;
+    let mut stmt = conn.prepare_cached("SELECT kind, key, fact FROM grant_ledgers WHERE grant_id = ?1")?;
+    let mut rows = stmt.query([grant.as_str()])?;
+    let mut digest = RowsDigest::default();
+    let mut ledger = GrantLedger::default();
+    let mut any = false;
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(0)?;
+        let key: String = row.get(1)?;
+        let fact: String = row.get(2)?;
+        digest.add(&[grant.as_str(), &kind, &key, &fact]);
+        let bad = |detail: String| DbError::Row { key: format!("{grant}/{kind}/{key}"), detail };
+        let kind = FactKind::parse(&kind).ok_or_else(|| bad("unknown kind".to_owned()))?;
+        ledger.put_fact(kind, &key, &fact).map_err(bad)?;
+        any = true;
+    }
+    match expected {
+        None if !any => Ok(None),
+        None => Err(damaged(format!("grant {grant} has rows but no digest"))),
+        Some(text) => match RowsDigest::parse(&text) {
+            Some(d) if d == digest && any => Ok(Some(ledger)),
+            _ => Err(damaged(format!("grant {grant}: its rows do not match its digest"))),
+        },
+    }
+}
+
+/// The grants of a programme the file holds.
+pub fn grants_of(conn: &Connection, programme: &ProgrammeId) -> Result<Vec<GrantId>, DbError> {
+    let mut stmt = conn.prepare_cached("SELECT grant_id FROM grants WHERE programme_id = ?1 ORDER BY grant_id")?;
+    let ids: Vec<String> = stmt.query_map([programme.as_str()], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    ids.into_iter()
+        .map(|id| GrantId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
+        .collect()
+}
+
+/// Every grant the file holds.
+pub fn all_grants(conn: &Connection) -> Result<Vec<GrantId>, DbError> {
+    let mut stmt = conn.prepare_cached("SELECT grant_id FROM grants ORDER BY grant_id")?;
+    let ids: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    ids.into_iter()
+        .map(|id| GrantId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
+        .collect()
+}
+
+/// A grant's programme as the file holds it (`None`: no such grant, or
+/// not awarded).
+pub fn programme_of(conn: &Connection, grant: &GrantId) -> Result<Option<ProgrammeId>, DbError> {
+    let mut stmt = conn.prepare_cached("SELECT programme_id FROM grants WHERE grant_id = ?1")?;
+    let found: Option<Option<String>> = stmt.query_row([grant.as_str()], |r| r.get(0)).optional()?;
+    found
+        .flatten()
+        .map(|id| ProgrammeId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
+        .transpose()
+}
+
+/// Loads every projection and its checkpoint, checking each grant's rows
+/// against its digest (for tests and tools: its memory grows with the file).
+pub fn load(conn: &Connection) -> Result<(Models, Checkpoint), DbError> {
+    let (checkpoint, programmes) = load_index(conn)?;
+    let mut models = Models { position: checkpoint.position, programmes, ..Models::default() };
+    for grant in all_grants(conn)? {
+        if let Some(ledger) = load_grant(conn, &grant)? {
+            models.ledgers.insert(grant, ledger);
+        }
+    }
+    Ok((models, checkpoint))
 }
 
 /// Facts to write: grant, kind, key.
 pub type Dirty = std::collections::BTreeSet<(GrantId, FactKind, String)>;
 
-/// Upserts rows, keeping `digest` up to date (the old row counted out, the
-/// new one in).
+/// Each written grant's programme (`None` before its award).
+pub type GrantProgrammes = BTreeMap<GrantId, Option<ProgrammeId>>;
+
+/// Upserts rows, keeping `digest` and each grant's digest in `grants` up
+/// to date (the old row counted out, the new one in).
 fn put_rows(
     tx: &rusqlite::Transaction<'_>,
     suffix: &str,
     rows: &[FactRow],
+    grants: &GrantProgrammes,
     digest: &mut RowsDigest,
 ) -> Result<(), DbError> {
     let mut old = tx.prepare_cached(&format!(
@@ -227,14 +332,34 @@ fn put_rows(
         "INSERT INTO grant_ledgers{suffix} (grant_id, kind, key, fact) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (grant_id, kind, key) DO UPDATE SET fact = excluded.fact"
     ))?;
-    for (grant, kind, key, json) in rows {
-        let (grant, kind) = (grant.as_str(), kind.as_str());
+    let mut grant_digest = tx.prepare_cached(&format!("SELECT rows_digest FROM grants{suffix} WHERE grant_id = ?1"))?;
+    let mut put_grant = tx.prepare_cached(&format!(
+        "INSERT INTO grants{suffix} (grant_id, programme_id, rows_digest) VALUES (?1, ?2, ?3)
+         ON CONFLICT (grant_id) DO UPDATE SET programme_id = excluded.programme_id, rows_digest = excluded.rows_digest"
+    ))?;
+    let mut deltas: BTreeMap<&GrantId, (RowsDigest, RowsDigest)> = BTreeMap::new();
+    for (grant_id, kind, key, json) in rows {
+        let (grant, kind) = (grant_id.as_str(), kind.as_str());
+        let (added, removed) = deltas.entry(grant_id).or_default();
         let before: Option<String> = old.query_row(params![grant, kind, key], |r| r.get(0)).optional()?;
         if let Some(before) = before {
             digest.remove(&[grant, kind, key, &before]);
+            removed.add(&[grant, kind, key, &before]);
         }
         put.execute(params![grant, kind, key, json])?;
         digest.add(&[grant, kind, key, json]);
+        added.add(&[grant, kind, key, json]);
+    }
+    for (grant, (added, removed)) in deltas {
+        let stored: Option<String> = grant_digest.query_row([grant.as_str()], |r| r.get(0)).optional()?;
+        let mut sum = match stored {
+            Some(text) => RowsDigest::parse(&text).ok_or_else(|| damaged(format!("grant {grant}: rows digest")))?,
+            None => RowsDigest::default(),
+        };
+        sum.plus(added);
+        sum.minus(removed);
+        let programme = grants.get(grant).cloned().flatten();
+        put_grant.execute(params![grant.as_str(), programme.as_ref().map(ProgrammeId::as_str), sum.to_hex()])?;
     }
     Ok(())
 }
@@ -281,17 +406,19 @@ fn all_rows(models: &Models) -> Result<Vec<FactRow>, DbError> {
 /// A fact row ready to write: grant, kind, key, JSON.
 pub type FactRow = (GrantId, FactKind, String, String);
 
-/// Writes changed fact rows and programmes and the new checkpoint (with
-/// the rows' digests) in one transaction.
+/// Writes changed fact rows (with their grants' programmes and digests)
+/// and programmes and the new checkpoint (with the rows' digests) in one
+/// transaction.
 pub fn save(
     conn: &mut Connection,
     checkpoint: Checkpoint,
     rows: &[FactRow],
+    grants: &GrantProgrammes,
     programmes: &BTreeMap<ProgrammeId, String>,
 ) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut stored = read_stored(&tx)?;
-    put_rows(&tx, "", rows, &mut stored.ledgers)?;
+    put_rows(&tx, "", rows, grants, &mut stored.ledgers)?;
     put_programmes(&tx, "", programmes, &mut stored.programmes)?;
     stored.checkpoint = checkpoint;
     set_checkpoints(&tx, &stored)?;
@@ -305,22 +432,28 @@ pub fn save(
 pub fn replace_all(conn: &mut Connection, models: &Models, log_hash: [u8; 32]) -> Result<(), DbError> {
     let suffix = "_rebuild";
     conn.execute_batch(&format!(
-        "DROP TABLE IF EXISTS grant_ledgers{suffix}; DROP TABLE IF EXISTS programmes{suffix}; {}",
+        "DROP TABLE IF EXISTS grant_ledgers{suffix}; DROP TABLE IF EXISTS programmes{suffix};
+         DROP TABLE IF EXISTS grants{suffix}; {}",
         tables(suffix)
     ))?;
     let mut stored = Stored { checkpoint: Checkpoint { position: models.position, log_hash }, ..Stored::default() };
     {
         let rows = all_rows(models)?;
+        let grants: GrantProgrammes =
+            models.ledgers.iter().map(|(id, l)| (id.clone(), l.grant.as_ref().map(|g| g.programme.clone()))).collect();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        put_rows(&tx, suffix, &rows, &mut stored.ledgers)?;
+        put_rows(&tx, suffix, &rows, &grants, &mut stored.ledgers)?;
         put_programmes(&tx, suffix, &models.programmes, &mut stored.programmes)?;
         tx.commit()?;
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(&format!(
-        "DROP TABLE grant_ledgers; DROP TABLE programmes;
+        "DROP TABLE grant_ledgers; DROP TABLE programmes; DROP TABLE grants;
          ALTER TABLE grant_ledgers{suffix} RENAME TO grant_ledgers;
-         ALTER TABLE programmes{suffix} RENAME TO programmes;"
+         ALTER TABLE programmes{suffix} RENAME TO programmes;
+         ALTER TABLE grants{suffix} RENAME TO grants;
+         DROP INDEX grants{suffix}_by_programme;
+         CREATE INDEX grants_by_programme ON grants (programme_id);"
     ))?;
     set_checkpoints(&tx, &stored)?;
     tx.commit()?;

@@ -34,9 +34,20 @@ impl RowsDigest {
 
     /// Counts a row in.
     pub fn add(&mut self, fields: &[&str]) {
-        let e = Self::element(fields);
+        self.plus(RowsDigest(Self::element(fields)));
+    }
+
+    /// Counts a row out.
+    pub fn remove(&mut self, fields: &[&str]) {
+        self.minus(RowsDigest(Self::element(fields)));
+    }
+
+    /// Counts every row of `other` in (the digest of a union of disjoint
+    /// sets is the sum of theirs: a projection's digest is the sum of its
+    /// grants').
+    pub fn plus(&mut self, other: RowsDigest) {
         let mut carry = false;
-        for (limb, x) in self.0.iter_mut().zip(e) {
+        for (limb, x) in self.0.iter_mut().zip(other.0) {
             let (s1, c1) = limb.overflowing_add(x);
             let (s2, c2) = s1.overflowing_add(u64::from(carry));
             *limb = s2;
@@ -44,11 +55,10 @@ impl RowsDigest {
         }
     }
 
-    /// Counts a row out.
-    pub fn remove(&mut self, fields: &[&str]) {
-        let e = Self::element(fields);
+    /// Counts every row of `other` out.
+    pub fn minus(&mut self, other: RowsDigest) {
         let mut borrow = false;
-        for (limb, x) in self.0.iter_mut().zip(e) {
+        for (limb, x) in self.0.iter_mut().zip(other.0) {
             let (d1, b1) = limb.overflowing_sub(x);
             let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
             *limb = d2;
@@ -97,6 +107,17 @@ mod tests {
         twice.add(&["x"]);
         assert_ne!(twice, RowsDigest::default());
         assert_eq!(RowsDigest::parse(&a.to_hex()), Some(a));
+        // Sums of parts add up to the whole, and come apart again.
+        let (mut g1, mut g2, mut whole) = (RowsDigest::default(), RowsDigest::default(), RowsDigest::default());
+        g1.add(&["g1", "line", "L1", "{}"]);
+        g2.add(&["g2", "line", "L1", "{}"]);
+        whole.add(&["g2", "line", "L1", "{}"]);
+        whole.add(&["g1", "line", "L1", "{}"]);
+        let mut sum = g1;
+        sum.plus(g2);
+        assert_eq!(sum, whole);
+        sum.minus(g1);
+        assert_eq!(sum, g2);
         assert_eq!(RowsDigest::parse("zz"), None);
     }
 }

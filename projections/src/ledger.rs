@@ -208,6 +208,19 @@ pub struct GrantLedger {
 }
 
 impl GrantLedger {
+    /// How many stored facts (rows of the read-model file) the ledger holds,
+    /// its header included: the weight the ledger cache counts.
+    pub fn fact_count(&self) -> usize {
+        1 + self.workstreams.len()
+            + self.periods.len()
+            + self.lines.len()
+            + self.reallocations.len()
+            + self.amendments.len()
+            + self.commitments.len()
+            + self.expenditures.len()
+            + self.milestones.len()
+    }
+
     /// The grant's currency, once awarded.
     pub fn currency(&self) -> Option<Currency> {
         self.grant.as_ref().map(|g| g.award.currency())

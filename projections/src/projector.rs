@@ -12,7 +12,24 @@
 //! damaged, or whose checkpoint is not a position of this log, is moved
 //! aside and rebuilt. A write to it that fails (a full disk, an I/O error)
 //! is retried with backoff ([`writer`]) while reads go on from memory.
+//!
+//! Ledgers are kept in memory in a cache bounded by a number of facts
+//! ([`cache`]); one not in memory is read from the file when first needed
+//! (by a view or by the follower), its rows checked against its grant's
+//! digest. A ledger the file cannot give (damaged rows, a read error) is
+//! folded from the log instead, and the damage is reported (status
+//! degraded) and remembered (`views.sqlite.damaged`) so that the next start
+//! moves the file aside and rebuilds it.
+//!
+//! Why a load never puts back an older copy: only the follower changes
+//! ledgers, and a changed ledger stays in the cache until the writer has
+//! committed it, so a ledger not in the cache is the file's latest. The
+//! writer commits and marks ledgers clean holding `gate` for writing; a
+//! load reads the file and puts what it read in the cache holding it for
+//! reading, so no commit falls between the two. A ledger folded from the
+//! log is cached only when no commit happened while it was folded.
 
+mod cache;
 mod follow;
 mod rebuild;
 mod startup;
@@ -20,6 +37,7 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,7 +45,7 @@ use chrono::NaiveDate;
 use events::{GrantId, ProgrammeId};
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
-use store::{EventStore, StoreError};
+use store::{Direction, EventStore, READ_EVENTS_MAX, StoreError, StreamStart};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,6 +53,7 @@ use crate::db::{self, DbError, Models};
 use crate::fold::ApplyError;
 use crate::ledger::GrantLedger;
 
+pub use self::cache::{CacheStats, LEDGER_CACHE_FACTS_MAX};
 pub use self::rebuild::{REBUILD_DRAIN_WAIT_MS, RebuildState};
 pub use self::startup::Opened;
 pub use self::writer::{VIEWS_WRITE_RETRY_MS_MAX, VIEWS_WRITE_RETRY_MS_MIN};
@@ -99,6 +118,13 @@ pub enum Status {
         /// Failed attempts so far.
         attempts: u32,
     },
+    /// Following (the views are current) but the file could not give a
+    /// ledger (damaged rows, a read error): such ledgers are folded from the
+    /// log, and the next start moves the file aside and rebuilds it.
+    Damaged {
+        /// What was found.
+        error: String,
+    },
     /// Stopped at an event it could not apply (or a failing store).
     Failed {
         /// The first position not applied.
@@ -135,10 +161,25 @@ struct Trouble {
     attempts: u32,
 }
 
+/// Read connections kept for loading ledgers.
+const READERS_KEPT: usize = 4;
+
 struct Shared {
     store: Arc<dyn EventStore>,
+    path: PathBuf,
+    /// The writer's connection.
     db: Mutex<Connection>,
-    ledgers: RwLock<BTreeMap<GrantId, Arc<GrantLedger>>>,
+    /// Connections for loading ledgers, beside the writer.
+    readers: Mutex<Vec<Connection>>,
+    ledgers: Mutex<cache::Ledgers>,
+    /// Read while a ledger is read from the file and cached; written while
+    /// the writer commits and marks ledgers clean.
+    gate: RwLock<()>,
+    /// Commits of the file so far.
+    commits: AtomicU64,
+    /// Damage found in the file while serving (its ledgers are folded from
+    /// the log meanwhile).
+    damage: Mutex<Option<String>>,
     programmes: RwLock<BTreeMap<ProgrammeId, String>>,
     /// The position whose rows and checkpoint are committed to the file.
     committed: watch::Sender<u64>,
@@ -187,6 +228,7 @@ impl Drop for Projector {
 struct Pending {
     checkpoint: db::Checkpoint,
     rows: Vec<db::FactRow>,
+    grants: db::GrantProgrammes,
     programmes: BTreeMap<ProgrammeId, String>,
 }
 
@@ -203,19 +245,173 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The marker a damaged ledger found while serving leaves beside the file,
+/// so that the next start moves the file aside.
+fn damage_marker(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".damaged");
+    PathBuf::from(name)
+}
+
+impl Shared {
+    fn reader(&self) -> Result<Connection, DbError> {
+        match lock(&self.readers).pop() {
+            Some(conn) => Ok(conn),
+            None => db::open_reader(&self.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut readers = lock(&self.readers);
+        if readers.len() < READERS_KEPT {
+            readers.push(conn);
+        }
+    }
+
+    /// Reads a ledger from the file into the cache (see the module's
+    /// account of `gate`).
+    fn load_from_file(&self, grant: &GrantId) -> Result<Option<Arc<GrantLedger>>, DbError> {
+        let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = lock(&self.ledgers).get(grant) {
+            return Ok(Some(found));
+        }
+        let conn = self.reader()?;
+        let loaded = db::load_grant(&conn, grant);
+        self.give_back(conn);
+        let mut ledgers = lock(&self.ledgers);
+        Ok(match loaded? {
+            Some(ledger) => Some(ledgers.insert_loaded(grant, Arc::new(ledger))),
+            // Awarded since it was looked for: the follower has it.
+            None => ledgers.get(grant),
+        })
+    }
+
+    /// Says, once per grant, that the file could not give a ledger, and
+    /// leaves the marker that makes the next start rebuild the file.
+    fn damaged(&self, grant: &GrantId, error: &DbError) {
+        let text = format!(
+            "the read model file could not give grant {grant}'s ledger ({error}); it is folded from the log, and the file is rebuilt at the next start"
+        );
+        let mut damage = lock(&self.damage);
+        if damage.is_none() {
+            tracing::warn!(grant = %grant, %error, "the read model file could not give a ledger: folding it from the log; the file will be moved aside and rebuilt at the next start");
+            if let Err(e) = std::fs::write(damage_marker(&self.path), text.as_bytes()) {
+                tracing::warn!(error = %e, "cannot leave the damage marker beside the read model file");
+            }
+        }
+        *damage = Some(text);
+    }
+}
+
+/// A grant's ledger as the views see it now: from the cache, else the
+/// file, else (the file failing) folded from the log. `None` for a grant
+/// the views do not hold.
+async fn ledger_of(shared: &Arc<Shared>, grant: &GrantId) -> Result<Option<Arc<GrantLedger>>, ProjectionError> {
+    if let Some(found) = lock(&shared.ledgers).get(grant) {
+        return Ok(Some(found));
+    }
+    let (s, g) = (Arc::clone(shared), grant.clone());
+    match blocking(move || Ok(s.load_from_file(&g))).await? {
+        Ok(found) => Ok(found),
+        Err(e) => {
+            shared.damaged(grant, &e);
+            fold_from_log(shared, grant).await
+        }
+    }
+}
+
+/// A grant's ledger folded from its stream up to the position the views
+/// show.
+async fn fold_from_log(shared: &Arc<Shared>, grant: &GrantId) -> Result<Option<Arc<GrantLedger>>, ProjectionError> {
+    let commits = shared.commits.load(Ordering::SeqCst);
+    let upto = *shared.visible.borrow();
+    let stream = crate::fold::grant_stream(grant)?;
+    let mut ledger = GrantLedger::default();
+    let mut any = false;
+    let mut from = 0;
+    'pages: loop {
+        let page =
+            shared.store.read_stream(&stream, StreamStart::Version(from), Direction::Forward, READ_EVENTS_MAX).await?;
+        for e in &page {
+            if e.position.0 > upto {
+                break 'pages;
+            }
+            let projected = events::ids::reading_stored(|| crate::fold::projected(e))?;
+            ledger.apply(&projected);
+            any = true;
+        }
+        match page.last() {
+            Some(last) if page.len() == READ_EVENTS_MAX => from = last.stream_version + 1,
+            _ => break,
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let mut ledgers = lock(&shared.ledgers);
+    if let Some(found) = ledgers.get(grant) {
+        return Ok(Some(found));
+    }
+    let ledger = Arc::new(ledger);
+    if shared.commits.load(Ordering::SeqCst) == commits {
+        return Ok(Some(ledgers.insert_loaded(grant, ledger)));
+    }
+    Ok(Some(ledger))
+}
+
+/// Every grant the views hold: the file's and the cache's (under `gate`,
+/// so none falls between the two).
+async fn grants_where(shared: &Arc<Shared>, programme: Option<ProgrammeId>) -> Result<Vec<GrantId>, ProjectionError> {
+    let s = Arc::clone(shared);
+    blocking(move || {
+        let _gate = s.gate.read().unwrap_or_else(|e| e.into_inner());
+        let conn = s.reader()?;
+        let found = match &programme {
+            Some(p) => db::grants_of(&conn, p),
+            None => db::all_grants(&conn),
+        };
+        s.give_back(conn);
+        let mut ids = found?;
+        let ledgers = lock(&s.ledgers);
+        ids.extend(match &programme {
+            Some(p) => ledgers.of_programme(p),
+            None => ledgers.grants(),
+        });
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    })
+    .await
+}
+
 impl Projector {
     /// Opens the read-model file at `path` and checks it against itself
     /// and the log (moving it aside and starting afresh when it fails:
     /// see [`Opened`]), loads what it holds, and starts following the log
     /// from its checkpoint.
     pub async fn start(store: Arc<dyn EventStore>, path: impl Into<PathBuf>) -> Result<Self, ProjectionError> {
+        Self::start_with(store, path, LEDGER_CACHE_FACTS_MAX).await
+    }
+
+    /// [`Projector::start`] with a bound on the ledgers kept in memory, in
+    /// facts ([`LEDGER_CACHE_FACTS_MAX`] by default).
+    pub async fn start_with(
+        store: Arc<dyn EventStore>,
+        path: impl Into<PathBuf>,
+        ledger_cache_facts_max: usize,
+    ) -> Result<Self, ProjectionError> {
         let path = path.into();
-        let (conn, models, checkpoint, opened) = startup::open_checked(&store, &path).await?;
+        let (conn, programmes, checkpoint, opened) = startup::open_checked(&store, &path).await?;
         let shared = Arc::new(Shared {
             store,
+            path,
             db: Mutex::new(conn),
-            ledgers: RwLock::new(models.ledgers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
-            programmes: RwLock::new(models.programmes),
+            readers: Mutex::new(Vec::new()),
+            ledgers: Mutex::new(cache::Ledgers::new(ledger_cache_facts_max)),
+            gate: RwLock::new(()),
+            commits: AtomicU64::new(0),
+            damage: Mutex::new(None),
+            programmes: RwLock::new(programmes),
             committed: watch::channel(checkpoint.position).0,
             visible: watch::channel(checkpoint.position).0,
             visible_hash: Mutex::new(checkpoint.log_hash),
@@ -263,6 +459,10 @@ impl Projector {
             (Status::Running, Some(t)) => {
                 Status::Degraded { committed: self.committed(), error: t.error, attempts: t.attempts }
             }
+            (Status::Running, None) => match lock(&self.shared.damage).clone() {
+                Some(error) => Status::Damaged { error },
+                None => Status::Running,
+            },
             (status, _) => status,
         }
     }
@@ -275,15 +475,29 @@ impl Projector {
         self.shared.wake.notify_one();
     }
 
-    /// A grant's ledger as the views see it now.
-    pub fn ledger(&self, grant: &GrantId) -> Option<Arc<GrantLedger>> {
-        self.shared.ledgers.read().unwrap_or_else(|e| e.into_inner()).get(grant).cloned()
+    /// A grant's ledger as the views see it now (read from the file, or
+    /// the log, when it is not in memory); `None` for a grant the views do
+    /// not hold.
+    pub async fn ledger(&self, grant: &GrantId) -> Result<Option<Arc<GrantLedger>>, ProjectionError> {
+        ledger_of(&self.shared, grant).await
     }
 
-    /// Every ledger of a programme's grants.
-    pub fn programme_ledgers(&self, programme: &ProgrammeId) -> Vec<Arc<GrantLedger>> {
-        let ledgers = self.shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
-        ledgers.values().filter(|l| l.grant.as_ref().is_some_and(|g| &g.programme == programme)).cloned().collect()
+    /// Every ledger of a programme's grants, by grant id.
+    pub async fn programme_ledgers(&self, programme: &ProgrammeId) -> Result<Vec<Arc<GrantLedger>>, ProjectionError> {
+        let mut out = Vec::new();
+        for grant in grants_where(&self.shared, Some(programme.clone())).await? {
+            if let Some(ledger) = ledger_of(&self.shared, &grant).await?
+                && ledger.grant.as_ref().is_some_and(|g| &g.programme == programme)
+            {
+                out.push(ledger);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the ledger cache holds.
+    pub fn cache_stats(&self) -> CacheStats {
+        lock(&self.shared.ledgers).stats()
     }
 
     /// A programme's name, if it exists.
@@ -319,9 +533,10 @@ impl Projector {
         }
     }
 
-    /// A snapshot of every model, for digests and tests.
-    pub fn models(&self) -> Models {
-        models_of(&self.shared)
+    /// A snapshot of every model, for digests and tests (every ledger is
+    /// read: its memory grows with the views, not bounded by the cache).
+    pub async fn models(&self) -> Result<Models, ProjectionError> {
+        models_of(&self.shared).await
     }
 
     /// Rebuilds every view from the log into fresh tables, up to the
@@ -353,13 +568,16 @@ impl Projector {
     }
 }
 
-fn models_of(shared: &Shared) -> Models {
-    let ledgers = shared.ledgers.read().unwrap_or_else(|e| e.into_inner());
-    Models {
-        position: *shared.visible.borrow(),
-        ledgers: ledgers.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
-        programmes: shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone(),
+async fn models_of(shared: &Arc<Shared>) -> Result<Models, ProjectionError> {
+    let position = *shared.visible.borrow();
+    let mut ledgers = BTreeMap::new();
+    for grant in grants_where(shared, None).await? {
+        if let Some(ledger) = ledger_of(shared, &grant).await? {
+            ledgers.insert(grant, (*ledger).clone());
+        }
     }
+    let programmes = shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(Models { position, ledgers, programmes })
 }
 
 /// The read-model file's name beside a data directory's log, as the server

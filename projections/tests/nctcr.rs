@@ -60,7 +60,7 @@ fn gid() -> GrantId {
 async fn the_budget_as_of_30_september_has_domain_md_figures() {
     let w = world().await;
     let p = projector(&w).await;
-    let ledger = p.ledger(&gid()).unwrap();
+    let ledger = p.ledger(&gid()).await.unwrap().unwrap();
     let b = budget(&ledger, Some(d("2022-09-30")), d("2023-01-15")).unwrap();
     let line = |id: &str| b.lines.iter().find(|l| l.line == LineId::parse(id).unwrap()).unwrap().clone();
     let e = |s: &str| eur(s).unwrap();
@@ -113,7 +113,7 @@ async fn the_budget_as_of_30_september_has_domain_md_figures() {
 async fn earlier_as_of_dates_see_earlier_books() {
     let w = world().await;
     let p = projector(&w).await;
-    let ledger = p.ledger(&gid()).unwrap();
+    let ledger = p.ledger(&gid()).await.unwrap().unwrap();
     let e = |s: &str| eur(s).unwrap();
     // Before R1 was approved (07-27), FP1-CON still had its original 10,000.
     let b = budget(&ledger, Some(d("2022-07-26")), d("2023-01-15")).unwrap();
@@ -132,7 +132,7 @@ async fn earlier_as_of_dates_see_earlier_books() {
 async fn the_timeline_shows_slips_reschedules_and_the_rejected_extension() {
     let w = world().await;
     let p = projector(&w).await;
-    let ledger = p.ledger(&gid()).unwrap();
+    let ledger = p.ledger(&gid()).await.unwrap().unwrap();
     let t = timeline(&ledger, None, d("2023-01-15")).unwrap();
     let m = |id: &str| t.milestones.iter().find(|m| m.id == MilestoneId::parse(id).unwrap()).unwrap().clone();
     let m02 = m("M02");
@@ -162,7 +162,7 @@ async fn the_timeline_shows_slips_reschedules_and_the_rejected_extension() {
 async fn the_funder_statement_totals_each_period_by_category_and_the_portfolio_lists_the_grant() {
     let w = world().await;
     let p = projector(&w).await;
-    let ledger = p.ledger(&gid()).unwrap();
+    let ledger = p.ledger(&gid()).await.unwrap().unwrap();
     let s = statement(&ledger, None).unwrap();
     let p1 = &s.periods[0];
     assert_eq!(p1.period.as_str(), "P1");
@@ -175,7 +175,7 @@ async fn the_funder_statement_totals_each_period_by_category_and_the_portfolio_l
     assert_eq!(p2.categories.iter().find(|c| c.category.as_str() == "PER").unwrap().budget, eur("143000.00").unwrap());
     let programme = ProgrammeId::parse(scenario::PROGRAMME).unwrap();
     assert_eq!(p.programme(&programme).as_deref(), Some("NCTCR"));
-    let ledgers = p.programme_ledgers(&programme);
+    let ledgers = p.programme_ledgers(&programme).await.unwrap();
     let view = portfolio(&programme, ledgers.iter().map(|l| &**l), None, d("2023-01-15")).unwrap();
     assert_eq!(view.grants.len(), 1);
     assert_eq!(view.grants[0].overdue_milestones, 1); // M15, the final report
@@ -190,14 +190,17 @@ async fn incremental_rebuild_restart_and_as_of_at_the_head_agree() {
     let report = p.rebuild(d("2023-01-15"), |_, _| {}).await.unwrap();
     assert_eq!(report.position, head);
     assert_eq!(report.live_digest, report.rebuilt_digest);
-    let live = p.models();
+    let live = p.models().await.unwrap();
     let folded = as_known_at(&*w.store, &gid(), None).await.unwrap();
-    assert_eq!(serde_json::to_value(&folded).unwrap(), serde_json::to_value(&*p.ledger(&gid()).unwrap()).unwrap());
+    assert_eq!(
+        serde_json::to_value(&folded).unwrap(),
+        serde_json::to_value(&*p.ledger(&gid()).await.unwrap().unwrap()).unwrap()
+    );
     drop(p);
     // A restart takes the views from their file, with nothing to replay.
     let again = Projector::start(Arc::clone(&w.store), w.dir.path().join("views.sqlite")).await.unwrap();
     assert_eq!(again.position(), head);
-    assert_eq!(again.models(), live);
+    assert_eq!(again.models().await.unwrap(), live);
     assert_eq!(again.lag(), 0);
 }
 
@@ -230,7 +233,7 @@ async fn reads_wait_for_a_position_and_give_up_after_the_timeout() {
     let r =
         w.handler.execute(&gid(), &Issued::new(e, ActorId::parse(MANAGER).unwrap(), d("2022-10-02"))).await.unwrap();
     p.wait_for(r.position.0, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(p.ledger(&gid()).unwrap().position, r.position.0);
+    assert_eq!(p.ledger(&gid()).await.unwrap().unwrap().position, r.position.0);
 }
 
 #[tokio::test]
@@ -328,7 +331,7 @@ async fn the_handler_and_the_projections_read_every_stored_event_alike() {
 async fn the_monthly_series_and_the_forecast_as_of_30_september() {
     let w = world().await;
     let p = projector(&w).await;
-    let b = budget(&p.ledger(&gid()).unwrap(), Some(d("2022-09-30")), d("2023-01-15")).unwrap();
+    let b = budget(&p.ledger(&gid()).await.unwrap().unwrap(), Some(d("2022-09-30")), d("2023-01-15")).unwrap();
     let e = |s: &str| eur(s).unwrap();
     let months: Vec<(&str, _, _, _)> =
         b.monthly.iter().map(|m| (m.month.as_str(), m.spent, m.indirect, m.cumulative)).collect();

@@ -174,7 +174,7 @@ proptest! {
             let head = store.head().await.unwrap().unwrap().position.0;
             projector.wait_for(head, Duration::from_secs(10)).await.unwrap();
 
-            let live = projector.models();
+            let live = projector.models().await.unwrap();
             let rebuilt = fold_all(&*store).await;
             prop_assert_eq!(serde_json::to_value(&live.ledgers).unwrap(), serde_json::to_value(&rebuilt.ledgers).unwrap());
             prop_assert_eq!(&live.programmes, &rebuilt.programmes);

@@ -169,10 +169,19 @@ async fn a_changed_figure_in_the_views_file_is_never_served() {
     assert!(copies > 0);
     std::fs::write(views(&dir), &bytes).unwrap();
     w.server.start_again();
+    // Opening reads no ledger; the grant's is read when first asked for,
+    // its rows do not match its digest, and it is folded from the log.
     let after = budget(&api_of(&w), head(&w.api()).await).await;
     assert_eq!(amount(&line(&after)["spent"]), "500.00", "the changed figure was served: {after}");
     assert_eq!(after["spent"], before["spent"], "{after}");
+    let ready = readyz(&w.api()).await;
+    assert_eq!(ready["status"], "degraded", "the damage is reported: {ready}");
+    assert!(w.server.logs().contains("could not give a ledger"), "{}", w.server.logs());
+    // The next start moves the file aside and rebuilds it.
+    w.server.stop();
+    w.server.start_again();
     assert_eq!(moved_aside(&dir).len(), 1, "{}", w.server.logs());
+    assert_eq!(readyz(&w.api()).await["status"], "ok");
     serves_the_log(&w).await;
 }
 

@@ -434,7 +434,12 @@ impl From<HandlerError> for ApiError {
 
 impl From<projections::ProjectionError> for ApiError {
     fn from(e: projections::ProjectionError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            // A ledger folded from the log when the views file could not
+            // give it: the log's own answer (503 while it is away).
+            projections::ProjectionError::Store(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

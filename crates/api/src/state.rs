@@ -31,6 +31,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Most bytes of serialised views kept in the view cache.
     pub view_cache_bytes_max: usize,
+    /// Most facts of grant ledgers the projector keeps in memory (others
+    /// are read from the views file when needed).
+    pub ledger_cache_facts_max: usize,
     /// Longest request target (path and query).
     pub request_uri_bytes_max: usize,
     /// Most bytes of request header fields.
@@ -74,6 +77,7 @@ impl Config {
             min_position_wait_ms: 3_000,
             admin_token: None,
             view_cache_bytes_max: crate::routes::views::VIEW_CACHE_BYTES_MAX,
+            ledger_cache_facts_max: projections::LEDGER_CACHE_FACTS_MAX,
             request_uri_bytes_max: crate::problems::REQUEST_URI_BYTES_MAX,
             request_headers_bytes_max: crate::problems::REQUEST_HEADERS_BYTES_MAX,
             request_headers_max: crate::problems::REQUEST_HEADERS_MAX,
@@ -169,10 +173,12 @@ impl AppState {
         let store = crate::backend::open_log(&dir, database_url, true).await?;
         let dyn_store = Arc::clone(&store);
         let views = projections::views_path(&dir);
-        let projector = Projector::start(Arc::clone(&dyn_store), &views).await.map_err(|e| match e {
-            projections::ProjectionError::File { path, detail } => open_error(path, detail, VIEWS_REMEDY),
-            other => open_error(views, other, VIEWS_REMEDY),
-        })?;
+        let projector = Projector::start_with(Arc::clone(&dyn_store), &views, config.ledger_cache_facts_max)
+            .await
+            .map_err(|e| match e {
+                projections::ProjectionError::File { path, detail } => open_error(path, detail, VIEWS_REMEDY),
+                other => open_error(views, other, VIEWS_REMEDY),
+            })?;
         let api_data = crate::backend::open_api_data(&dir, database_url).await?;
         let api_file = match database_url {
             Some(url) => PathBuf::from(store_postgres::redacted_url(url)),

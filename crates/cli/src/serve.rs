@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// Most bytes of serialised views the view cache keeps.
     #[arg(long, env = "GRANTLOG_VIEW_CACHE_BYTES_MAX", default_value_t = api::routes::views::VIEW_CACHE_BYTES_MAX)]
     pub view_cache_bytes_max: usize,
+    /// Most facts of grant ledgers kept in memory (a fact is a budget line,
+    /// an expenditure, a commitment, a milestone, ...: about 350 bytes);
+    /// other ledgers are read from views.sqlite when needed.
+    #[arg(long, env = "GRANTLOG_LEDGER_CACHE_FACTS_MAX", default_value_t = projections::LEDGER_CACHE_FACTS_MAX)]
+    pub ledger_cache_facts_max: usize,
     /// Longest time from a request head's first byte to its end; past it
     /// the connection is closed.
     #[arg(long, env = "GRANTLOG_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
@@ -120,6 +125,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.request_timeout_ms = args.request_timeout_ms;
     config.admin_token = args.admin_token.clone();
     config.view_cache_bytes_max = args.view_cache_bytes_max;
+    config.ledger_cache_facts_max = args.ledger_cache_facts_max;
     config.views_pages_max_file = args.views_pages_max_file.clone();
     config.database_url = args.database_url.clone();
     config.secure_cookies = args.secure_cookies;

@@ -2,15 +2,16 @@
 //! applies each to the in-memory ledgers, then hands the changed rows to
 //! the writer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use events::GrantId;
 use store::{StoreError, Subscription};
 
-use super::{PROJECTION_BATCH_EVENTS, Pending, Shared, Status, lock};
+use super::{PROJECTION_BATCH_EVENTS, Pending, ProjectionError, Shared, Status, lock};
 use crate::db::{self, Models};
-use crate::ledger::FactKind;
+use crate::ledger::{FactKind, GrantLedger};
 
 pub(super) fn fail(shared: &Shared, position: u64, error: String) {
     tracing::error!(position, %error, "projection stopped");
@@ -47,7 +48,21 @@ pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Send
         // A rebuild pauses the loop here; it rebuilds exactly up to what
         // this loop has applied, so the page still follows on.
         let turn = shared.turn.lock().await;
-        let (applied, failure) = apply_page(&shared, &page);
+        let loaded = match load_page_ledgers(&shared, &page).await {
+            Ok(loaded) => loaded,
+            Err(e @ (ProjectionError::Store(_) | ProjectionError::Db(_) | ProjectionError::Task(_))) => {
+                // The log could not be read to fold a ledger the file could
+                // not give: try the page again.
+                drop(turn);
+                tracing::warn!(position = subscription.position().0, error = %e, "a ledger cannot be loaded; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(UNAVAILABLE_RETRY_MAX);
+                subscription = Subscription::new(Arc::clone(&shared.store), store::Position(*shared.visible.borrow()));
+                continue;
+            }
+            Err(e) => return fail(&shared, subscription.position().0, e.to_string()),
+        };
+        let (applied, failure) = apply_page(&shared, &page, &loaded);
         drop(turn);
         if pending.send(applied).await.is_err() {
             return; // the writer stopped
@@ -58,27 +73,56 @@ pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Send
     }
 }
 
+/// Ledgers of a page's grants, loaded before it is applied.
+type Loaded = HashMap<GrantId, Arc<GrantLedger>>;
+
+/// Loads the ledgers of the page's grants that are not in memory (from the
+/// file, or folded from the log), so that the page applies to them.
+async fn load_page_ledgers(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Result<Loaded, ProjectionError> {
+    let mut loaded = Loaded::new();
+    let grants: BTreeSet<GrantId> =
+        page.iter().filter_map(|e| events::streams::grant_of(e.stream_id.as_str())).collect();
+    for grant in grants {
+        if lock(&shared.ledgers).contains(&grant) {
+            continue;
+        }
+        if let Some(ledger) = super::ledger_of(shared, &grant).await? {
+            loaded.insert(grant, ledger);
+        }
+    }
+    Ok(loaded)
+}
+
 /// Applies a page in memory (copy-on-write: a ledger a reader is holding is
 /// copied, otherwise changed in place) and returns the rows it changed, and
 /// the first unreadable event if there was one.
-fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Option<(u64, String)>) {
+fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: &Loaded) -> (Pending, Option<(u64, String)>) {
     let mut failure = None;
     let mut rows: Vec<db::FactRow> = Vec::new();
+    let mut grants = db::GrantProgrammes::new();
     let mut programmes = BTreeMap::new();
     let mut position = *shared.visible.borrow();
     let mut log_hash = *lock(&shared.visible_hash);
     let start = db::Checkpoint { position, log_hash };
     let mut unwritable = false;
     {
-        let mut ledgers = shared.ledgers.write().unwrap_or_else(|e| e.into_inner());
+        let mut ledgers = lock(&shared.ledgers);
+        // A ledger loaded for this page and evicted since is still the
+        // file's latest: put it back before changing it.
+        for (grant, ledger) in loaded {
+            ledgers.restore(grant, ledger);
+        }
         let mut dirty = db::Dirty::new();
+        let end = page.last().map_or(position, |e| e.position.0);
         for e in page {
             let outcome = if let Some(grant) = events::streams::grant_of(e.stream_id.as_str()) {
                 crate::fold::projected(e).map(|p| {
-                    let ledger = Arc::make_mut(ledgers.entry(grant.clone()).or_default());
-                    let (kind, key) = ledger.apply(&p);
+                    let mut touched = None;
+                    ledgers.change(&grant, end, |ledger| touched = Some(ledger.apply(&p)));
                     dirty.insert((grant.clone(), FactKind::Header, String::new()));
-                    dirty.insert((grant, kind, key));
+                    if let Some((kind, key)) = touched {
+                        dirty.insert((grant, kind, key));
+                    }
                 })
             } else {
                 let mut one = Models::default();
@@ -93,7 +137,11 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Optio
             }
         }
         for (grant, kind, key) in dirty {
-            match ledgers.get(&grant).map(|l| l.fact_json(kind, &key)) {
+            let ledger = ledgers.peek(&grant);
+            if kind == FactKind::Header {
+                grants.insert(grant.clone(), ledger.and_then(|l| l.grant.as_ref().map(|g| g.programme.clone())));
+            }
+            match ledger.map(|l| l.fact_json(kind, &key)) {
                 Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
                 Some(Err(e)) => {
                     failure = failure.or(Some((position, e.to_string())));
@@ -102,13 +150,22 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent]) -> (Pending, Optio
                 _ => {}
             }
         }
+        ledgers.evict();
     }
     shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
     *lock(&shared.visible_hash) = log_hash;
     shared.visible.send_replace(position);
     if unwritable {
         // A fact that cannot be written: the file must not claim this page.
-        return (Pending { checkpoint: start, rows: Vec::new(), programmes: BTreeMap::new() }, failure);
+        return (
+            Pending {
+                checkpoint: start,
+                rows: Vec::new(),
+                grants: db::GrantProgrammes::new(),
+                programmes: BTreeMap::new(),
+            },
+            failure,
+        );
     }
-    (Pending { checkpoint: db::Checkpoint { position, log_hash }, rows, programmes }, failure)
+    (Pending { checkpoint: db::Checkpoint { position, log_hash }, rows, grants, programmes }, failure)
 }

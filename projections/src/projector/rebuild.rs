@@ -68,7 +68,7 @@ pub(super) async fn rebuild(
     if !drained {
         return Err(ProjectionError::FileBehind { committed: *shared.committed.borrow(), visible });
     }
-    let live = models_of(shared);
+    let live = models_of(shared).await?;
     let target = live.position;
     let mut rebuilt = Models::default();
     let mut log_hash = store::hash::GENESIS;
@@ -95,9 +95,16 @@ pub(super) async fn rebuild(
     };
     let writer = Arc::clone(shared);
     let to_write = rebuilt.clone();
-    blocking(move || Ok(db::replace_all(&mut lock(&writer.db), &to_write, log_hash)?)).await?;
-    *shared.ledgers.write().unwrap_or_else(|e| e.into_inner()) =
-        rebuilt.ledgers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+    blocking(move || {
+        let mut conn = lock(&writer.db);
+        let _gate = writer.gate.write().unwrap_or_else(|e| e.into_inner());
+        db::replace_all(&mut conn, &to_write, log_hash)?;
+        writer.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Every ledger is read from the new tables from now on.
+        lock(&writer.ledgers).clear();
+        Ok(())
+    })
+    .await?;
     *shared.programmes.write().unwrap_or_else(|e| e.into_inner()) = rebuilt.programmes;
     if report.equal() {
         tracing::info!(events, position = target, digest = %report.live_digest, "views rebuilt; they were as the log says");

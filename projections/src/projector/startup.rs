@@ -13,7 +13,11 @@ use rusqlite::Connection;
 use store::{EventStore, Position};
 
 use super::{ProjectionError, blocking};
-use crate::db::{self, Checkpoint, DbError, Models};
+use std::collections::BTreeMap;
+
+use events::ProgrammeId;
+
+use crate::db::{self, Checkpoint, DbError};
 
 /// What opening the read-model file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +38,18 @@ pub enum Opened {
     },
 }
 
-type Loaded = (Connection, Models, Checkpoint);
+type Programmes = BTreeMap<ProgrammeId, String>;
+type Loaded = (Connection, Programmes, Checkpoint);
 
 fn open_and_load(path: &Path) -> Result<Loaded, DbError> {
+    let marker = super::damage_marker(path);
+    if marker.exists() {
+        let why = std::fs::read_to_string(&marker).unwrap_or_default();
+        return Err(DbError::Damaged(format!("damage was found in it while serving: {why}")));
+    }
     let conn = db::open(path)?;
-    let (models, checkpoint) = db::load(&conn)?;
-    Ok((conn, models, checkpoint))
+    let (checkpoint, programmes) = db::load_index(&conn)?;
+    Ok((conn, programmes, checkpoint))
 }
 
 /// Opens, checks and loads the file at `path`, moving it aside and starting
@@ -47,7 +57,7 @@ fn open_and_load(path: &Path) -> Result<Loaded, DbError> {
 pub(super) async fn open_checked(
     store: &Arc<dyn EventStore>,
     path: &Path,
-) -> Result<(Connection, Models, Checkpoint, Opened), ProjectionError> {
+) -> Result<(Connection, Programmes, Checkpoint, Opened), ProjectionError> {
     let file_error = |e: DbError| ProjectionError::File { path: path.to_owned(), detail: e.to_string() };
     let at = path.to_owned();
     let reason = match blocking(move || Ok(open_and_load(&at))).await? {
@@ -63,8 +73,15 @@ pub(super) async fn open_checked(
     };
     let at = path.to_owned();
     let moved_to = blocking(move || {
-        move_aside(&at)
-            .map_err(|e| ProjectionError::File { path: at.clone(), detail: format!("cannot move it aside: {e}") })
+        let moved = move_aside(&at)
+            .map_err(|e| ProjectionError::File { path: at.clone(), detail: format!("cannot move it aside: {e}") })?;
+        // The marker's words are in the warning below (the reason).
+        let marker = super::damage_marker(&at);
+        if marker.exists() {
+            std::fs::remove_file(&marker)
+                .map_err(|e| ProjectionError::File { path: marker, detail: format!("cannot remove it: {e}") })?;
+        }
+        Ok(moved)
     })
     .await?;
     tracing::warn!(

@@ -29,12 +29,18 @@ pub const VIEWS_WRITE_RETRY_MS_MAX: u64 = 5_000;
 struct Batch {
     checkpoint: db::Checkpoint,
     rows: BTreeMap<(GrantId, FactKind, String), String>,
+    grants: db::GrantProgrammes,
     programmes: BTreeMap<ProgrammeId, String>,
 }
 
 impl Batch {
     fn new(first: Pending) -> Self {
-        let mut b = Self { checkpoint: first.checkpoint, rows: BTreeMap::new(), programmes: BTreeMap::new() };
+        let mut b = Self {
+            checkpoint: first.checkpoint,
+            rows: BTreeMap::new(),
+            grants: db::GrantProgrammes::new(),
+            programmes: BTreeMap::new(),
+        };
         b.take(first);
         b
     }
@@ -47,6 +53,7 @@ impl Batch {
         for (g, k, key, json) in p.rows {
             self.rows.insert((g, k, key), json);
         }
+        self.grants.extend(p.grants);
         self.programmes.extend(p.programmes);
     }
 }
@@ -66,10 +73,17 @@ async fn commit(shared: &Arc<Shared>, batch: Batch) -> Result<(Batch, Result<(),
             batch.rows.iter().map(|((g, k, key), json)| (g.clone(), *k, key.clone(), json.clone())).collect();
         let mut conn = lock(&shared.db);
         let limit = lock(&shared.pages_max).take();
+        // No ledger is read from the file between this commit and the
+        // ledgers it holds becoming clean (see the projector's module doc).
+        let _gate = shared.gate.write().unwrap_or_else(|e| e.into_inner());
         let result = limit
             .map_or(Ok(()), |pages| db::set_pages_max(&conn, pages))
-            .and_then(|()| db::save(&mut conn, batch.checkpoint, &rows, &batch.programmes))
+            .and_then(|()| db::save(&mut conn, batch.checkpoint, &rows, &batch.grants, &batch.programmes))
             .map_err(ProjectionError::from);
+        if result.is_ok() {
+            shared.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            lock(&shared.ledgers).committed(batch.checkpoint.position);
+        }
         (batch, result)
     })
     .await;

@@ -67,7 +67,7 @@ async fn statement_csv(
     Ids(grant): Ids<GrantId>,
     Params(q): Params<StatementQuery>,
 ) -> Result<Response, ApiError> {
-    let ledger = state.projector().ledger(&grant).ok_or_else(|| ApiError::NotFound(format!("grant {grant}")))?;
+    let ledger = state.projector().ledger(&grant).await?.ok_or_else(|| ApiError::NotFound(format!("grant {grant}")))?;
     let statement = projections::statement(&ledger, q.as_of).map_err(|e| match e {
         projections::ViewError::NotAwarded => ApiError::NotFound(format!("grant {grant}")),
         other => ApiError::Internal(other.to_string()),

@@ -356,7 +356,8 @@ impl ProgrammeFollow {
             self.members.insert(e.stream_id.clone(), false);
             return Ok(false);
         };
-        let live = self.state.projector().ledger(&grant).and_then(|l| l.grant.as_ref().map(|g| g.programme.clone()));
+        let live =
+            self.state.projector().ledger(&grant).await?.and_then(|l| l.grant.as_ref().map(|g| g.programme.clone()));
         let programme = match live {
             Some(p) => Some(p),
             None => match projections::fold::projected(e).map(|p| p.envelope.event) {

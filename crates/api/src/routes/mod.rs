@@ -280,10 +280,11 @@ pub(crate) async fn readable_grant(
     principal: &crate::auth::Principal,
     grant: &events::GrantId,
 ) -> Result<events::ProgrammeId, crate::error::ApiError> {
-    let programme = match state.projector().ledger(grant).and_then(|l| l.grant.as_ref().map(|g| g.programme.clone())) {
-        Some(p) => Some(p),
-        None => state.handler().awarded(grant).await?.map(|g| g.programme),
-    };
+    let programme =
+        match state.projector().ledger(grant).await?.and_then(|l| l.grant.as_ref().map(|g| g.programme.clone())) {
+            Some(p) => Some(p),
+            None => state.handler().awarded(grant).await?.map(|g| g.programme),
+        };
     match programme {
         Some(p) if principal.sees(&p) => Ok(p),
         _ => Err(crate::error::ApiError::NotFound(format!("grant {grant}"))),

@@ -37,7 +37,9 @@ fn readiness(state: &AppState, head: &Result<Option<Head>, StoreError>) -> (&'st
         (_, Status::Failed { position, error }) => {
             ("failed", StatusCode::SERVICE_UNAVAILABLE, Some(format!("views stopped at {position}: {error}")))
         }
-        (_, Status::Running | Status::Degraded { .. }) if projector.lag() > READY_LAG_EVENTS_MAX => {
+        (_, Status::Running | Status::Degraded { .. } | Status::Damaged { .. })
+            if projector.lag() > READY_LAG_EVENTS_MAX =>
+        {
             ("catching_up", StatusCode::SERVICE_UNAVAILABLE, Some(format!("{} events behind", projector.lag())))
         }
         // The views in memory are current, so reads and writes are served;
@@ -50,6 +52,7 @@ fn readiness(state: &AppState, head: &Result<Option<Head>, StoreError>) -> (&'st
                  retried {attempts} times, the views in memory are current"
             )),
         ),
+        (_, Status::Damaged { error }) => ("degraded", StatusCode::OK, Some(error)),
         _ => ("ok", StatusCode::OK, None),
     }
 }
@@ -109,7 +112,8 @@ pub(super) fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/readyz", "readyz", get(readyz))
             .summary(
                 "The log answers and the views are caught up (503 otherwise); `degraded` (200) while the \
-                 read-model file's writes are being retried",
+                 read-model file's writes are being retried, or after damage was found in it (the views \
+                 are folded from the log meanwhile)",
             )
             .response::<Health>(200)
             .also(503),

@@ -73,7 +73,7 @@ async fn ledger(
 ) -> Result<Arc<GrantLedger>, ApiError> {
     caught_up(state, q.min_position).await?;
     let not_found = || ApiError::NotFound(format!("grant {grant}"));
-    let live = state.projector().ledger(grant).ok_or_else(not_found)?;
+    let live = state.projector().ledger(grant).await?.ok_or_else(not_found)?;
     let visible = live.grant.as_ref().is_some_and(|g| principal.sees(&g.programme));
     if !visible {
         return Err(not_found());
@@ -330,7 +330,7 @@ async fn portfolio(
     if !principal.sees(&programme) || state.projector().programme(&programme).is_none() {
         return Err(ApiError::NotFound(format!("programme {programme}")));
     }
-    let mut ledgers = state.projector().programme_ledgers(&programme);
+    let mut ledgers = state.projector().programme_ledgers(&programme).await?;
     if let Some(at) = q.known_at {
         // Each grant as its books stood then: one awarded later has no
         // award in its ledger, and the view leaves it out.
