@@ -31,6 +31,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Most bytes of serialised views kept in the view cache.
     pub view_cache_bytes_max: usize,
+    /// Most events of grant state the command handler keeps in memory
+    /// (grants used least recently are evicted, and read again from the
+    /// log when next used).
+    pub grant_cache_events_max: usize,
     /// Longest request target (path and query).
     pub request_uri_bytes_max: usize,
     /// Most bytes of request header fields.
@@ -74,6 +78,7 @@ impl Config {
             min_position_wait_ms: 3_000,
             admin_token: None,
             view_cache_bytes_max: crate::routes::views::VIEW_CACHE_BYTES_MAX,
+            grant_cache_events_max: domain::handler::GRANT_CACHE_EVENTS_MAX,
             request_uri_bytes_max: crate::problems::REQUEST_URI_BYTES_MAX,
             request_headers_bytes_max: crate::problems::REQUEST_HEADERS_BYTES_MAX,
             request_headers_max: crate::problems::REQUEST_HEADERS_MAX,
@@ -192,7 +197,8 @@ impl AppState {
                 Handler::shared(Arc::clone(&dyn_store))
             } else {
                 Handler::new(Arc::clone(&dyn_store))
-            },
+            }
+            .with_cache_events_max(config.grant_cache_events_max),
             history: HistoryCache::new(dyn_store, projections::history::HISTORY_EVENTS_MAX),
             config,
             store,

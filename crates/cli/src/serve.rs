@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// Most bytes of serialised views the view cache keeps.
     #[arg(long, env = "GRANTLOG_VIEW_CACHE_BYTES_MAX", default_value_t = api::routes::views::VIEW_CACHE_BYTES_MAX)]
     pub view_cache_bytes_max: usize,
+    /// Most events of grant state the command handler keeps in memory;
+    /// grants used least recently are read again from the log when next
+    /// used.
+    #[arg(long, env = "GRANTLOG_GRANT_CACHE_EVENTS_MAX", default_value_t = domain::handler::GRANT_CACHE_EVENTS_MAX)]
+    pub grant_cache_events_max: usize,
     /// Longest time from a request head's first byte to its end; past it
     /// the connection is closed.
     #[arg(long, env = "GRANTLOG_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
@@ -120,6 +125,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.request_timeout_ms = args.request_timeout_ms;
     config.admin_token = args.admin_token.clone();
     config.view_cache_bytes_max = args.view_cache_bytes_max;
+    config.grant_cache_events_max = args.grant_cache_events_max;
     config.views_pages_max_file = args.views_pages_max_file.clone();
     config.database_url = args.database_url.clone();
     config.secure_cookies = args.secure_cookies;
