@@ -11,6 +11,7 @@ mod auth;
 mod backup;
 mod bodies;
 mod bounds;
+mod caches;
 mod client;
 mod contract;
 mod crash;

@@ -66,6 +66,24 @@ fn describe() {
         "Log head minus the position this server's views reflect (several servers on one log)"
     );
     metrics::describe_gauge!("grantlog_projection_position", "The last log position this server's views reflect");
+    metrics::describe_gauge!(
+        "grantlog_grant_cache_events",
+        "Events of grant state the command handler holds in memory (at most --grant-cache-events-max when idle)"
+    );
+    metrics::describe_gauge!("grantlog_grant_cache_grants", "Grants the command handler holds in memory");
+    metrics::describe_gauge!(
+        "grantlog_ledger_cache_facts",
+        "Facts of grant ledgers the views hold in memory (at most --ledger-cache-facts-max, but for ledgers not yet written to views.sqlite)"
+    );
+    metrics::describe_gauge!("grantlog_ledger_cache_ledgers", "Grant ledgers the views hold in memory");
+    metrics::describe_counter!(
+        "grantlog_ledger_cache_loads_total",
+        "Ledgers read from views.sqlite (or folded from the log) because they were not in memory"
+    );
+    metrics::describe_counter!(
+        "grantlog_ledger_cache_evictions_total",
+        "Ledgers dropped from memory to stay within --ledger-cache-facts-max"
+    );
     metrics::describe_histogram!(
         "grantlog_pg_batch_appends",
         "Appends committed together in one PostgreSQL group commit"
@@ -119,6 +137,21 @@ pub fn events_appended(count: usize) {
     metrics::counter!("grantlog_events_appended_total").increment(count as u64);
 }
 
+/// Records how full the command handler's grant cache is (call before
+/// [`render`]).
+pub fn grant_cache(stats: domain::handler::CacheStats) {
+    metrics::gauge!("grantlog_grant_cache_events").set(stats.events as f64);
+    metrics::gauge!("grantlog_grant_cache_grants").set(stats.grants as f64);
+}
+
+/// Records how full the views' ledger cache is (call before [`render`]).
+pub fn ledger_cache(stats: projections::CacheStats) {
+    metrics::gauge!("grantlog_ledger_cache_facts").set(stats.facts as f64);
+    metrics::gauge!("grantlog_ledger_cache_ledgers").set(stats.ledgers as f64);
+    metrics::counter!("grantlog_ledger_cache_loads_total").absolute(stats.loads);
+    metrics::counter!("grantlog_ledger_cache_evictions_total").absolute(stats.evictions);
+}
+
 /// Renders the text exposition, with the projection's lag and position, and
 /// (when the log could be read) how far this server's views are behind the
 /// log's head in the database: on a shared database, the follower lag.
@@ -148,6 +181,17 @@ mod tests {
         for name in ["FOO", "XYZZY", "get"] {
             let m = Method::from_bytes(name.as_bytes()).unwrap();
             assert_eq!(method_label(&m), METHOD_OTHER, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_grant_cache_gauges_are_rendered() {
+        let _ = handle();
+        grant_cache(domain::handler::CacheStats { events: 1234, grants: 5 });
+        let text = render(0, 0, None);
+        if handle().is_some() {
+            assert!(text.contains("grantlog_grant_cache_events 1234"), "{text}");
+            assert!(text.contains("grantlog_grant_cache_grants 5"), "{text}");
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct Config {
     /// Most facts of grant ledgers the projector keeps in memory (others
     /// are read from the views file when needed).
     pub ledger_cache_facts_max: usize,
+    /// Most events of grant state the command handler keeps in memory
+    /// (grants used least recently are evicted, and read again from the
+    /// log when next used).
+    pub grant_cache_events_max: usize,
     /// Longest request target (path and query).
     pub request_uri_bytes_max: usize,
     /// Most bytes of request header fields.
@@ -78,6 +82,7 @@ impl Config {
             admin_token: None,
             view_cache_bytes_max: crate::routes::views::VIEW_CACHE_BYTES_MAX,
             ledger_cache_facts_max: projections::LEDGER_CACHE_FACTS_MAX,
+            grant_cache_events_max: domain::handler::GRANT_CACHE_EVENTS_MAX,
             request_uri_bytes_max: crate::problems::REQUEST_URI_BYTES_MAX,
             request_headers_bytes_max: crate::problems::REQUEST_HEADERS_BYTES_MAX,
             request_headers_max: crate::problems::REQUEST_HEADERS_MAX,
@@ -198,7 +203,8 @@ impl AppState {
                 Handler::shared(Arc::clone(&dyn_store))
             } else {
                 Handler::new(Arc::clone(&dyn_store))
-            },
+            }
+            .with_cache_events_max(config.grant_cache_events_max),
             history: HistoryCache::new(dyn_store, projections::history::HISTORY_EVENTS_MAX),
             config,
             store,

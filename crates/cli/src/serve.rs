@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// other ledgers are read from views.sqlite when needed.
     #[arg(long, env = "GRANTLOG_LEDGER_CACHE_FACTS_MAX", default_value_t = projections::LEDGER_CACHE_FACTS_MAX)]
     pub ledger_cache_facts_max: usize,
+    /// Most events of grant state the command handler keeps in memory;
+    /// grants used least recently are read again from the log when next
+    /// used.
+    #[arg(long, env = "GRANTLOG_GRANT_CACHE_EVENTS_MAX", default_value_t = domain::handler::GRANT_CACHE_EVENTS_MAX)]
+    pub grant_cache_events_max: usize,
     /// Longest time from a request head's first byte to its end; past it
     /// the connection is closed.
     #[arg(long, env = "GRANTLOG_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
@@ -126,6 +131,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.admin_token = args.admin_token.clone();
     config.view_cache_bytes_max = args.view_cache_bytes_max;
     config.ledger_cache_facts_max = args.ledger_cache_facts_max;
+    config.grant_cache_events_max = args.grant_cache_events_max;
     config.views_pages_max_file = args.views_pages_max_file.clone();
     config.database_url = args.database_url.clone();
     config.secure_cookies = args.secure_cookies;

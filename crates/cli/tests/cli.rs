@@ -24,6 +24,7 @@ fn serve_names_every_bound_as_a_flag_and_an_environment_variable() {
     let text = String::from_utf8(out.stdout).unwrap();
     for (flag, env) in [
         ("--view-cache-bytes-max", "GRANTLOG_VIEW_CACHE_BYTES_MAX"),
+        ("--grant-cache-events-max", "GRANTLOG_GRANT_CACHE_EVENTS_MAX"),
         ("--header-read-timeout-ms", "GRANTLOG_HEADER_READ_TIMEOUT_MS"),
         ("--idle-timeout-ms", "GRANTLOG_IDLE_TIMEOUT_MS"),
         ("--connections-max", "GRANTLOG_CONNECTIONS_MAX"),

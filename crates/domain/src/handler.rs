@@ -21,9 +21,28 @@
 //! the same request fingerprint returns the first result (`replayed`) and
 //! records nothing; with another fingerprint, or for another grant, it is
 //! refused with [`HandlerError::CommandReused`], before anything is decided.
+//!
+//! The cache is bounded by [`GRANT_CACHE_EVENTS_MAX`] events (or the limit
+//! given to [`Handler::with_cache_events_max`]), counted as the events
+//! folded into each cached state; the grants used least recently go first
+//! (see [`cache`] for why an eviction never leaves a stale copy in use).
+//! A grant's command ids go with it: the cache keeps, per command, only its
+//! fingerprint and where its events are (what reloading the grant rebuilds
+//! from the events' metadata), and a retry's first result is read back from
+//! the log. So an evicted grant answers retries exactly as a cached one.
+//!
+//! Why a refusal is never given on stale state by a [`Handler::new`]
+//! handler, eviction or not: a grant has at most one live entry, so every
+//! command of this process on a grant decides on the one state its appends
+//! keep current; an entry made after an eviction is loaded from the log,
+//! after every append through the evicted one has returned. (An append
+//! whose outcome is unknown resets the entry in place, so whoever waits for
+//! it reads the log again.)
+
+mod cache;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as SyncMutex};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use events::{ActorId, Envelope, EventContext, GrantEvent, GrantId, ProgrammeEvent, ProgrammeId, Stored};
@@ -31,7 +50,6 @@ use store::{
     AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, Fingerprint, NewEvent, Position,
     READ_EVENTS_MAX, RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart,
 };
-use tokio::sync::Mutex;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -40,8 +58,20 @@ use crate::error::DomainError;
 use crate::grant::{GrantCommand, GrantState, decide};
 use crate::programme::{self, ProgrammeCommand, ProgrammeState};
 
+pub use cache::CacheStats;
+use cache::{GrantCache, Lease, Weigh};
+
 /// How many times a command is decided again after losing a race.
 pub const CONFLICT_RETRIES_MAX: usize = 5;
+
+/// The most events the grant cache holds by default (the sum over cached
+/// grants of the events folded into each state). A cached event costs some
+/// hundreds of bytes (its share of the state, and of its command's record),
+/// so this is a few hundred MiB: enough to keep the grants of a busy server
+/// warm (200 grants of 10,000 events each), while a log of ten million
+/// events is not held whole. A grant is loaded again by replaying its
+/// stream, which costs about a millisecond per thousand events.
+pub const GRANT_CACHE_EVENTS_MAX: usize = 2_000_000;
 
 /// A command as issued: who, when, why, and under which id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,12 +157,6 @@ pub struct CommandResult {
     /// True when the command had been recorded before: this is its first
     /// result again, and nothing new was recorded.
     pub replayed: bool,
-}
-
-impl CommandResult {
-    fn replay(&self) -> Self {
-        Self { replayed: true, ..self.clone() }
-    }
 }
 
 /// Why a command was not carried out.
@@ -225,22 +249,21 @@ fn encode(event_type: &str, version: u32, data: serde_json::Value, c: &EventCont
     )
 }
 
-/// A recorded command, as the handler remembers it.
-#[derive(Debug, Clone)]
+/// A command recorded on a cached grant: what tells a retry from another
+/// request, and where its events are (its first result is read back from
+/// there, so the cache holds no copy of it).
+#[derive(Debug, Clone, Copy)]
 struct Done {
     fingerprint: Option<Fingerprint>,
-    result: CommandResult,
+    first: Position,
+    last: Position,
 }
 
 impl Done {
-    /// The first result again for a retry of the same request; a refusal for
-    /// another request under the same id (the store's `is_retry` rule).
-    fn answer(&self, command_id: Uuid, fingerprint: Option<&Fingerprint>) -> Result<CommandResult, HandlerError> {
-        if self.fingerprint.is_none_or(|f| Some(&f) == fingerprint) {
-            Ok(self.result.replay())
-        } else {
-            Err(HandlerError::CommandReused { command_id })
-        }
+    /// Whether a request with `fingerprint` is a retry of this command (the
+    /// store's `is_retry` rule, on the grant's own stream).
+    fn is_retry(&self, fingerprint: Option<&Fingerprint>) -> bool {
+        self.fingerprint.is_none_or(|f| Some(&f) == fingerprint)
     }
 }
 
@@ -255,10 +278,17 @@ struct CachedGrant {
     loaded: bool,
 }
 
+impl Weigh for CachedGrant {
+    /// The events folded into the state (its commands are fewer).
+    fn weight(&self) -> usize {
+        self.version.map_or(0, |v| usize::try_from(v).unwrap_or(usize::MAX).saturating_add(1))
+    }
+}
+
 /// Executes commands against the log.
 pub struct Handler {
     store: Arc<dyn EventStore>,
-    grants: SyncMutex<HashMap<GrantId, Arc<Mutex<CachedGrant>>>>,
+    grants: GrantCache<CachedGrant>,
     /// Other processes append to the log: catch up before every use.
     shared: bool,
 }
@@ -270,16 +300,34 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    /// A handler over `store`, with an empty cache.
+    /// A handler over `store`, with an empty cache of at most
+    /// [`GRANT_CACHE_EVENTS_MAX`] events.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { store, grants: SyncMutex::new(HashMap::new()), shared: false }
+        Self { store, grants: GrantCache::new(GRANT_CACHE_EVENTS_MAX), shared: false }
     }
 
     /// A handler over a log that other processes append to as well: before
     /// refusing a command, and before each read of a grant, it reads the
     /// grant's events this process has not seen.
     pub fn shared(store: Arc<dyn EventStore>) -> Self {
-        Self { store, grants: SyncMutex::new(HashMap::new()), shared: true }
+        Self { store, grants: GrantCache::new(GRANT_CACHE_EVENTS_MAX), shared: true }
+    }
+
+    /// The same handler with a cache of at most `events_max` events when no
+    /// grant is in use. A grant larger than that still works: it is loaded
+    /// for each use and not kept.
+    pub fn with_cache_events_max(self, events_max: usize) -> Self {
+        Self { grants: GrantCache::new(events_max), ..self }
+    }
+
+    /// The most events the grant cache holds.
+    pub fn cache_events_max(&self) -> usize {
+        self.grants.events_max()
+    }
+
+    /// How full the grant cache is.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.grants.stats()
     }
 
     /// The event log.
@@ -287,13 +335,9 @@ impl Handler {
         &self.store
     }
 
-    fn entry(&self, grant: &GrantId) -> Arc<Mutex<CachedGrant>> {
-        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(grants.entry(grant.clone()).or_default())
-    }
-
-    fn evict(&self, grant: &GrantId) {
-        self.grants.lock().unwrap_or_else(|e| e.into_inner()).remove(grant);
+    /// The grant's cached entry, locked.
+    async fn entry(&self, grant: &GrantId) -> Lease<'_, CachedGrant> {
+        self.grants.lease(grant).await
     }
 
     /// Reads the events of the grant's stream after the cached version.
@@ -308,25 +352,12 @@ impl Handler {
             for e in &page {
                 let envelope = decode_grant_event(e)?;
                 cached.state.apply(&envelope);
-                let done = cached.commands.entry(envelope.context.command_id).or_insert_with(|| Done {
+                let done = cached.commands.entry(envelope.context.command_id).or_insert(Done {
                     fingerprint: e.metadata.fingerprint,
-                    result: CommandResult {
-                        stream: stream.clone(),
-                        version: e.stream_version,
-                        position: e.position,
-                        events: Vec::new(),
-                        replayed: false,
-                    },
+                    first: e.position,
+                    last: e.position,
                 });
-                let result = &mut done.result;
-                result.version = e.stream_version;
-                result.position = e.position;
-                result.events.push(Appended {
-                    id: e.event_id,
-                    event_type: e.event_type.clone(),
-                    version: e.stream_version,
-                    position: e.position,
-                });
+                done.last = e.position;
             }
             if !full {
                 break;
@@ -346,8 +377,7 @@ impl Handler {
 
     /// The grant's current state and version, as the handler sees it.
     pub async fn grant(&self, grant: &GrantId) -> Result<(GrantState, Option<u64>), HandlerError> {
-        let entry = self.entry(grant);
-        let mut cached = entry.lock().await;
+        let mut cached = self.entry(grant).await;
         if !cached.loaded || self.shared {
             self.catch_up(&grant_stream(grant)?, &mut cached).await?;
         }
@@ -359,35 +389,14 @@ impl Handler {
     /// probing ids costs no memory. On a shared log its dates may be behind
     /// another server's amendment; its programme and currency cannot be.
     pub async fn awarded(&self, grant: &GrantId) -> Result<Option<crate::grant::state::Grant>, HandlerError> {
-        let entry = self.entry(grant);
-        let found = {
-            let mut cached = entry.lock().await;
-            // The header's programme and currency never change after the
-            // award: a shared handler need not read the log again for them
-            // once it knows the grant as awarded.
-            if !cached.loaded || (self.shared && cached.state.grant.is_none()) {
-                self.catch_up(&grant_stream(grant)?, &mut cached).await?;
-            }
-            cached.state.grant.clone()
-        };
-        if found.is_none() {
-            self.evict_if_empty(grant).await;
+        let mut cached = self.entry(grant).await;
+        // The header's programme and currency never change after the
+        // award: a shared handler need not read the log again for them
+        // once it knows the grant as awarded.
+        if !cached.loaded || (self.shared && cached.state.grant.is_none()) {
+            self.catch_up(&grant_stream(grant)?, &mut cached).await?;
         }
-        Ok(found)
-    }
-
-    async fn evict_if_empty(&self, grant: &GrantId) {
-        let entry = {
-            let grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-            grants.get(grant).map(Arc::clone)
-        };
-        if let Some(entry) = entry
-            && let Ok(cached) = entry.try_lock()
-            && cached.version.is_none()
-        {
-            drop(cached);
-            self.evict(grant);
-        }
+        Ok(cached.state.grant.clone())
     }
 
     /// Executes a grant command.
@@ -404,15 +413,17 @@ impl Handler {
         issued: &Issued<GrantCommand>,
     ) -> Result<CommandResult, HandlerError> {
         let stream = grant_stream(grant)?;
-        let entry = self.entry(grant);
-        let mut cached = entry.lock().await;
+        let mut cached = self.entry(grant).await;
         if !cached.loaded {
             self.catch_up(&stream, &mut cached).await?;
         }
         let (id, fingerprint) = (issued.command_id, issued.fingerprint.as_ref());
         for attempt in 0..=CONFLICT_RETRIES_MAX {
-            if let Some(done) = cached.commands.get(&id) {
-                return done.answer(id, fingerprint);
+            if let Some(done) = cached.commands.get(&id).copied() {
+                if !done.is_retry(fingerprint) {
+                    return Err(HandlerError::CommandReused { command_id: id });
+                }
+                return self.read_result(&stream, id, done.first, done.last).await;
             }
             let (envelopes, new_events) = match self.prepare(issued, &cached).await {
                 Ok(prepared) => prepared,
@@ -447,9 +458,9 @@ impl Handler {
                         cached.state.apply(e);
                     }
                     cached.version = Some(appended.stream_version);
-                    let result = result_of(&stream, &appended, &ids, &envelopes);
-                    cached.commands.insert(id, Done { fingerprint: issued.fingerprint, result: result.clone() });
-                    return Ok(result);
+                    let (first, last) = (appended.first_position, appended.last_position);
+                    cached.commands.insert(id, Done { fingerprint: issued.fingerprint, first, last });
+                    return Ok(result_of(&stream, &appended, &ids, &envelopes));
                 }
                 Err(StoreError::Conflict { .. }) => {
                     tracing::debug!(attempt, "lost a race for the grant; catching up");
@@ -458,9 +469,10 @@ impl Handler {
                 Err(StoreError::CommandIdReused { .. }) => return Err(HandlerError::CommandReused { command_id: id }),
                 Err(e) => {
                     // Whether the append committed is unknown: forget the
-                    // cached grant so the next command reads the truth.
-                    drop(cached);
-                    self.evict(grant);
+                    // cached grant so the next command reads the truth. (In
+                    // place: a task waiting for this entry must not decide
+                    // on what it held.)
+                    *cached = CachedGrant::default();
                     return Err(e.into());
                 }
             }
@@ -599,14 +611,26 @@ impl Handler {
         if !done.is_retry(stream, fingerprint) {
             return Err(HandlerError::CommandReused { command_id: done.command_id });
         }
-        let count = (done.last_position.0 + 1).saturating_sub(done.first_position.0) as usize;
-        let before = Position(done.first_position.0.saturating_sub(1));
+        self.read_result(stream, done.command_id, done.first_position, done.last_position).await
+    }
+
+    /// A recorded command's first result, read from the log: its events are
+    /// the ones from `first` to `last`, on `stream`.
+    async fn read_result(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+        first: Position,
+        last: Position,
+    ) -> Result<CommandResult, HandlerError> {
+        let count = usize::try_from((last.0 + 1).saturating_sub(first.0)).unwrap_or(usize::MAX);
+        let before = Position(first.0.saturating_sub(1));
         let events = self.store.read_all(before, count).await?;
-        let last = events.last().filter(|e| e.position == done.last_position && events.len() == count);
-        let Some(last) = last else {
+        let found = events.last().filter(|e| e.position == last && events.len() == count);
+        let Some(last) = found else {
             return Err(HandlerError::Unreadable {
-                position: done.first_position,
-                detail: format!("the events of command {} are not where the log says", done.command_id),
+                position: first,
+                detail: format!("the events of command {command_id} are not where the log says"),
             });
         };
         Ok(CommandResult {

@@ -91,6 +91,8 @@ async fn operator(State(state): State<AppState>) -> Json<Operator> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let head = state.store().head().await.ok().map(|h| h.map_or(0, |h| h.position.0));
+    crate::metrics::grant_cache(state.handler().cache_stats());
+    crate::metrics::ledger_cache(state.projector().cache_stats());
     let text = crate::metrics::render(state.projector().lag(), state.projector().position(), head);
     let mut r = text.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
