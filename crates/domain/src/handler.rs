@@ -37,7 +37,9 @@
 //! keep current; an entry made after an eviction is loaded from the log,
 //! after every append through the evicted one has returned. (An append
 //! whose outcome is unknown resets the entry in place, so whoever waits for
-//! it reads the log again.)
+//! it reads the log again; an append whose caller was cancelled while it
+//! was in flight leaves the entry marked to read what followed its version;
+//! a read that failed half way empties it.)
 
 mod cache;
 
@@ -341,17 +343,32 @@ impl Handler {
     }
 
     /// Reads the events of the grant's stream after the cached version.
+    ///
+    /// On an error the entry is emptied (in place), so the next use reads
+    /// the grant from the start: a page applied in part (an event that
+    /// cannot be read after some that could) must not leave a state that
+    /// lacks events its version claims, nor one that would apply them twice.
     async fn catch_up(&self, stream: &StreamId, cached: &mut CachedGrant) -> Result<(), HandlerError> {
+        let read = self.read_new(stream, cached).await;
+        if read.is_err() {
+            *cached = CachedGrant::default();
+        }
+        read
+    }
+
+    async fn read_new(&self, stream: &StreamId, cached: &mut CachedGrant) -> Result<(), HandlerError> {
         loop {
             let from = cached.version.map_or(0, |v| v + 1);
             let page =
                 self.store.read_stream(stream, StreamStart::Version(from), Direction::Forward, READ_EVENTS_MAX).await?;
-            let Some(last) = page.last() else { break };
             let full = page.len() == READ_EVENTS_MAX;
-            cached.version = Some(last.stream_version);
+            if page.is_empty() {
+                break;
+            }
             for e in &page {
                 let envelope = decode_grant_event(e)?;
                 cached.state.apply(&envelope);
+                cached.version = Some(e.stream_version);
                 let done = cached.commands.entry(envelope.context.command_id).or_insert(Done {
                     fingerprint: e.metadata.fingerprint,
                     first: e.position,
@@ -447,7 +464,15 @@ impl Handler {
             };
             let ids: Vec<Uuid> = new_events.iter().map(|e| e.event_id).collect();
             let expected = cached.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-            match self.store.append(&stream, expected, new_events).await {
+            // Until the append has answered, the entry may be behind the
+            // log: if this request is cancelled while it waits (a client
+            // gone, a timeout), the append may still commit, and the next
+            // use must read the log from the cached version, not decide on
+            // the entry as it is.
+            cached.loaded = false;
+            let outcome = self.store.append(&stream, expected, new_events).await;
+            cached.loaded = true;
+            match outcome {
                 Ok(appended) if appended.replayed => {
                     // Recorded by another writer since this grant was read:
                     // the log has it, so read it and answer from it.

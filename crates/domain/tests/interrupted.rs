@@ -1,0 +1,228 @@
+//! A command interrupted half way leaves the handler's cached grant either
+//! true or marked for reading again, never a state the log does not hold:
+//! a request cancelled while its append is in flight (the append commits
+//! all the same), and a stored event that cannot be read in the middle of a
+//! grant's stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::grant::{AwardGrant, GrantCommand};
+use domain::handler::{Handler, HandlerError, Issued, grant_stream};
+use domain::programme::ProgrammeCommand;
+use domain::scenario::{eur, expenditure};
+use events::{ActorId, CategoryCode, GrantId, ProgrammeId, RuleSetId, WorkstreamCode};
+use store::{
+    AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, RawEvent,
+    RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome,
+};
+use store_sqlite::SqliteStore;
+use tokio::sync::{Notify, watch};
+
+const DAY: &str = "2022-06-01";
+
+/// A real SQLite log whose appends, while `hold` is set, commit and then
+/// do not answer until `release` is notified: what a caller sees when its
+/// request is cancelled after the log took the write.
+#[derive(Debug)]
+struct Held {
+    inner: SqliteStore,
+    hold: AtomicBool,
+    committed: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl EventStore for Held {
+    async fn append(
+        &self,
+        stream_id: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let result = self.inner.append(stream_id, expected, events).await;
+        if self.hold.load(Ordering::SeqCst) {
+            self.committed.notify_one();
+            self.release.notified().await;
+        }
+        result
+    }
+    async fn stream_version(&self, stream_id: &StreamId) -> Result<Option<u64>, StoreError> {
+        self.inner.stream_version(stream_id).await
+    }
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        start: StreamStart,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream_id, start, direction, limit).await
+    }
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn position_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
+        self.inner.position_at_or_after(at).await
+    }
+    async fn command(&self, command_id: uuid::Uuid) -> Result<Option<RecordedCommand>, StoreError> {
+        self.inner.command(command_id).await
+    }
+    async fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.inner.head().await
+    }
+    async fn verify_with_progress(
+        &self,
+        since: Option<Head>,
+        progress: Box<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<VerifyOutcome, StoreError> {
+        self.inner.verify_with_progress(since, progress).await
+    }
+    async fn read_raw(&self, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        self.inner.read_raw(after, limit).await
+    }
+    async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
+        self.inner.hash_at(position).await
+    }
+    async fn import(&self, events: Vec<RawEvent>) -> Result<Head, StoreError> {
+        self.inner.import(events).await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+    fn watch_position(&self) -> watch::Receiver<Position> {
+        self.inner.watch_position()
+    }
+}
+
+fn d(s: &str) -> chrono::NaiveDate {
+    s.parse().unwrap()
+}
+
+fn issued(command: GrantCommand) -> Issued<GrantCommand> {
+    Issued::new(command, ActorId::parse("pm").unwrap(), d(DAY)).because("test")
+}
+
+fn award(grant: &GrantId) -> GrantCommand {
+    GrantCommand::Award(AwardGrant {
+        grant_id: grant.clone(),
+        programme_id: ProgrammeId::parse("p").unwrap(),
+        funder: "FNR".into(),
+        title: "T".into(),
+        acronym: "T".into(),
+        beneficiary: "org".into(),
+        award: eur("1000000.00").unwrap(),
+        start: d("2022-01-01"),
+        end: d("2022-12-31"),
+        rule_set: RuleSetId::parse("FNR-2022").unwrap(),
+        indirect_rate: None,
+    })
+}
+
+fn workstream() -> GrantCommand {
+    GrantCommand::DefineWorkstream { code: WorkstreamCode::parse("W1").unwrap(), title: "W".into(), lead: None }
+}
+
+fn line() -> GrantCommand {
+    GrantCommand::OpenBudgetLine {
+        workstream: WorkstreamCode::parse("W1").unwrap(),
+        category: CategoryCode::parse("OTH").unwrap(),
+        amount: eur("100000.00").unwrap(),
+    }
+}
+
+fn spend(id: &str) -> GrantCommand {
+    expenditure(id, "W1-OTH", eur("1.00").unwrap(), None, DAY, "sup", id, None).unwrap()
+}
+
+async fn programme(handler: &Handler) {
+    let p = ProgrammeId::parse("p").unwrap();
+    let create = Issued::new(
+        ProgrammeCommand::Create { programme_id: p.clone(), name: "P".into() },
+        ActorId::parse("admin").unwrap(),
+        d(DAY),
+    );
+    handler.execute_programme(&p, &create).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_command_cancelled_after_its_append_committed_does_not_leave_the_grant_behind_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Held {
+        inner: SqliteStore::open(dir.path().join("events.sqlite")).await.unwrap(),
+        hold: AtomicBool::new(false),
+        committed: Notify::new(),
+        release: Notify::new(),
+    });
+    let handler = Arc::new(Handler::new(store.clone()));
+    programme(&handler).await;
+    let g = GrantId::parse("g").unwrap();
+    for command in [award(&g), workstream()] {
+        handler.execute(&g, &issued(command)).await.unwrap();
+    }
+
+    // Opening the line commits, then the request is cancelled before the
+    // answer comes back.
+    store.hold.store(true, Ordering::SeqCst);
+    let task = {
+        let handler = handler.clone();
+        let g = g.clone();
+        tokio::spawn(async move { handler.execute(&g, &issued(line())).await })
+    };
+    tokio::time::timeout(Duration::from_secs(30), store.committed.notified()).await.unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    store.hold.store(false, Ordering::SeqCst);
+    let version = store.inner.stream_version(&grant_stream(&g).unwrap()).await.unwrap();
+    assert_eq!(version, Some(2), "the line's event is in the log");
+
+    // The line is in the log, so spending on it is accepted, and the
+    // handler's state holds it.
+    let spent = handler.execute(&g, &issued(spend("E1"))).await;
+    assert!(spent.is_ok(), "an expenditure on the committed line: {spent:?}");
+    let (state, version) = handler.grant(&g).await.unwrap();
+    assert_eq!(version, Some(3));
+    assert_eq!(state.lines.len(), 1, "{state:?}");
+}
+
+#[tokio::test]
+async fn an_unreadable_event_in_a_grant_stops_every_command_on_it_not_only_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.path().join("events.sqlite")).await.unwrap());
+    let g = GrantId::parse("g").unwrap();
+    {
+        let writer = Handler::new(store.clone());
+        programme(&writer).await;
+        for command in [award(&g), workstream(), line()] {
+            writer.execute(&g, &issued(command)).await.unwrap();
+        }
+    }
+    // An event no build of the project can read, appended to the stream as
+    // a writer of a newer build might.
+    let stream = grant_stream(&g).unwrap();
+    let meta = || EventMetadata {
+        actor: "pm".into(),
+        effective_date: Some(d(DAY)),
+        reason: Some("test".into()),
+        command_id: Some(uuid::Uuid::now_v7()),
+        correlation_id: None,
+        causation_id: None,
+        fingerprint: None,
+    };
+    let unknown = NewEvent::new("GrantExploded", 1, serde_json::json!({"x": 1}), meta());
+    store.append(&stream, ExpectedVersion::Exact(2), vec![unknown]).await.unwrap();
+
+    let handler = Handler::new(store.clone());
+    for attempt in 0..3 {
+        let r = handler.execute(&g, &issued(spend(&format!("E{attempt}")))).await;
+        assert!(matches!(r, Err(HandlerError::Unreadable { .. })), "attempt {attempt}: {r:?}");
+        let r = handler.grant(&g).await;
+        assert!(matches!(r, Err(HandlerError::Unreadable { .. })), "read after attempt {attempt}: {r:?}");
+    }
+    assert_eq!(store.stream_version(&stream).await.unwrap(), Some(3), "nothing was decided past the unreadable event");
+}
