@@ -55,6 +55,9 @@ impl EventStore for Flaky {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_stream(stream_id, start, direction, limit).await
     }
+    async fn stream_ids(&self, after: Option<&StreamId>, limit: usize) -> Result<Vec<StreamId>, StoreError> {
+        self.inner.stream_ids(after, limit).await
+    }
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         // Away is looked at once the read has finished, not before: a read
         // begun just before the database went away would otherwise return

@@ -263,6 +263,10 @@ impl EventStore for PostgresStore {
         with_client!(self, "read all", |client| read::read_all(&client, after, limit))
     }
 
+    async fn stream_ids(&self, after: Option<&StreamId>, limit: usize) -> Result<Vec<StreamId>, StoreError> {
+        with_client!(self, "stream ids", |client| read::stream_ids(&client, after, limit))
+    }
+
     async fn position_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
         with_client!(self, "position at", |client| read::position_at_or_after(&client, at))
     }

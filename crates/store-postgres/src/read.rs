@@ -118,6 +118,27 @@ pub async fn read_stream(
 const AFTER_SQL: &str = "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, data, \
      metadata, recorded_at_micros, hash FROM events WHERE position > $1 ORDER BY position LIMIT $2";
 
+/// One seek in the (stream_id, stream_version) index per stream (a loose
+/// index scan; a DISTINCT would walk every event). No stream id is empty,
+/// so '' comes before every one.
+const STREAM_IDS_SQL: &str = "WITH RECURSIVE s(id) AS (
+        (SELECT stream_id FROM events WHERE stream_id > $1 ORDER BY stream_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT e.stream_id FROM events e WHERE e.stream_id > s.id ORDER BY e.stream_id LIMIT 1)
+        FROM s WHERE s.id IS NOT NULL)
+     SELECT id FROM s WHERE id IS NOT NULL LIMIT $2";
+
+pub async fn stream_ids(
+    client: &deadpool_postgres::Client,
+    after: Option<&StreamId>,
+    limit: usize,
+) -> Result<Vec<StreamId>, StoreError> {
+    let st = client.prepare_cached(STREAM_IDS_SQL).await.pg()?;
+    let after = after.map_or("", StreamId::as_str);
+    let rows = client.query(&st, &[&after, &limit_of(limit)]).await.pg()?;
+    rows.iter().map(|row| StreamId::parse(row.try_get::<_, String>(0).pg()?)).collect()
+}
+
 pub async fn read_all(
     client: &deadpool_postgres::Client,
     after: Position,

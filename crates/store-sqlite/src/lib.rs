@@ -160,6 +160,11 @@ impl EventStore for SqliteStore {
         self.inner.reads.run(move |conn| read::read_all(conn, after, limit)).await
     }
 
+    async fn stream_ids(&self, after: Option<&StreamId>, limit: usize) -> Result<Vec<StreamId>, StoreError> {
+        let after = after.cloned();
+        self.inner.reads.run(move |conn| read::stream_ids(conn, after.as_ref(), limit)).await
+    }
+
     async fn position_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
         self.inner.reads.run(move |conn| read::position_at_or_after(conn, at)).await
     }

@@ -156,6 +156,23 @@ pub fn read_stream(
     collect(stmt.query(params![stream_id.as_str(), from, limit_of(limit)]).sql()?)
 }
 
+pub fn stream_ids(conn: &Connection, after: Option<&StreamId>, limit: usize) -> Result<Vec<StreamId>, StoreError> {
+    // One seek in the (stream_id, stream_version) index per stream: a
+    // DISTINCT would walk every event of every stream.
+    // (No stream id is empty, so '' comes before every one.)
+    let mut next =
+        conn.prepare_cached("SELECT stream_id FROM events WHERE stream_id > ?1 ORDER BY stream_id LIMIT 1").sql()?;
+    let mut ids = Vec::new();
+    let mut last = after.map_or_else(String::new, |s| s.as_str().to_owned());
+    while ids.len() < limit_of(limit) as usize {
+        let found: Option<String> = next.query_row([&last], |r| r.get(0)).optional().sql()?;
+        let Some(id) = found else { break };
+        ids.push(StreamId::parse(id.clone())?);
+        last = id;
+    }
+    Ok(ids)
+}
+
 pub fn read_all(conn: &Connection, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))

@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             metadata_round_trips_and_the_store_sets_recorded_at,
             streams_read_forward_and_backward_from_a_version,
             the_whole_log_reads_in_pages,
+            stream_ids_list_every_stream_once_in_order_in_pages,
             first_position_at_or_after_a_time,
             head_and_verify,
             verify_since_proves_an_unchanged_prefix,
@@ -339,6 +340,37 @@ pub async fn the_whole_log_reads_in_pages(f: &Fixture) {
     let page = s.read_all(Position::START, usize::MAX).await.unwrap();
     assert_eq!(page.len(), 1_234);
     assert_eq!(all(s).await.len(), 1_234);
+}
+
+/// The streams that hold events are listed once each, page by page,
+/// whatever the order they were written in.
+pub async fn stream_ids_list_every_stream_once_in_order_in_pages(f: &Fixture) {
+    let s = &*f.store;
+    assert!(s.stream_ids(None, 10).await.unwrap().is_empty(), "an empty log has no streams");
+    let names = ["grant-b", "programme-p", "grant-a", "grant-a-2", "grant-B", "grant-~"];
+    for round in 0..3u64 {
+        for (i, name) in names.iter().enumerate() {
+            s.append(&sid(name), ExpectedVersion::Any, vec![event(round * 10 + i as u64)]).await.unwrap();
+        }
+    }
+    let mut expected: Vec<&str> = names.to_vec();
+    expected.sort_unstable();
+    let mut listed = Vec::new();
+    let mut after: Option<StreamId> = None;
+    loop {
+        let page = s.stream_ids(after.as_ref(), 4).await.unwrap();
+        assert!(page.len() <= 4);
+        let Some(last) = page.last().cloned() else { break };
+        listed.extend(page.iter().map(|id| id.as_str().to_owned()));
+        after = Some(last);
+    }
+    // In the store's index order, which may not be byte order (a
+    // PostgreSQL database's collation decides): as a set, each once.
+    let mut sorted = listed.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, expected, "listed: {listed:?}");
+    let whole = s.stream_ids(None, 100).await.unwrap();
+    assert_eq!(whole.iter().map(StreamId::as_str).collect::<Vec<_>>(), listed, "one page lists what pages list");
 }
 
 /// The first position recorded at or after a time.

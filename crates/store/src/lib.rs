@@ -85,6 +85,15 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Up to `limit` (at most [`READ_EVENTS_MAX`]) ids of the streams that
+    /// hold events, after `after` (from the first when `None`), in the
+    /// order of the store's stream index: byte order on SQLite, the
+    /// column's collation on PostgreSQL (so a caller that needs byte order
+    /// sorts them). Paging with the last id of a page lists every stream
+    /// once. Each is found by one seek in the stream index, so listing the
+    /// streams costs with their number, not with the events.
+    async fn stream_ids(&self, after: Option<&StreamId>, limit: usize) -> Result<Vec<StreamId>, StoreError>;
+
     /// Up to `limit` (at most [`READ_EVENTS_MAX`]) events of the whole log
     /// after position `after`, in position order.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
