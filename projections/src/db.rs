@@ -386,21 +386,18 @@ fn put_programmes(
     Ok(())
 }
 
-/// Every fact row of every ledger.
-fn all_rows(models: &Models) -> Result<Vec<FactRow>, DbError> {
-    let mut rows = Vec::new();
-    for (grant, ledger) in &models.ledgers {
-        for (kind, key) in ledger.fact_keys() {
-            let bad = |e: serde_json::Error| DbError::Row {
-                key: format!("{grant}/{}/{key}", kind.as_str()),
-                detail: e.to_string(),
-            };
-            if let Some(json) = ledger.fact_json(kind, &key).map_err(bad)? {
-                rows.push((grant.clone(), kind, key, json));
-            }
+/// Every fact row of one ledger, appended to `rows`.
+pub fn ledger_rows(grant: &GrantId, ledger: &GrantLedger, rows: &mut Vec<FactRow>) -> Result<(), DbError> {
+    for (kind, key) in ledger.fact_keys() {
+        let bad = |e: serde_json::Error| DbError::Row {
+            key: format!("{grant}/{}/{key}", kind.as_str()),
+            detail: e.to_string(),
+        };
+        if let Some(json) = ledger.fact_json(kind, &key).map_err(bad)? {
+            rows.push((grant.clone(), kind, key, json));
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A fact row ready to write: grant, kind, key, JSON.
@@ -426,33 +423,55 @@ pub fn save(
     Ok(())
 }
 
-/// Writes a complete rebuilt set of models into fresh tables, then swaps
-/// them in with the checkpoints in one transaction: a reader sees the old
-/// models or the new ones, never a half-built mix.
-pub fn replace_all(conn: &mut Connection, models: &Models, log_hash: [u8; 32]) -> Result<(), DbError> {
-    let suffix = "_rebuild";
+/// The suffix of the tables a rebuild fills beside the live ones.
+const REBUILD: &str = "_rebuild";
+
+/// Starts a rebuild: empty tables beside the live ones (a rebuild that
+/// stopped half way left its own, which go). Readers go on reading the
+/// live tables until [`finish_rebuild`] swaps them.
+pub fn begin_rebuild(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch(&format!(
-        "DROP TABLE IF EXISTS grant_ledgers{suffix}; DROP TABLE IF EXISTS programmes{suffix};
-         DROP TABLE IF EXISTS grants{suffix}; {}",
-        tables(suffix)
+        "DROP TABLE IF EXISTS grant_ledgers{REBUILD}; DROP TABLE IF EXISTS programmes{REBUILD};
+         DROP TABLE IF EXISTS grants{REBUILD}; {}",
+        tables(REBUILD)
     ))?;
-    let mut stored = Stored { checkpoint: Checkpoint { position: models.position, log_hash }, ..Stored::default() };
-    {
-        let rows = all_rows(models)?;
-        let grants: GrantProgrammes =
-            models.ledgers.iter().map(|(id, l)| (id.clone(), l.grant.as_ref().map(|g| g.programme.clone()))).collect();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        put_rows(&tx, suffix, &rows, &grants, &mut stored.ledgers)?;
-        put_programmes(&tx, suffix, &models.programmes, &mut stored.programmes)?;
-        tx.commit()?;
-    }
+    Ok(())
+}
+
+/// Writes rebuilt grants' rows (with their programmes) into the rebuild
+/// tables in one transaction, adding them to `digest`, the rebuilt
+/// ledgers' digest so far.
+pub fn put_rebuilt(
+    conn: &mut Connection,
+    rows: &[FactRow],
+    grants: &GrantProgrammes,
+    digest: &mut RowsDigest,
+) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    put_rows(&tx, REBUILD, rows, grants, digest)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Writes the rebuilt programmes and swaps the rebuild tables in, with the
+/// checkpoints (`ledgers`: the digest [`put_rebuilt`] summed), in one
+/// transaction: a reader sees the old models or the new ones, never a
+/// half-built mix.
+pub fn finish_rebuild(
+    conn: &mut Connection,
+    checkpoint: Checkpoint,
+    ledgers: RowsDigest,
+    programmes: &BTreeMap<ProgrammeId, String>,
+) -> Result<(), DbError> {
+    let mut stored = Stored { checkpoint, ledgers, ..Stored::default() };
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    put_programmes(&tx, REBUILD, programmes, &mut stored.programmes)?;
     tx.execute_batch(&format!(
         "DROP TABLE grant_ledgers; DROP TABLE programmes; DROP TABLE grants;
-         ALTER TABLE grant_ledgers{suffix} RENAME TO grant_ledgers;
-         ALTER TABLE programmes{suffix} RENAME TO programmes;
-         ALTER TABLE grants{suffix} RENAME TO grants;
-         DROP INDEX grants{suffix}_by_programme;
+         ALTER TABLE grant_ledgers{REBUILD} RENAME TO grant_ledgers;
+         ALTER TABLE programmes{REBUILD} RENAME TO programmes;
+         ALTER TABLE grants{REBUILD} RENAME TO grants;
+         DROP INDEX grants{REBUILD}_by_programme;
          CREATE INDEX grants_by_programme ON grants (programme_id);"
     ))?;
     set_checkpoints(&tx, &stored)?;

@@ -54,7 +54,7 @@ use crate::fold::ApplyError;
 use crate::ledger::GrantLedger;
 
 pub use self::cache::{CacheStats, LEDGER_CACHE_FACTS_MAX};
-pub use self::rebuild::{REBUILD_DRAIN_WAIT_MS, RebuildState};
+pub use self::rebuild::{REBUILD_DRAIN_WAIT_MS, REBUILD_ROWS_PER_COMMIT, RebuildState};
 pub use self::startup::Opened;
 pub use self::writer::{VIEWS_WRITE_RETRY_MS_MAX, VIEWS_WRITE_RETRY_MS_MIN};
 
@@ -197,6 +197,8 @@ struct Shared {
     /// Held while a page is applied; a rebuild takes it to pause the loop.
     turn: tokio::sync::Mutex<()>,
     rebuild: Mutex<RebuildState>,
+    /// Fact rows a rebuild writes per transaction.
+    rebuild_rows: std::sync::atomic::AtomicUsize,
 }
 
 /// The running projector. Dropping it stops the loop.
@@ -326,28 +328,9 @@ async fn fold_from_log(shared: &Arc<Shared>, grant: &GrantId) -> Result<Option<A
     let commits = shared.commits.load(Ordering::SeqCst);
     let upto = *shared.visible.borrow();
     let stream = crate::fold::grant_stream(grant)?;
-    let mut ledger = GrantLedger::default();
-    let mut any = false;
-    let mut from = 0;
-    'pages: loop {
-        let page =
-            shared.store.read_stream(&stream, StreamStart::Version(from), Direction::Forward, READ_EVENTS_MAX).await?;
-        for e in &page {
-            if e.position.0 > upto {
-                break 'pages;
-            }
-            let projected = events::ids::reading_stored(|| crate::fold::projected(e))?;
-            ledger.apply(&projected);
-            any = true;
-        }
-        match page.last() {
-            Some(last) if page.len() == READ_EVENTS_MAX => from = last.stream_version + 1,
-            _ => break,
-        }
-    }
-    if !any {
-        return Ok(None);
-    }
+    let mut folded = Models::default();
+    fold_stream(shared.store.as_ref(), &stream, upto, &mut folded).await?;
+    let Some(ledger) = folded.ledgers.remove(grant) else { return Ok(None) };
     let mut ledgers = lock(&shared.ledgers);
     if let Some(found) = ledgers.get(grant) {
         return Ok(Some(found));
@@ -357,6 +340,48 @@ async fn fold_from_log(shared: &Arc<Shared>, grant: &GrantId) -> Result<Option<A
         return Ok(Some(ledgers.insert_loaded(grant, ledger)));
     }
     Ok(Some(ledger))
+}
+
+/// Every view folded from the whole log, in memory (its size grows with
+/// the log: for tests and tools; the server's views are bounded by its
+/// cache).
+pub async fn fold_log(store: &dyn EventStore) -> Result<Models, ProjectionError> {
+    let mut models = Models::default();
+    loop {
+        let page = store.read_all(store::Position(models.position), READ_EVENTS_MAX).await?;
+        if page.is_empty() {
+            return Ok(models);
+        }
+        for e in &page {
+            models.apply(e)?;
+        }
+    }
+}
+
+/// Applies the events of one stream up to position `upto` to `models`;
+/// how many there were.
+async fn fold_stream(
+    store: &dyn EventStore,
+    stream: &store::StreamId,
+    upto: u64,
+    models: &mut Models,
+) -> Result<u64, ProjectionError> {
+    let mut applied = 0;
+    let mut from = 0;
+    loop {
+        let page = store.read_stream(stream, StreamStart::Version(from), Direction::Forward, READ_EVENTS_MAX).await?;
+        for e in &page {
+            if e.position.0 > upto {
+                return Ok(applied);
+            }
+            models.apply(e)?;
+            applied += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() == READ_EVENTS_MAX => from = last.stream_version + 1,
+            _ => return Ok(applied),
+        }
+    }
 }
 
 /// Every grant the views hold: the file's and the cache's (under `gate`,
@@ -421,6 +446,7 @@ impl Projector {
             wake: tokio::sync::Notify::new(),
             turn: tokio::sync::Mutex::new(()),
             rebuild: Mutex::new(RebuildState::Idle),
+            rebuild_rows: std::sync::atomic::AtomicUsize::new(REBUILD_ROWS_PER_COMMIT),
         });
         // The follower decodes and applies pages while the writer commits
         // earlier ones: on two cores the two overlap.
@@ -465,6 +491,14 @@ impl Projector {
             },
             (status, _) => status,
         }
+    }
+
+    /// Sets how many fact rows a rebuild writes per transaction
+    /// ([`REBUILD_ROWS_PER_COMMIT`] by default; at least one): what it holds
+    /// in memory besides the grant it folds. For tests of a rebuild's
+    /// memory on a small log.
+    pub fn set_rebuild_rows_per_commit(&self, rows: usize) {
+        self.shared.rebuild_rows.store(rows.max(1), Ordering::SeqCst);
     }
 
     /// Caps the read-model file's size in pages (`PRAGMA max_page_count`;
@@ -590,18 +624,43 @@ pub fn views_path(data_dir: &Path) -> PathBuf {
 /// timeline and funder statement of each grant as of everything, statuses
 /// relative to `today`; programme names), in id order.
 pub fn views_digest(models: &Models, today: NaiveDate) -> String {
-    let mut h = Sha256::new();
+    let mut digest = ViewsDigest::new(today);
     for (id, ledger) in &models.ledgers {
-        h.update(id.as_str());
+        digest.grant(id, ledger);
+    }
+    digest.finish(&models.programmes)
+}
+
+/// [`views_digest`] one grant at a time, for views too large to hold at
+/// once: give it the grants in id order, then the programmes.
+#[derive(Debug, Clone)]
+pub struct ViewsDigest {
+    hash: Sha256,
+    today: NaiveDate,
+}
+
+impl ViewsDigest {
+    /// An empty digest, statuses relative to `today`.
+    pub fn new(today: NaiveDate) -> Self {
+        Self { hash: Sha256::new(), today }
+    }
+
+    /// Adds a grant's views (after every grant of a smaller id).
+    pub fn grant(&mut self, id: &GrantId, ledger: &GrantLedger) {
+        self.hash.update(id.as_str());
         let views = serde_json::json!({
-            "budget": crate::budget(ledger, None, today).ok(),
-            "timeline": crate::timeline(ledger, None, today).ok(),
+            "budget": crate::budget(ledger, None, self.today).ok(),
+            "timeline": crate::timeline(ledger, None, self.today).ok(),
             "statement": crate::statement(ledger, None).ok(),
         });
-        h.update(views.to_string());
+        self.hash.update(views.to_string());
     }
-    for (id, name) in &models.programmes {
-        h.update(format!("{id}={name};"));
+
+    /// The digest, with the programme names.
+    pub fn finish(mut self, programmes: &BTreeMap<ProgrammeId, String>) -> String {
+        for (id, name) in programmes {
+            self.hash.update(format!("{id}={name};"));
+        }
+        hex::encode(self.hash.finalize())
     }
-    hex::encode(h.finalize())
 }

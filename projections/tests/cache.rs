@@ -10,17 +10,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
-use domain::grant::{AwardGrant, GrantCommand};
-use domain::handler::{Handler, Issued};
-use domain::programme::ProgrammeCommand;
-use events::{
-    ActorId, CategoryCode, Currency, ExpenditureId, GrantId, LineId, Money, ProgrammeId, RuleSetId, WorkstreamCode,
-};
+use domain::handler::Handler;
+use events::GrantId;
 use projections::db::Models;
 use projections::{Opened, Projector, budget, portfolio, timeline};
-use rust_decimal::Decimal;
-use store::{EventStore, Position};
+use store::EventStore;
+
+mod common;
+use common::{build, day, grant, head, programme};
 
 const WAIT: Duration = Duration::from_secs(60);
 const GRANTS: usize = 12;
@@ -29,115 +26,6 @@ const EXPENDITURES: usize = 20;
 const GRANT_FACTS: usize = 3 + EXPENDITURES;
 /// Room for three grants of the twelve.
 const LIMIT: usize = 3 * GRANT_FACTS + 5;
-
-fn day(n: u64) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2022, 1, 1).unwrap().checked_add_days(chrono::Days::new(n)).unwrap()
-}
-
-fn programme(p: usize) -> ProgrammeId {
-    ProgrammeId::parse(format!("prog-{p}")).unwrap()
-}
-
-fn grant(g: usize) -> GrantId {
-    GrantId::parse(format!("g-{g:02}")).unwrap()
-}
-
-fn eur(cents: i64) -> Money {
-    Money::new(Decimal::new(cents, 2), Currency::EUR).unwrap()
-}
-
-fn actor(name: &str) -> ActorId {
-    ActorId::parse(name).unwrap()
-}
-
-async fn award(handler: &Handler, g: usize) {
-    let award = AwardGrant {
-        grant_id: grant(g),
-        programme_id: programme(g % 2),
-        funder: "FNR".into(),
-        title: format!("Grant {g}"),
-        acronym: format!("G{g}"),
-        beneficiary: "org".into(),
-        award: eur(100_000_000),
-        start: day(0),
-        end: day(1000),
-        rule_set: RuleSetId::parse("FNR-2022").unwrap(),
-        indirect_rate: None,
-    };
-    let steps = [
-        (actor("fo"), GrantCommand::Award(award)),
-        (
-            actor("pm"),
-            GrantCommand::DefineWorkstream {
-                code: WorkstreamCode::parse("WS1").unwrap(),
-                title: "Work".into(),
-                lead: None,
-            },
-        ),
-        (
-            actor("pm"),
-            GrantCommand::OpenBudgetLine {
-                workstream: WorkstreamCode::parse("WS1").unwrap(),
-                category: CategoryCode::parse("PER").unwrap(),
-                amount: eur(50_000_000),
-            },
-        ),
-    ];
-    for (who, command) in steps {
-        handler.execute(&grant(g), &Issued::new(command, who, day(0)).effective(day(0))).await.unwrap();
-    }
-}
-
-async fn spend(handler: &Handler, g: usize, i: usize) {
-    let command = GrantCommand::RecordExpenditure {
-        expenditure_id: ExpenditureId::parse(format!("E{i}")).unwrap(),
-        line: LineId::parse("WS1-PER").unwrap(),
-        amount: eur(100 + (g * 37 + i * 11) as i64),
-        conversion: None,
-        incurred_on: day(1 + i as u64),
-        supplier: "sup".into(),
-        invoice: format!("INV-{g}-{i}"),
-        commitment: None,
-        correction_of: None,
-    };
-    handler.execute(&grant(g), &Issued::new(command, actor("pm"), day(400))).await.unwrap();
-}
-
-/// Two programmes, twelve grants, their expenditures interleaved so that
-/// every page of the log touches many grants.
-async fn build(handler: &Handler, rounds: std::ops::Range<usize>) {
-    if rounds.start == 0 {
-        for p in 0..2 {
-            let create = ProgrammeCommand::Create { programme_id: programme(p), name: format!("Programme {p}") };
-            handler.execute_programme(&programme(p), &Issued::new(create, actor("admin"), day(0))).await.unwrap();
-        }
-        for g in 0..GRANTS {
-            award(handler, g).await;
-        }
-    }
-    for i in rounds {
-        for g in 0..GRANTS {
-            spend(handler, g, i).await;
-        }
-    }
-}
-
-async fn head(store: &dyn EventStore) -> u64 {
-    store.head().await.unwrap().map_or(0, |h| h.position.0)
-}
-
-async fn truth(store: &dyn EventStore) -> Models {
-    let mut models = Models::default();
-    loop {
-        let page = store.read_all(Position(models.position), store::READ_EVENTS_MAX).await.unwrap();
-        if page.is_empty() {
-            return models;
-        }
-        for e in &page {
-            models.apply(e).unwrap();
-        }
-    }
-}
 
 /// Every grant's budget and timeline, and both portfolios, equal the log's;
 /// the cache is within its limit after each read.
@@ -173,14 +61,14 @@ async fn a_cache_smaller_than_the_views_still_serves_every_grant_as_the_log_says
     let store: Arc<dyn EventStore> =
         Arc::new(store_sqlite::SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
     let handler = Handler::new(Arc::clone(&store));
-    build(&handler, 0..EXPENDITURES).await;
+    build(&handler, GRANTS, 0..EXPENDITURES).await;
     let path = dir.path().join("views.sqlite");
 
     // Catching up from nothing with room for three grants of twelve.
     let p = Projector::start_with(Arc::clone(&store), &path, LIMIT).await.unwrap();
     p.wait_for(head(store.as_ref()).await, WAIT).await.unwrap();
     p.wait_committed(head(store.as_ref()).await, WAIT).await.unwrap();
-    let truth_now = truth(store.as_ref()).await;
+    let truth_now = projections::fold_log(store.as_ref()).await.unwrap();
     assert_eq!(p.models().await.unwrap(), truth_now);
     assert_views_are_the_logs(&p, &truth_now).await;
     let stats = p.cache_stats();
@@ -194,9 +82,9 @@ async fn a_cache_smaller_than_the_views_still_serves_every_grant_as_the_log_says
     assert_views_are_the_logs(&p, &truth_now).await;
 
     // New events on grants in and out of the cache.
-    build(&handler, EXPENDITURES..EXPENDITURES + 2).await;
+    build(&handler, GRANTS, EXPENDITURES..EXPENDITURES + 2).await;
     p.wait_for(head(store.as_ref()).await, WAIT).await.unwrap();
-    let truth_later = truth(store.as_ref()).await;
+    let truth_later = projections::fold_log(store.as_ref()).await.unwrap();
     assert_views_are_the_logs(&p, &truth_later).await;
     p.wait_committed(head(store.as_ref()).await, WAIT).await.unwrap();
     assert!(p.cache_stats().facts <= LIMIT, "{:?}", p.cache_stats());
@@ -210,7 +98,7 @@ async fn loads_racing_the_follower_and_the_writer_never_keep_an_older_ledger() {
     let store: Arc<dyn EventStore> =
         Arc::new(store_sqlite::SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
     let handler = Handler::new(Arc::clone(&store));
-    build(&handler, 0..2).await;
+    build(&handler, GRANTS, 0..2).await;
     // Room for about one grant: nearly every read is a load.
     let p = Arc::new(Projector::start_with(Arc::clone(&store), dir.path().join("views.sqlite"), 8).await.unwrap());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -227,9 +115,9 @@ async fn loads_racing_the_follower_and_the_writer_never_keep_an_older_ledger() {
         }));
     }
     for round in 2..20 {
-        build(&handler, round..round + 1).await;
+        build(&handler, GRANTS, round..round + 1).await;
         p.wait_for(head(store.as_ref()).await, WAIT).await.unwrap();
-        let want = truth(store.as_ref()).await;
+        let want = projections::fold_log(store.as_ref()).await.unwrap();
         for g in 0..GRANTS {
             let live = p.ledger(&grant(g)).await.unwrap().unwrap();
             assert_eq!(*live, want.ledgers[&grant(g)], "round {round}, grant {g}: an older ledger is served");

@@ -13,10 +13,9 @@ use domain::grant::{Delta, GrantCommand};
 use domain::handler::{Handler, Issued};
 use domain::scenario::{self, BUDGET, eur};
 use events::{ActorId, CommitmentId, ExpenditureId, GrantId, LineId, Money};
-use projections::db::Models;
 use projections::{Projector, as_known_at, views_digest};
 use proptest::prelude::*;
-use store::{EventStore, Position};
+use store::EventStore;
 use store_sqlite::SqliteStore;
 
 #[derive(Debug, Clone)]
@@ -132,19 +131,6 @@ async fn run(handler: &Handler, grant: &GrantId, n: usize, op: &Op) {
     let _ = handler.execute(grant, &issue(command, on, scenario::MANAGER)).await;
 }
 
-async fn fold_all(store: &dyn EventStore) -> Models {
-    let mut models = Models::default();
-    loop {
-        let page = store.read_all(Position(models.position), store::READ_EVENTS_MAX).await.unwrap();
-        if page.is_empty() {
-            return models;
-        }
-        for e in &page {
-            models.apply(e).unwrap();
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -175,7 +161,7 @@ proptest! {
             projector.wait_for(head, Duration::from_secs(10)).await.unwrap();
 
             let live = projector.models().await.unwrap();
-            let rebuilt = fold_all(&*store).await;
+            let rebuilt = projections::fold_log(&*store).await.unwrap();
             prop_assert_eq!(serde_json::to_value(&live.ledgers).unwrap(), serde_json::to_value(&rebuilt.ledgers).unwrap());
             prop_assert_eq!(&live.programmes, &rebuilt.programmes);
             let as_of = as_known_at(&*store, &grant, None).await.unwrap();

@@ -13,7 +13,6 @@ use chrono::NaiveDate;
 use domain::handler::{Handler, Issued};
 use domain::scenario::{self, MANAGER, eur, expenditure};
 use events::{ActorId, GrantId};
-use projections::db::Models;
 use projections::{Opened, Projector, Status};
 use store::{EventStore, Position};
 
@@ -52,19 +51,6 @@ async fn head(store: &dyn EventStore) -> u64 {
 }
 
 /// Every model folded afresh from the log: the truth a served view must equal.
-async fn truth(store: &dyn EventStore) -> Models {
-    let mut models = Models::default();
-    loop {
-        let page = store.read_all(Position(models.position), store::READ_EVENTS_MAX).await.unwrap();
-        if page.is_empty() {
-            return models;
-        }
-        for e in &page {
-            models.apply(e).unwrap();
-        }
-    }
-}
-
 /// A projector on `path`, caught up with the log.
 async fn caught_up(store: &Arc<dyn EventStore>, path: &Path) -> Projector {
     let p = Projector::start(Arc::clone(store), path).await.unwrap();
@@ -105,7 +91,11 @@ fn spend(id: &str, amount: &str, invoice: &str) -> Issued<domain::grant::GrantCo
 async fn assert_rebuilt(w: &World, path: &Path) {
     let p = caught_up(&w.store, path).await;
     assert!(matches!(p.opened(), Opened::MovedAside { .. }), "the file was trusted: {:?}", p.opened());
-    assert_eq!(p.models().await.unwrap(), truth(w.store.as_ref()).await, "the views served are not the log's");
+    assert_eq!(
+        p.models().await.unwrap(),
+        projections::fold_log(w.store.as_ref()).await.unwrap(),
+        "the views served are not the log's"
+    );
     assert_eq!(moved_aside(path.parent().unwrap()).len(), 1, "the bad file is kept aside, once");
     // New writes show, and the rebuilt file holds them.
     let r = w.handler.execute(&gid(), &spend("E90", "1.00", "INV-90")).await.unwrap();
@@ -115,7 +105,7 @@ async fn assert_rebuilt(w: &World, path: &Path) {
     drop(p);
     let again = caught_up(&w.store, path).await;
     assert_eq!(again.opened(), &Opened::Loaded { position: r.position.0 });
-    assert_eq!(again.models().await.unwrap(), truth(w.store.as_ref()).await);
+    assert_eq!(again.models().await.unwrap(), projections::fold_log(w.store.as_ref()).await.unwrap());
 }
 
 #[tokio::test]
@@ -208,7 +198,11 @@ async fn a_changed_figure_in_a_stored_row_is_never_served_and_the_file_is_rebuil
     let p = caught_up(&w.store, &path).await;
     assert!(matches!(p.opened(), Opened::Loaded { .. }), "{:?}", p.opened());
     assert_eq!(p.status(), Status::Running, "nothing was read yet");
-    assert_eq!(p.models().await.unwrap(), truth(w.store.as_ref()).await, "the changed figure was served");
+    assert_eq!(
+        p.models().await.unwrap(),
+        projections::fold_log(w.store.as_ref()).await.unwrap(),
+        "the changed figure was served"
+    );
     match p.status() {
         Status::Damaged { error } => assert!(error.contains(scenario::GRANT), "{error}"),
         other => panic!("the damage is not reported: {other:?}"),
@@ -216,7 +210,7 @@ async fn a_changed_figure_in_a_stored_row_is_never_served_and_the_file_is_rebuil
     // Writes go on and show.
     let r = w.handler.execute(&gid(), &spend("E91", "1.00", "INV-91")).await.unwrap();
     p.wait_for(r.position.0, WAIT).await.unwrap();
-    assert_eq!(p.models().await.unwrap(), truth(w.store.as_ref()).await);
+    assert_eq!(p.models().await.unwrap(), projections::fold_log(w.store.as_ref()).await.unwrap());
     drop(p);
     assert_rebuilt(&w, &path).await;
 }
@@ -249,7 +243,7 @@ async fn random_byte_flips_never_serve_a_wrong_view() {
     let pristine_path = w.dir.path().join("pristine.sqlite");
     written_views(&w.store, &pristine_path).await;
     let pristine = std::fs::read(&pristine_path).unwrap();
-    let truth = truth(w.store.as_ref()).await;
+    let truth = projections::fold_log(w.store.as_ref()).await.unwrap();
     let (mut detected, mut unaffected, mut wrong) = (0u64, 0u64, Vec::new());
     let cases = flip_cases();
     for case in 0..cases {
@@ -326,7 +320,11 @@ async fn a_full_read_model_file_is_retried_and_catches_up_without_a_restart() {
     }
     let head_now = head(w.store.as_ref()).await;
     assert!(p.committed() < head_now, "the file kept up although it was full");
-    assert_eq!(p.models().await.unwrap(), truth(w.store.as_ref()).await, "the views in memory are not current");
+    assert_eq!(
+        p.models().await.unwrap(),
+        projections::fold_log(w.store.as_ref()).await.unwrap(),
+        "the views in memory are not current"
+    );
     // Space comes back: the file catches up, no restart.
     p.set_pages_max(None);
     p.wait_committed(head_now, WAIT).await.unwrap();
@@ -346,7 +344,7 @@ async fn a_full_read_model_file_is_retried_and_catches_up_without_a_restart() {
     drop(p);
     let again = caught_up(&w.store, &path).await;
     assert_eq!(again.opened(), &Opened::Loaded { position: head_now });
-    assert_eq!(again.models().await.unwrap(), truth(w.store.as_ref()).await);
+    assert_eq!(again.models().await.unwrap(), projections::fold_log(w.store.as_ref()).await.unwrap());
 }
 
 /// A log written before ids `.` and `..` were refused may hold them: every
@@ -368,5 +366,9 @@ async fn facts_with_ids_refused_today_are_written_and_loaded_like_any_other() {
     written_views(&w.store, &path).await;
     let again = caught_up(&w.store, &path).await;
     assert!(matches!(again.opened(), Opened::Loaded { .. }), "{:?}", again.opened());
-    assert_eq!(again.models().await.unwrap(), truth(w.store.as_ref()).await, "the file lost a fact the log holds");
+    assert_eq!(
+        again.models().await.unwrap(),
+        projections::fold_log(w.store.as_ref()).await.unwrap(),
+        "the file lost a fact the log holds"
+    );
 }

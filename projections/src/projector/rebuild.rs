@@ -4,12 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
-use store::Position;
+use events::ProgrammeId;
+use store::{Position, StreamId};
 use tokio::task::JoinHandle;
 
-use super::{ProjectionError, RebuildReport, Shared, blocking, lock, models_of, views_digest};
+use super::{
+    ProjectionError, RebuildReport, Shared, ViewsDigest, blocking, fold_stream, grants_where, ledger_of, lock,
+};
 use crate::db::{self, Models};
+use crate::integrity::RowsDigest;
 
 /// Longest wait, before a rebuild, for the file to catch up with the views
 /// in memory (it cannot while its writes fail).
@@ -26,7 +32,9 @@ pub enum RebuildState {
         started_at: DateTime<Utc>,
         /// Events folded so far.
         events: u64,
-        /// The position reached.
+        /// Progress towards `target`: the log is folded grant by grant,
+        /// so this counts the events folded (positions have no gaps, so
+        /// the rebuild is done when it reaches `target`).
         position: u64,
         /// The position it rebuilds up to (where the views stood).
         target: u64,
@@ -51,6 +59,10 @@ pub enum RebuildState {
     },
 }
 
+/// Fact rows a rebuild writes per transaction (with the grant being folded,
+/// what it holds in memory besides the live views' cache).
+pub const REBUILD_ROWS_PER_COMMIT: usize = 20_000;
+
 pub(super) async fn rebuild(
     shared: &Arc<Shared>,
     today: NaiveDate,
@@ -68,37 +80,18 @@ pub(super) async fn rebuild(
     if !drained {
         return Err(ProjectionError::FileBehind { committed: *shared.committed.borrow(), visible });
     }
-    let live = models_of(shared).await?;
-    let target = live.position;
-    let mut rebuilt = Models::default();
-    let mut log_hash = store::hash::GENESIS;
-    let mut events = 0u64;
-    while rebuilt.position < target {
-        let want = (target - rebuilt.position).min(store::READ_EVENTS_MAX as u64) as usize;
-        let page = shared.store.read_all(Position(rebuilt.position), want).await?;
-        let Some(last) = page.last() else { break };
-        for e in &page {
-            rebuilt.apply(e)?;
-        }
-        log_hash = last.hash;
-        events += page.len() as u64;
-        progress(events, rebuilt.position);
-    }
-    if rebuilt.position != target {
-        return Err(ProjectionError::Task(format!("the log ended at {} before {target}", rebuilt.position)));
-    }
-    let report = RebuildReport {
-        events,
-        position: target,
-        live_digest: views_digest(&live, today),
-        rebuilt_digest: views_digest(&rebuilt, today),
-    };
+    let target = visible;
+    let rebuilt = fold(shared, target, today, progress).await?;
+    let live_digest = live_digest(shared, today).await?;
+    let report =
+        RebuildReport { events: rebuilt.events, position: target, live_digest, rebuilt_digest: rebuilt.views_digest };
     let writer = Arc::clone(shared);
-    let to_write = rebuilt.clone();
+    let programmes = rebuilt.programmes.clone();
+    let checkpoint = db::Checkpoint { position: target, log_hash: rebuilt.log_hash };
     blocking(move || {
         let mut conn = lock(&writer.db);
         let _gate = writer.gate.write().unwrap_or_else(|e| e.into_inner());
-        db::replace_all(&mut conn, &to_write, log_hash)?;
+        db::finish_rebuild(&mut conn, checkpoint, rebuilt.rows_digest, &programmes)?;
         writer.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // Every ledger is read from the new tables from now on.
         lock(&writer.ledgers).clear();
@@ -106,6 +99,7 @@ pub(super) async fn rebuild(
     })
     .await?;
     *shared.programmes.write().unwrap_or_else(|e| e.into_inner()) = rebuilt.programmes;
+    let events = report.events;
     if report.equal() {
         tracing::info!(events, position = target, digest = %report.live_digest, "views rebuilt; they were as the log says");
     } else {
@@ -118,6 +112,107 @@ pub(super) async fn rebuild(
         );
     }
     Ok(report)
+}
+
+/// What folding the log into the rebuild tables made.
+struct Folded {
+    events: u64,
+    log_hash: [u8; 32],
+    rows_digest: RowsDigest,
+    views_digest: String,
+    programmes: BTreeMap<ProgrammeId, String>,
+}
+
+/// Rows waiting to be written to the rebuild tables.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<db::FactRow>,
+    grants: db::GrantProgrammes,
+}
+
+/// Folds the log up to `target` into the rebuild tables stream by stream,
+/// in grant id order: each grant's ledger is folded from its own stream,
+/// written, and let go, so memory holds one grant and a batch of rows
+/// whatever the size of the log, and each grant's rows are written once.
+/// The log must hold exactly `target` events up to `target` (positions
+/// have no gaps), or it changed under the rebuild.
+async fn fold(
+    shared: &Arc<Shared>,
+    target: u64,
+    today: NaiveDate,
+    progress: impl Fn(u64, u64) + Send,
+) -> Result<Folded, ProjectionError> {
+    let store = shared.store.as_ref();
+    let log_hash = match store.hash_at(Position(target)).await? {
+        Some(hash) => hash,
+        None if target == 0 => store::hash::GENESIS,
+        None => return Err(ProjectionError::Task(format!("the log has no event at position {target}"))),
+    };
+    // Every stream, in byte order (the views' order; a store may list them
+    // in its collation's).
+    let mut streams = Vec::new();
+    let mut after: Option<StreamId> = None;
+    loop {
+        let page = store.stream_ids(after.as_ref(), store::READ_EVENTS_MAX).await?;
+        let Some(last) = page.last().cloned() else { break };
+        streams.extend(page);
+        after = Some(last);
+    }
+    streams.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    let s = Arc::clone(shared);
+    blocking(move || db::begin_rebuild(&lock(&s.db)).map_err(ProjectionError::from)).await?;
+
+    let mut digest = ViewsDigest::new(today);
+    let mut rows_digest = RowsDigest::default();
+    let mut scratch = Models::default();
+    let mut batch = Batch::default();
+    let mut events = 0u64;
+    let rows_per_commit = shared.rebuild_rows.load(std::sync::atomic::Ordering::SeqCst);
+    for stream in &streams {
+        events += fold_stream(store, stream, target, &mut scratch).await?;
+        for (grant, ledger) in std::mem::take(&mut scratch.ledgers) {
+            digest.grant(&grant, &ledger);
+            db::ledger_rows(&grant, &ledger, &mut batch.rows)?;
+            batch.grants.insert(grant, ledger.grant.as_ref().map(|g| g.programme.clone()));
+        }
+        if batch.rows.len() >= rows_per_commit {
+            rows_digest = put(shared, std::mem::take(&mut batch), rows_digest).await?;
+        }
+        progress(events, events.min(target));
+    }
+    rows_digest = put(shared, batch, rows_digest).await?;
+    if events != target {
+        return Err(ProjectionError::Task(format!(
+            "the log holds {events} events up to position {target}: it changed while it was folded"
+        )));
+    }
+    let programmes = std::mem::take(&mut scratch.programmes);
+    Ok(Folded { events, log_hash, rows_digest, views_digest: digest.finish(&programmes), programmes })
+}
+
+/// Writes a batch to the rebuild tables; the rebuilt ledgers' digest after it.
+async fn put(shared: &Arc<Shared>, batch: Batch, mut digest: RowsDigest) -> Result<RowsDigest, ProjectionError> {
+    if batch.rows.is_empty() && batch.grants.is_empty() {
+        return Ok(digest);
+    }
+    let s = Arc::clone(shared);
+    blocking(move || {
+        db::put_rebuilt(&mut lock(&s.db), &batch.rows, &batch.grants, &mut digest)?;
+        Ok(digest)
+    })
+    .await
+}
+
+/// The digest of the live views, grant by grant through the cache.
+async fn live_digest(shared: &Arc<Shared>, today: NaiveDate) -> Result<String, ProjectionError> {
+    let mut digest = ViewsDigest::new(today);
+    for grant in grants_where(shared, None).await? {
+        if let Some(ledger) = ledger_of(shared, &grant).await? {
+            digest.grant(&grant, &ledger);
+        }
+    }
+    let programmes = shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(digest.finish(&programmes))
 }
 
 /// Starts a background rebuild unless one is running.

@@ -33,7 +33,10 @@ pub struct RebuildStatus {
     /// Events folded so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<u64>,
-    /// The log position reached.
+    /// Progress towards `target`: the log is folded grant by grant, so
+    /// while running this counts the events folded (positions have no
+    /// gaps, so it reaches `target` when the rebuild is done); once done,
+    /// the position the rebuilt views reflect.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
     /// The position it rebuilds up to (where the live views stood).
