@@ -54,7 +54,7 @@ use crate::fold::ApplyError;
 use crate::ledger::GrantLedger;
 
 pub use self::cache::{CacheStats, LEDGER_CACHE_FACTS_MAX};
-pub use self::rebuild::{REBUILD_DRAIN_WAIT_MS, REBUILD_ROWS_PER_COMMIT, RebuildState};
+pub use self::rebuild::{BULK_CATCH_UP_EVENTS_MIN, REBUILD_DRAIN_WAIT_MS, REBUILD_ROWS_PER_COMMIT, RebuildState};
 pub use self::startup::Opened;
 pub use self::writer::{VIEWS_WRITE_RETRY_MS_MAX, VIEWS_WRITE_RETRY_MS_MIN};
 
@@ -199,6 +199,26 @@ struct Shared {
     rebuild: Mutex<RebuildState>,
     /// Fact rows a rebuild writes per transaction.
     rebuild_rows: std::sync::atomic::AtomicUsize,
+    /// An empty file at least this many events behind is caught up stream
+    /// by stream.
+    bulk_min: u64,
+}
+
+/// A projector's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The most facts of ledgers kept in memory ([`LEDGER_CACHE_FACTS_MAX`]).
+    pub ledger_cache_facts_max: usize,
+    /// An empty read-model file at least this many events behind the log
+    /// is caught up by folding the log stream by stream, as a rebuild
+    /// does, rather than page by page ([`BULK_CATCH_UP_EVENTS_MIN`]).
+    pub bulk_catch_up_events_min: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { ledger_cache_facts_max: LEDGER_CACHE_FACTS_MAX, bulk_catch_up_events_min: BULK_CATCH_UP_EVENTS_MIN }
+    }
 }
 
 /// The running projector. Dropping it stops the loop.
@@ -425,6 +445,16 @@ impl Projector {
         path: impl Into<PathBuf>,
         ledger_cache_facts_max: usize,
     ) -> Result<Self, ProjectionError> {
+        Self::start_with_options(store, path, Options { ledger_cache_facts_max, ..Options::default() }).await
+    }
+
+    /// [`Projector::start`] with every setting given.
+    pub async fn start_with_options(
+        store: Arc<dyn EventStore>,
+        path: impl Into<PathBuf>,
+        options: Options,
+    ) -> Result<Self, ProjectionError> {
+        let Options { ledger_cache_facts_max, bulk_catch_up_events_min } = options;
         let path = path.into();
         let (conn, programmes, checkpoint, opened) = startup::open_checked(&store, &path).await?;
         let shared = Arc::new(Shared {
@@ -447,6 +477,7 @@ impl Projector {
             turn: tokio::sync::Mutex::new(()),
             rebuild: Mutex::new(RebuildState::Idle),
             rebuild_rows: std::sync::atomic::AtomicUsize::new(REBUILD_ROWS_PER_COMMIT),
+            bulk_min: bulk_catch_up_events_min,
         });
         // The follower decodes and applies pages while the writer commits
         // earlier ones: on two cores the two overlap.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use domain::handler::Handler;
 use events::GrantId;
 use projections::db::Models;
-use projections::{Opened, Projector, budget, portfolio, timeline};
+use projections::{Opened, Options, Projector, budget, portfolio, timeline};
 use store::EventStore;
 
 mod common;
@@ -88,6 +88,49 @@ async fn a_cache_smaller_than_the_views_still_serves_every_grant_as_the_log_says
     assert_views_are_the_logs(&p, &truth_later).await;
     p.wait_committed(head(store.as_ref()).await, WAIT).await.unwrap();
     assert!(p.cache_stats().facts <= LIMIT, "{:?}", p.cache_stats());
+}
+
+/// An empty file behind a long log is caught up stream by stream: no ledger
+/// goes through the cache on the way (the fold holds one grant at a time,
+/// where following page by page holds every ledger a page touches), the
+/// views are those that following page by page makes, and the follower
+/// goes on from the head.
+#[tokio::test]
+async fn an_empty_file_caught_up_stream_by_stream_gives_the_views_following_page_by_page_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> =
+        Arc::new(store_sqlite::SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    let handler = Handler::new(Arc::clone(&store));
+    build(&handler, GRANTS, 0..EXPENDITURES).await;
+    let at = head(store.as_ref()).await;
+    let options = |bulk_catch_up_events_min| Options { ledger_cache_facts_max: LIMIT, bulk_catch_up_events_min };
+    let bulk =
+        Projector::start_with_options(Arc::clone(&store), dir.path().join("bulk.sqlite"), options(at)).await.unwrap();
+    let paged = Projector::start_with_options(Arc::clone(&store), dir.path().join("paged.sqlite"), options(at + 1))
+        .await
+        .unwrap();
+    for p in [&bulk, &paged] {
+        p.wait_committed(at, WAIT).await.unwrap();
+    }
+    let (b, p) = (bulk.cache_stats(), paged.cache_stats());
+    assert_eq!(
+        (b.ledgers, b.loads, b.evictions),
+        (0, 0, 0),
+        "stream by stream, no ledger went through the cache: {b:?}"
+    );
+    assert!(p.evictions > 0, "page by page with room for three grants, ledgers were cached and let go: {p:?}");
+    let truth_now = projections::fold_log(store.as_ref()).await.unwrap();
+    assert_eq!(bulk.models().await.unwrap(), paged.models().await.unwrap());
+    assert_views_are_the_logs(&bulk, &truth_now).await;
+
+    build(&handler, GRANTS, EXPENDITURES..EXPENDITURES + 1).await;
+    let later = head(store.as_ref()).await;
+    bulk.wait_committed(later, WAIT).await.unwrap();
+    assert_views_are_the_logs(&bulk, &projections::fold_log(store.as_ref()).await.unwrap()).await;
+    drop(bulk);
+    let again =
+        Projector::start_with_options(Arc::clone(&store), dir.path().join("bulk.sqlite"), options(1)).await.unwrap();
+    assert_eq!(*again.opened(), Opened::Loaded { position: later });
 }
 
 /// Readers loading ledgers while the follower applies and the writer

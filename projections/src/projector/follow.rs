@@ -26,6 +26,11 @@ const UNAVAILABLE_RETRY_MIN: Duration = Duration::from_millis(100);
 const UNAVAILABLE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Sender<Pending>) {
+    // An empty file far behind a long log is folded stream by stream first;
+    // if that fails, following page by page gets there too.
+    if let Err(error) = super::rebuild::bulk_catch_up(&shared).await {
+        tracing::warn!(%error, "cannot catch the views up stream by stream; following the log page by page");
+    }
     let start = store::Position(*shared.visible.borrow());
     let mut subscription = Subscription::new(Arc::clone(&shared.store), start);
     let mut retry = UNAVAILABLE_RETRY_MIN;

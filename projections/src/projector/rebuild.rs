@@ -81,24 +81,15 @@ pub(super) async fn rebuild(
         return Err(ProjectionError::FileBehind { committed: *shared.committed.borrow(), visible });
     }
     let target = visible;
-    let rebuilt = fold(shared, target, today, progress).await?;
+    let rebuilt = fold(shared, target, Some(today), progress).await?;
     let live_digest = live_digest(shared, today).await?;
-    let report =
-        RebuildReport { events: rebuilt.events, position: target, live_digest, rebuilt_digest: rebuilt.views_digest };
-    let writer = Arc::clone(shared);
-    let programmes = rebuilt.programmes.clone();
-    let checkpoint = db::Checkpoint { position: target, log_hash: rebuilt.log_hash };
-    blocking(move || {
-        let mut conn = lock(&writer.db);
-        let _gate = writer.gate.write().unwrap_or_else(|e| e.into_inner());
-        db::finish_rebuild(&mut conn, checkpoint, rebuilt.rows_digest, &programmes)?;
-        writer.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // Every ledger is read from the new tables from now on.
-        lock(&writer.ledgers).clear();
-        Ok(())
-    })
-    .await?;
-    *shared.programmes.write().unwrap_or_else(|e| e.into_inner()) = rebuilt.programmes;
+    let report = RebuildReport {
+        events: rebuilt.events,
+        position: target,
+        live_digest,
+        rebuilt_digest: rebuilt.views_digest.clone().unwrap_or_default(),
+    };
+    swap_in(shared, target, rebuilt).await?;
     let events = report.events;
     if report.equal() {
         tracing::info!(events, position = target, digest = %report.live_digest, "views rebuilt; they were as the log says");
@@ -114,12 +105,65 @@ pub(super) async fn rebuild(
     Ok(report)
 }
 
+/// Swaps the folded tables in at `target` and drops every cached ledger
+/// (each is read from the new tables from now on).
+async fn swap_in(shared: &Arc<Shared>, target: u64, folded: Folded) -> Result<(), ProjectionError> {
+    let writer = Arc::clone(shared);
+    let programmes = folded.programmes.clone();
+    let checkpoint = db::Checkpoint { position: target, log_hash: folded.log_hash };
+    blocking(move || {
+        let mut conn = lock(&writer.db);
+        let _gate = writer.gate.write().unwrap_or_else(|e| e.into_inner());
+        db::finish_rebuild(&mut conn, checkpoint, folded.rows_digest, &programmes)?;
+        writer.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        lock(&writer.ledgers).clear();
+        Ok(())
+    })
+    .await?;
+    *shared.programmes.write().unwrap_or_else(|e| e.into_inner()) = folded.programmes;
+    Ok(())
+}
+
+/// Views an empty file is this far behind are caught up by folding the
+/// log stream by stream (as a rebuild does: one grant in memory at a time,
+/// each grant's rows written once, in key order), not page by page.
+pub const BULK_CATCH_UP_EVENTS_MIN: u64 = 20_000;
+
+/// Catches an empty read-model file up with the log at once when the log
+/// holds at least the projector's `bulk_catch_up_events_min` events
+/// ([`BULK_CATCH_UP_EVENTS_MIN`] by default): folds it up to the
+/// head into the rebuild tables, swaps them in, and moves the views to the
+/// head (they show nothing until then). The position reached, `None` when
+/// the views were not empty or the log too short (the follower does it).
+pub(super) async fn bulk_catch_up(shared: &Arc<Shared>) -> Result<Option<u64>, ProjectionError> {
+    let _paused = shared.turn.lock().await;
+    if *shared.visible.borrow() != 0 {
+        return Ok(None);
+    }
+    let Some(head) = shared.store.head().await? else { return Ok(None) };
+    let target = head.position.0;
+    if target < shared.bulk_min {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let folded = fold(shared, target, None, |_, _| {}).await?;
+    let (events, log_hash) = (folded.events, folded.log_hash);
+    swap_in(shared, target, folded).await?;
+    *lock(&shared.visible_hash) = log_hash;
+    shared.visible.send_replace(target);
+    shared.committed.send_replace(target);
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(events, position = target, seconds, "views caught up from an empty file, stream by stream");
+    Ok(Some(target))
+}
+
 /// What folding the log into the rebuild tables made.
 struct Folded {
     events: u64,
     log_hash: [u8; 32],
     rows_digest: RowsDigest,
-    views_digest: String,
+    /// The views' digest, when asked for.
+    views_digest: Option<String>,
     programmes: BTreeMap<ProgrammeId, String>,
 }
 
@@ -139,7 +183,7 @@ struct Batch {
 async fn fold(
     shared: &Arc<Shared>,
     target: u64,
-    today: NaiveDate,
+    today: Option<NaiveDate>,
     progress: impl Fn(u64, u64) + Send,
 ) -> Result<Folded, ProjectionError> {
     let store = shared.store.as_ref();
@@ -162,7 +206,7 @@ async fn fold(
     let s = Arc::clone(shared);
     blocking(move || db::begin_rebuild(&lock(&s.db)).map_err(ProjectionError::from)).await?;
 
-    let mut digest = ViewsDigest::new(today);
+    let mut digest = today.map(ViewsDigest::new);
     let mut rows_digest = RowsDigest::default();
     let mut scratch = Models::default();
     let mut batch = Batch::default();
@@ -171,7 +215,9 @@ async fn fold(
     for stream in &streams {
         events += fold_stream(store, stream, target, &mut scratch).await?;
         for (grant, ledger) in std::mem::take(&mut scratch.ledgers) {
-            digest.grant(&grant, &ledger);
+            if let Some(digest) = digest.as_mut() {
+                digest.grant(&grant, &ledger);
+            }
             db::ledger_rows(&grant, &ledger, &mut batch.rows)?;
             batch.grants.insert(grant, ledger.grant.as_ref().map(|g| g.programme.clone()));
         }
@@ -187,7 +233,8 @@ async fn fold(
         )));
     }
     let programmes = std::mem::take(&mut scratch.programmes);
-    Ok(Folded { events, log_hash, rows_digest, views_digest: digest.finish(&programmes), programmes })
+    let views_digest = digest.map(|d| d.finish(&programmes));
+    Ok(Folded { events, log_hash, rows_digest, views_digest, programmes })
 }
 
 /// Writes a batch to the rebuild tables; the rebuilt ledgers' digest after it.
