@@ -258,7 +258,7 @@ async fn drill(file: &Path, data: &Path, recorded: Option<Head>) -> anyhow::Resu
 
 /// Builds the views twice from the restored log: the projector writes its
 /// file from scratch; a second projector loads that file, and a rebuild
-/// folds the log in memory and compares the two by digest (as
+/// folds the log again and compares the two by digest (as
 /// `rebuild-views` does). Returns (equal, file's digest, fold's digest).
 async fn views_twice(store: &Arc<dyn EventStore>, data: &Path, head: u64) -> anyhow::Result<(bool, String, String)> {
     let path = projections::views_path(data);
