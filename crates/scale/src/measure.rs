@@ -89,6 +89,8 @@ pub struct Report {
     pub rebuild_events_per_second: f64,
     /// Whether it found the file as the log says (exit code 0).
     pub rebuild_matched: bool,
+    /// Its highest VmRSS, sampled every 100 ms, bytes.
+    pub rebuild_peak_rss_bytes: u64,
     /// Durable appends/s of the appenders against this log.
     pub appends_per_second: f64,
     /// The same against an empty log, in the same pass.
@@ -273,17 +275,29 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// Runs `bin args...`; its wall seconds and whether it exited 0.
-async fn timed(bin: &Path, args: &[&str], dir: &Path) -> Result<(f64, bool)> {
+/// Runs `bin args --data-dir dir` to its end: wall seconds, whether it
+/// exited 0, and its highest VmRSS sampled every 100 ms (bytes).
+async fn timed(bin: &Path, args: &[&str], dir: &Path) -> Result<(f64, bool, u64)> {
     let started = Instant::now();
-    let output = tokio::process::Command::new(bin)
+    let child = tokio::process::Command::new(bin)
         .args(args)
         .arg("--data-dir")
         .arg(dir)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
+    let pid = child.id().unwrap_or(0);
+    let mut output = std::pin::pin!(child.wait_with_output());
+    let mut peak = 0u64;
+    let output = loop {
+        tokio::select! {
+            done = &mut output => break done.with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?,
+            () = tokio::time::sleep(Duration::from_millis(100)) => peak = peak.max(rss(pid).0),
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     if !output.status.success() {
         note(&format!(
@@ -295,7 +309,7 @@ async fn timed(bin: &Path, args: &[&str], dir: &Path) -> Result<(f64, bool)> {
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    Ok((seconds, output.status.success()))
+    Ok((seconds, output.status.success(), peak))
 }
 
 fn file_bytes(dir: &Path, name: &str) -> u64 {
@@ -423,7 +437,7 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
 
     let mut verify_seconds = Vec::new();
     for run in 0..args.verify_runs.max(1) {
-        let (seconds, ok) = timed(&args.bin, &["verify"], dir).await?;
+        let (seconds, ok, _) = timed(&args.bin, &["verify"], dir).await?;
         if !ok {
             bail!("grantlog verify failed on {}", dir.display());
         }
@@ -431,7 +445,7 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
         verify_seconds.push(seconds);
     }
     let slowest = verify_seconds.iter().copied().fold(0.0, f64::max);
-    let (rebuild_seconds, rebuild_matched) = timed(&args.bin, &["rebuild-views"], dir).await?;
+    let (rebuild_seconds, rebuild_matched, rebuild_peak_rss) = timed(&args.bin, &["rebuild-views"], dir).await?;
     note(&format!("grantlog-scale: rebuild-views {rebuild_seconds:.2} s"));
     let (events_bytes, views_bytes) = (file_bytes(dir, "events.sqlite"), file_bytes(dir, "views.sqlite"));
 
@@ -481,6 +495,7 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
         rebuild_seconds,
         rebuild_events_per_second: per_second(rebuild_seconds),
         rebuild_matched,
+        rebuild_peak_rss_bytes: rebuild_peak_rss,
         appends_per_second,
         appends_empty_per_second,
         appends_ratio: if appends_empty_per_second > 0.0 { appends_per_second / appends_empty_per_second } else { 0.0 },
@@ -549,10 +564,11 @@ pub fn table(reports: &[Report]) -> String {
             "`grantlog rebuild-views`",
             Box::new(move |r| {
                 format!(
-                    "{:.2} s = {} events/s{}",
+                    "{:.2} s = {} events/s{}; peak RSS {}",
                     r.rebuild_seconds,
                     rate(r.rebuild_events_per_second),
-                    if r.rebuild_matched { "" } else { " (views differed)" }
+                    if r.rebuild_matched { "" } else { " (views differed)" },
+                    mb(r.rebuild_peak_rss_bytes)
                 )
             }),
         ),
