@@ -82,11 +82,6 @@ impl Ledgers {
         Some(found)
     }
 
-    /// Whether a ledger is cached (not marking it used).
-    pub(super) fn contains(&self, grant: &GrantId) -> bool {
-        self.slots.contains_key(grant)
-    }
-
     /// Keeps a ledger read from the file (or folded from the log) unless
     /// one is cached already, which is then the newer and is returned; then
     /// evicts down to the limit.
@@ -107,6 +102,12 @@ impl Ledgers {
         if !self.slots.contains_key(grant) {
             self.put(grant, Arc::clone(ledger), 0);
         }
+    }
+
+    /// Whether a ledger is cached (not marking it used).
+    #[cfg(test)]
+    fn contains(&self, grant: &GrantId) -> bool {
+        self.slots.contains_key(grant)
     }
 
     /// A cached ledger, not marking it used.

@@ -67,7 +67,7 @@ pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Send
             }
             Err(e) => return fail(&shared, subscription.position().0, e.to_string()),
         };
-        let (applied, failure) = apply_page(&shared, &page, &loaded);
+        let (applied, failure) = apply_page(&shared, &page, loaded);
         drop(turn);
         if pending.send(applied).await.is_err() {
             return; // the writer stopped
@@ -81,16 +81,16 @@ pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Send
 /// Ledgers of a page's grants, loaded before it is applied.
 type Loaded = HashMap<GrantId, Arc<GrantLedger>>;
 
-/// Loads the ledgers of the page's grants that are not in memory (from the
-/// file, or folded from the log), so that the page applies to them.
+/// The ledgers of the page's grants, from the cache or else loaded (from
+/// the file, or folded from the log), so that the page applies to them.
+/// Cached ones are taken too: the writer may commit an earlier page and
+/// evict them before this one is applied, and the page must then apply to
+/// them, not to a new empty ledger.
 async fn load_page_ledgers(shared: &Arc<Shared>, page: &[store::RecordedEvent]) -> Result<Loaded, ProjectionError> {
     let mut loaded = Loaded::new();
     let grants: BTreeSet<GrantId> =
         page.iter().filter_map(|e| events::streams::grant_of(e.stream_id.as_str())).collect();
     for grant in grants {
-        if lock(&shared.ledgers).contains(&grant) {
-            continue;
-        }
         if let Some(ledger) = super::ledger_of(shared, &grant).await? {
             loaded.insert(grant, ledger);
         }
@@ -101,7 +101,7 @@ async fn load_page_ledgers(shared: &Arc<Shared>, page: &[store::RecordedEvent]) 
 /// Applies a page in memory (copy-on-write: a ledger a reader is holding is
 /// copied, otherwise changed in place) and returns the rows it changed, and
 /// the first unreadable event if there was one.
-fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: &Loaded) -> (Pending, Option<(u64, String)>) {
+fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: Loaded) -> (Pending, Option<(u64, String)>) {
     let mut failure = None;
     let mut rows: Vec<db::FactRow> = Vec::new();
     let mut grants = db::GrantProgrammes::new();
@@ -112,11 +112,14 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: &Loaded) -
     let mut unwritable = false;
     {
         let mut ledgers = lock(&shared.ledgers);
-        // A ledger loaded for this page and evicted since is still the
-        // file's latest: put it back before changing it.
-        for (grant, ledger) in loaded {
+        // A ledger taken for this page and evicted since is still the
+        // latest (only this task changes ledgers): put it back before
+        // changing it, then let go of the page's copies, so that a ledger
+        // no reader holds is changed in place rather than copied.
+        for (grant, ledger) in &loaded {
             ledgers.restore(grant, ledger);
         }
+        drop(loaded);
         let mut dirty = db::Dirty::new();
         let end = page.last().map_or(position, |e| e.position.0);
         for e in page {
