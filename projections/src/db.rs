@@ -438,19 +438,34 @@ pub fn begin_rebuild(conn: &Connection) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Writes rebuilt grants' rows (with their programmes) into the rebuild
-/// tables in one transaction, adding them to `digest`, the rebuilt
-/// ledgers' digest so far.
-pub fn put_rebuilt(
-    conn: &mut Connection,
-    rows: &[FactRow],
-    grants: &GrantProgrammes,
-    digest: &mut RowsDigest,
-) -> Result<(), DbError> {
+/// Writes rebuilt grants' rows (with their programmes and digests) into
+/// the rebuild tables in one transaction; the digest of the rows written.
+/// Each grant's rows come whole and once (a grant already written, or a
+/// row twice, is refused by the tables' keys), so nothing is read back.
+pub fn put_rebuilt(conn: &mut Connection, rows: &[FactRow], grants: &GrantProgrammes) -> Result<RowsDigest, DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    put_rows(&tx, REBUILD, rows, grants, digest)?;
+    let mut total = RowsDigest::default();
+    {
+        let mut put = tx.prepare_cached(&format!(
+            "INSERT INTO grant_ledgers{REBUILD} (grant_id, kind, key, fact) VALUES (?1, ?2, ?3, ?4)"
+        ))?;
+        let mut put_grant = tx.prepare_cached(&format!(
+            "INSERT INTO grants{REBUILD} (grant_id, programme_id, rows_digest) VALUES (?1, ?2, ?3)"
+        ))?;
+        let mut digests: BTreeMap<&GrantId, RowsDigest> = BTreeMap::new();
+        for (grant_id, kind, key, json) in rows {
+            let (grant, kind) = (grant_id.as_str(), kind.as_str());
+            put.execute(params![grant, kind, key, json])?;
+            digests.entry(grant_id).or_default().add(&[grant, kind, key, json]);
+        }
+        for (grant, programme) in grants {
+            let digest = digests.get(grant).copied().unwrap_or_default();
+            put_grant.execute(params![grant.as_str(), programme.as_ref().map(ProgrammeId::as_str), digest.to_hex()])?;
+            total.plus(digest);
+        }
+    }
     tx.commit()?;
-    Ok(())
+    Ok(total)
 }
 
 /// Writes the rebuilt programmes and swaps the rebuild tables in, with the

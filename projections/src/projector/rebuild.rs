@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use events::ProgrammeId;
+use futures_util::StreamExt as _;
 use store::{Position, StreamId};
 use tokio::task::JoinHandle;
 
@@ -58,6 +59,10 @@ pub enum RebuildState {
         error: String,
     },
 }
+
+/// Streams a rebuild folds at once, each on a task of its own (so several
+/// grants' ledgers are in memory at a time, this many at most).
+pub const REBUILD_FOLDS_IN_FLIGHT: usize = 4;
 
 /// Fact rows a rebuild writes per transaction (with the grant being folded,
 /// what it holds in memory besides the live views' cache).
@@ -176,8 +181,9 @@ struct Batch {
 
 /// Folds the log up to `target` into the rebuild tables stream by stream,
 /// in grant id order: each grant's ledger is folded from its own stream,
-/// written, and let go, so memory holds one grant and a batch of rows
-/// whatever the size of the log, and each grant's rows are written once.
+/// written, and let go, so memory holds [`REBUILD_FOLDS_IN_FLIGHT`] grants
+/// and two batches of rows whatever the size of the log, and each grant's
+/// rows are written once.
 /// The log must hold exactly `target` events up to `target` (positions
 /// have no gaps), or it changed under the rebuild.
 async fn fold(
@@ -208,13 +214,30 @@ async fn fold(
 
     let mut digest = today.map(ViewsDigest::new);
     let mut rows_digest = RowsDigest::default();
-    let mut scratch = Models::default();
+    let mut programmes = BTreeMap::new();
     let mut batch = Batch::default();
     let mut events = 0u64;
     let rows_per_commit = shared.rebuild_rows.load(std::sync::atomic::Ordering::SeqCst);
-    for stream in &streams {
-        events += fold_stream(store, stream, target, &mut scratch).await?;
-        for (grant, ledger) in std::mem::take(&mut scratch.ledgers) {
+    // One batch is written while the next is folded (on two cores, the
+    // fold and SQLite's writes overlap); at most one write is in flight.
+    let mut writing: Option<tokio::task::JoinHandle<Result<RowsDigest, ProjectionError>>> = None;
+    // Streams are folded on tasks of their own, a few at a time, and taken
+    // in order (the views' digest and the rows go grant by grant).
+    let log = Arc::clone(&shared.store);
+    let folds = futures_util::stream::iter(streams).map(move |stream| {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut scratch = Models::default();
+            let events = fold_stream(log.as_ref(), &stream, target, &mut scratch).await?;
+            Ok::<_, ProjectionError>((events, scratch))
+        })
+    });
+    let mut folds = std::pin::pin!(folds.buffered(REBUILD_FOLDS_IN_FLIGHT));
+    while let Some(folded) = folds.next().await {
+        let (folded_events, scratch) = folded.map_err(|e| ProjectionError::Task(e.to_string()))??;
+        events += folded_events;
+        programmes.extend(scratch.programmes);
+        for (grant, ledger) in scratch.ledgers {
             if let Some(digest) = digest.as_mut() {
                 digest.grant(&grant, &ledger);
             }
@@ -222,32 +245,42 @@ async fn fold(
             batch.grants.insert(grant, ledger.grant.as_ref().map(|g| g.programme.clone()));
         }
         if batch.rows.len() >= rows_per_commit {
-            rows_digest = put(shared, std::mem::take(&mut batch), rows_digest).await?;
+            if let Some(previous) = writing.take() {
+                rows_digest.plus(joined(previous).await?);
+            }
+            writing = Some(put(shared, std::mem::take(&mut batch)));
         }
         progress(events, events.min(target));
     }
-    rows_digest = put(shared, batch, rows_digest).await?;
+    if let Some(previous) = writing.take() {
+        rows_digest.plus(joined(previous).await?);
+    }
+    rows_digest.plus(joined(put(shared, batch)).await?);
     if events != target {
         return Err(ProjectionError::Task(format!(
             "the log holds {events} events up to position {target}: it changed while it was folded"
         )));
     }
-    let programmes = std::mem::take(&mut scratch.programmes);
     let views_digest = digest.map(|d| d.finish(&programmes));
     Ok(Folded { events, log_hash, rows_digest, views_digest, programmes })
 }
 
-/// Writes a batch to the rebuild tables; the rebuilt ledgers' digest after it.
-async fn put(shared: &Arc<Shared>, batch: Batch, mut digest: RowsDigest) -> Result<RowsDigest, ProjectionError> {
-    if batch.rows.is_empty() && batch.grants.is_empty() {
-        return Ok(digest);
-    }
+/// Starts writing a batch to the rebuild tables, on a blocking thread;
+/// the task gives the batch's rows digest.
+fn put(shared: &Arc<Shared>, batch: Batch) -> tokio::task::JoinHandle<Result<RowsDigest, ProjectionError>> {
     let s = Arc::clone(shared);
-    blocking(move || {
-        db::put_rebuilt(&mut lock(&s.db), &batch.rows, &batch.grants, &mut digest)?;
-        Ok(digest)
+    tokio::task::spawn_blocking(move || {
+        if batch.rows.is_empty() && batch.grants.is_empty() {
+            return Ok(RowsDigest::default());
+        }
+        Ok(db::put_rebuilt(&mut lock(&s.db), &batch.rows, &batch.grants)?)
     })
-    .await
+}
+
+async fn joined(
+    task: tokio::task::JoinHandle<Result<RowsDigest, ProjectionError>>,
+) -> Result<RowsDigest, ProjectionError> {
+    task.await.map_err(|e| ProjectionError::Task(e.to_string()))?
 }
 
 /// The digest of the live views, grant by grant through the cache.
