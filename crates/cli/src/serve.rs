@@ -55,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GRANTLOG_VIEW_CACHE_BYTES_MAX", default_value_t = api::routes::views::VIEW_CACHE_BYTES_MAX)]
     pub view_cache_bytes_max: usize,
     /// Most facts of grant ledgers kept in memory (a fact is a budget line,
-    /// an expenditure, a commitment, a milestone, ...: about 350 bytes);
+    /// an expenditure, a commitment, a milestone, ...: about 500 bytes);
     /// other ledgers are read from views.sqlite when needed.
     #[arg(long, env = "GRANTLOG_LEDGER_CACHE_FACTS_MAX", default_value_t = projections::LEDGER_CACHE_FACTS_MAX)]
     pub ledger_cache_facts_max: usize,

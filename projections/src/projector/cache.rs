@@ -17,9 +17,10 @@ use events::{GrantId, ProgrammeId};
 use crate::ledger::GrantLedger;
 
 /// The default bound of the ledger cache, in facts. A fact costs about
-/// 350 bytes in memory (measured: docs/benchmarks.md, "Scale"), so the
-/// default keeps about 700 MB of ledgers at most; a grant's ledger is one
-/// fact per line, expenditure, commitment, milestone, ... plus its header.
+/// 500 bytes in memory (measured: docs/benchmarks.md, "Scale": 1.0 GB of
+/// RSS with the cache full at ten million events), so the default keeps
+/// about 1 GB of ledgers at most; a grant's ledger is one fact per line,
+/// expenditure, commitment, milestone, ... plus its header.
 pub const LEDGER_CACHE_FACTS_MAX: usize = 2_000_000;
 
 struct Slot {
