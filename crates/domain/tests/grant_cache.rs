@@ -7,11 +7,9 @@
 
 use std::sync::Arc;
 
-use domain::grant::{AwardGrant, GrantCommand};
+use domain::grant::GrantCommand;
 use domain::handler::{CacheStats, CommandResult, Handler, HandlerError, Issued};
-use domain::programme::ProgrammeCommand;
-use domain::scenario::{eur, expenditure};
-use events::{ActorId, CategoryCode, ExpenditureId, GrantId, ProgrammeId, RuleSetId, WorkstreamCode};
+use events::{ActorId, ExpenditureId, GrantId, ProgrammeId};
 use store::{EventStore, Fingerprint, Position};
 use store_sqlite::SqliteStore;
 
@@ -20,11 +18,9 @@ const LIMIT: usize = 60;
 /// Events of each small grant after set-up (award, workstream, line, and
 /// expenditures).
 const GRANT_EVENTS: u64 = 50;
-const DAY: &str = "2022-06-01";
 
-fn d(s: &str) -> chrono::NaiveDate {
-    s.parse().unwrap()
-}
+mod common;
+use common::{DAY, award, create_programme, d, line, spend, workstream};
 
 fn gid(n: usize) -> GrantId {
     GrantId::parse(format!("g-{n}")).unwrap()
@@ -39,10 +35,6 @@ fn issued(command: GrantCommand, fingerprint: Option<u8>) -> Issued<GrantCommand
     issued.reason = Some("test".into());
     issued.fingerprint = fingerprint.map(|f| Fingerprint([f; 32]));
     issued
-}
-
-fn spend(id: &str) -> GrantCommand {
-    expenditure(id, "W1-OTH", eur("1.00").unwrap(), None, DAY, "sup", id, None).unwrap()
 }
 
 fn reverse(id: &str) -> GrantCommand {
@@ -79,11 +71,7 @@ impl Twins {
         let bounded = Handler::new(open(&dir, "bounded.sqlite").await).with_cache_events_max(limit);
         let unbounded = Handler::new(open(&dir, "unbounded.sqlite").await).with_cache_events_max(usize::MAX);
         let programme = ProgrammeId::parse("p").unwrap();
-        let create = Issued::new(
-            ProgrammeCommand::Create { programme_id: programme.clone(), name: "P".into() },
-            ActorId::parse("admin").unwrap(),
-            d(DAY),
-        );
+        let create = create_programme();
         for h in [&bounded, &unbounded] {
             h.execute_programme(&programme, &create).await.unwrap();
         }
@@ -107,29 +95,7 @@ impl Twins {
 
     /// Awards grant `n` and records expenditures until it has `events`.
     async fn grant(&self, n: usize, events: u64) -> Vec<(Issued<GrantCommand>, CommandResult)> {
-        let award = GrantCommand::Award(AwardGrant {
-            grant_id: gid(n),
-            programme_id: ProgrammeId::parse("p").unwrap(),
-            funder: "FNR".into(),
-            title: "T".into(),
-            acronym: "T".into(),
-            beneficiary: "org".into(),
-            award: eur("1000000.00").unwrap(),
-            start: d("2022-01-01"),
-            end: d("2022-12-31"),
-            rule_set: RuleSetId::parse("FNR-2022").unwrap(),
-            indirect_rate: None,
-        });
-        let workstream = GrantCommand::DefineWorkstream {
-            code: WorkstreamCode::parse("W1").unwrap(),
-            title: "W".into(),
-            lead: None,
-        };
-        let line = GrantCommand::OpenBudgetLine {
-            workstream: WorkstreamCode::parse("W1").unwrap(),
-            category: CategoryCode::parse("OTH").unwrap(),
-            amount: eur("100000.00").unwrap(),
-        };
+        let (award, workstream, line) = (award(&gid(n)), workstream(), line());
         // Set-up commands carry no fingerprint (as the scenario's do).
         let mut done = Vec::new();
         for command in [award, workstream, line] {

@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::grant::{AwardGrant, GrantCommand};
+use domain::grant::GrantCommand;
 use domain::handler::{Handler, HandlerError, Issued, grant_stream};
-use domain::programme::ProgrammeCommand;
-use domain::scenario::{eur, expenditure};
-use events::{ActorId, CategoryCode, GrantId, ProgrammeId, RuleSetId, WorkstreamCode};
+use events::{ActorId, GrantId, ProgrammeId};
 use store::{
     AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, RawEvent,
     RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome,
@@ -24,7 +22,8 @@ use store::{
 use store_sqlite::SqliteStore;
 use tokio::sync::{Notify, watch};
 
-const DAY: &str = "2022-06-01";
+mod common;
+use common::{DAY, award, create_programme, d, line, spend, workstream};
 
 /// A real SQLite log whose appends, while `hold` is set, commit and then
 /// do not answer until `release` is notified: what a caller sees when its
@@ -103,54 +102,13 @@ impl EventStore for Held {
     }
 }
 
-fn d(s: &str) -> chrono::NaiveDate {
-    s.parse().unwrap()
-}
-
 fn issued(command: GrantCommand) -> Issued<GrantCommand> {
     Issued::new(command, ActorId::parse("pm").unwrap(), d(DAY)).because("test")
 }
 
-fn award(grant: &GrantId) -> GrantCommand {
-    GrantCommand::Award(AwardGrant {
-        grant_id: grant.clone(),
-        programme_id: ProgrammeId::parse("p").unwrap(),
-        funder: "FNR".into(),
-        title: "T".into(),
-        acronym: "T".into(),
-        beneficiary: "org".into(),
-        award: eur("1000000.00").unwrap(),
-        start: d("2022-01-01"),
-        end: d("2022-12-31"),
-        rule_set: RuleSetId::parse("FNR-2022").unwrap(),
-        indirect_rate: None,
-    })
-}
-
-fn workstream() -> GrantCommand {
-    GrantCommand::DefineWorkstream { code: WorkstreamCode::parse("W1").unwrap(), title: "W".into(), lead: None }
-}
-
-fn line() -> GrantCommand {
-    GrantCommand::OpenBudgetLine {
-        workstream: WorkstreamCode::parse("W1").unwrap(),
-        category: CategoryCode::parse("OTH").unwrap(),
-        amount: eur("100000.00").unwrap(),
-    }
-}
-
-fn spend(id: &str) -> GrantCommand {
-    expenditure(id, "W1-OTH", eur("1.00").unwrap(), None, DAY, "sup", id, None).unwrap()
-}
-
 async fn programme(handler: &Handler) {
     let p = ProgrammeId::parse("p").unwrap();
-    let create = Issued::new(
-        ProgrammeCommand::Create { programme_id: p.clone(), name: "P".into() },
-        ActorId::parse("admin").unwrap(),
-        d(DAY),
-    );
-    handler.execute_programme(&p, &create).await.unwrap();
+    handler.execute_programme(&p, &create_programme()).await.unwrap();
 }
 
 #[tokio::test]
