@@ -39,8 +39,9 @@ pub use history::HistoryCache;
 pub use ledger::GrantLedger;
 pub use portfolio::{GrantStatus, PortfolioView, portfolio};
 pub use projector::{
-    BULK_CATCH_UP_EVENTS_MIN, CacheStats, LEDGER_CACHE_FACTS_MAX, Opened, Options, ProjectionError, Projector,
-    REBUILD_ROWS_PER_COMMIT, RebuildReport, RebuildState, Status, ViewsDigest, fold_log, views_digest, views_path,
+    BULK_CATCH_UP_EVENTS_MIN, CacheStats, Hold, HoldPoint, LEDGER_CACHE_FACTS_MAX, Opened, Options, ProjectionError,
+    Projector, REBUILD_ROWS_PER_COMMIT, RebuildReport, RebuildState, Status, ViewsDigest, fold_log, views_digest,
+    views_path,
 };
 pub use statement::{FunderStatement, statement};
 pub use timeline::{TimelineView, timeline};

@@ -202,6 +202,68 @@ struct Shared {
     /// An empty file at least this many events behind is caught up stream
     /// by stream.
     bulk_min: u64,
+    /// Points where a test holds the follower or the writer.
+    holds: Mutex<Holds>,
+}
+
+/// Where a test can hold the projector's tasks ([`Projector::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldPoint {
+    /// The follower, after it has taken the ledgers of a page and before
+    /// it applies the page.
+    BeforeApply,
+    /// The writer, before it commits a batch.
+    BeforeCommit,
+}
+
+#[derive(Default)]
+struct Holds {
+    before_apply: Option<Arc<HoldState>>,
+    before_commit: Option<Arc<HoldState>>,
+}
+
+#[derive(Debug)]
+struct HoldState {
+    /// One per pass let through.
+    permits: tokio::sync::Semaphore,
+    /// Passes that reached the point.
+    arrived: watch::Sender<u64>,
+}
+
+/// A hold on one of the projector's tasks: each pass of the task through
+/// its point takes one permit, and waits while there is none.
+#[derive(Debug, Clone)]
+pub struct Hold(Arc<HoldState>);
+
+impl Hold {
+    /// Lets `passes` more passes through.
+    pub fn release(&self, passes: usize) {
+        self.0.permits.add_permits(passes);
+    }
+
+    /// Waits until `passes` passes have reached the point (held or let
+    /// through).
+    pub async fn arrived(&self, passes: u64) {
+        let mut arrived = self.0.arrived.subscribe();
+        let _ = arrived.wait_for(|n| *n >= passes).await;
+    }
+}
+
+/// Waits at `point` if a test holds it.
+async fn pass(shared: &Shared, point: HoldPoint) {
+    let hold = {
+        let holds = lock(&shared.holds);
+        match point {
+            HoldPoint::BeforeApply => holds.before_apply.clone(),
+            HoldPoint::BeforeCommit => holds.before_commit.clone(),
+        }
+    };
+    if let Some(hold) = hold {
+        hold.arrived.send_modify(|n| *n += 1);
+        if let Ok(permit) = hold.permits.acquire().await {
+            permit.forget();
+        }
+    }
 }
 
 /// A projector's settings.
@@ -478,6 +540,7 @@ impl Projector {
             rebuild: Mutex::new(RebuildState::Idle),
             rebuild_rows: std::sync::atomic::AtomicUsize::new(REBUILD_ROWS_PER_COMMIT),
             bulk_min: bulk_catch_up_events_min,
+            holds: Mutex::new(Holds::default()),
         });
         // The follower decodes and applies pages while the writer commits
         // earlier ones: on two cores the two overlap.
@@ -522,6 +585,19 @@ impl Projector {
             },
             (status, _) => status,
         }
+    }
+
+    /// Holds the follower or the writer at `point` from its next pass on,
+    /// until the hold lets it through ([`Hold::release`]). For tests of
+    /// races between the two.
+    pub fn hold(&self, point: HoldPoint) -> Hold {
+        let state = Arc::new(HoldState { permits: tokio::sync::Semaphore::new(0), arrived: watch::channel(0).0 });
+        let mut holds = lock(&self.shared.holds);
+        match point {
+            HoldPoint::BeforeApply => holds.before_apply = Some(Arc::clone(&state)),
+            HoldPoint::BeforeCommit => holds.before_commit = Some(Arc::clone(&state)),
+        }
+        Hold(state)
     }
 
     /// Sets how many fact rows a rebuild writes per transaction

@@ -13,11 +13,11 @@ use std::time::Duration;
 use domain::handler::Handler;
 use events::GrantId;
 use projections::db::Models;
-use projections::{Opened, Options, Projector, budget, portfolio, timeline};
+use projections::{HoldPoint, Opened, Options, Projector, budget, portfolio, timeline};
 use store::EventStore;
 
 mod common;
-use common::{build, day, grant, head, programme};
+use common::{build, day, grant, head, programme, spend};
 
 const WAIT: Duration = Duration::from_secs(60);
 const GRANTS: usize = 12;
@@ -131,6 +131,50 @@ async fn an_empty_file_caught_up_stream_by_stream_gives_the_views_following_page
     let again =
         Projector::start_with_options(Arc::clone(&store), dir.path().join("bulk.sqlite"), options(1)).await.unwrap();
     assert_eq!(*again.opened(), Opened::Loaded { position: later });
+}
+
+/// The writer commits an earlier page, and so lets a ledger go, after the
+/// follower has taken the ledgers of the next page and before it applies
+/// it: the page applies to that ledger, put back, not to a new empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_let_go_between_taking_a_page_and_applying_it_is_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> =
+        Arc::new(store_sqlite::SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    let handler = Handler::new(Arc::clone(&store));
+    build(&handler, 2, 0..1).await;
+    // Room for no ledger: each goes as soon as the file holds it.
+    let p = Projector::start_with(Arc::clone(&store), dir.path().join("views.sqlite"), 1).await.unwrap();
+    p.wait_committed(head(store.as_ref()).await, WAIT).await.unwrap();
+    let (apply, commit) = (p.hold(HoldPoint::BeforeApply), p.hold(HoldPoint::BeforeCommit));
+
+    // Page 1 changes grant 0; its commit is held, so grant 0 stays cached.
+    spend(&handler, 0, 1).await;
+    let first = head(store.as_ref()).await;
+    apply.arrived(1).await;
+    apply.release(1);
+    commit.arrived(1).await;
+    assert_eq!(p.cache_stats().ledgers, 1, "{:?}", p.cache_stats());
+    // Page 2 changes grant 0 again: its ledgers are taken (grant 0 from the
+    // cache), then the follower is held before applying it.
+    spend(&handler, 0, 2).await;
+    apply.arrived(2).await;
+    // Page 1 is committed meanwhile, and grant 0 let go.
+    commit.release(1);
+    p.wait_committed(first, WAIT).await.unwrap();
+    assert_eq!(p.cache_stats().ledgers, 0, "grant 0 was let go: {:?}", p.cache_stats());
+
+    apply.release(usize::MAX >> 4);
+    commit.release(usize::MAX >> 4);
+    let last = head(store.as_ref()).await;
+    p.wait_committed(last, WAIT).await.unwrap();
+    let truth = projections::fold_log(store.as_ref()).await.unwrap();
+    let live = p.ledger(&grant(0)).await.unwrap().unwrap();
+    assert_eq!(*live, truth.ledgers[&grant(0)], "page 2 applied to an empty ledger");
+    drop(p);
+    // And the file holds it too.
+    let again = Projector::start_with(Arc::clone(&store), dir.path().join("views.sqlite"), 1).await.unwrap();
+    assert_eq!(*again.ledger(&grant(0)).await.unwrap().unwrap(), truth.ledgers[&grant(0)]);
 }
 
 /// Readers loading ledgers while the follower applies and the writer

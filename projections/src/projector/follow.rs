@@ -67,6 +67,7 @@ pub(super) async fn follow(shared: Arc<Shared>, pending: tokio::sync::mpsc::Send
             }
             Err(e) => return fail(&shared, subscription.position().0, e.to_string()),
         };
+        super::pass(&shared, super::HoldPoint::BeforeApply).await;
         let (applied, failure) = apply_page(&shared, &page, loaded);
         drop(turn);
         if pending.send(applied).await.is_err() {

@@ -105,6 +105,7 @@ pub(super) async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Rec
             batch.take(more);
         }
         let position = batch.checkpoint.position;
+        super::pass(&shared, super::HoldPoint::BeforeCommit).await;
         let (batch, result) = match commit(&shared, batch).await {
             Ok(done) => done,
             // The blocking task died with the batch: nothing can be retried.
