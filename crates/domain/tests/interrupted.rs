@@ -11,94 +11,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use domain::grant::GrantCommand;
 use domain::handler::{Handler, HandlerError, Issued, grant_stream};
 use events::{ActorId, GrantId, ProgrammeId};
-use store::{
-    AppendResult, Direction, EventMetadata, EventStore, ExpectedVersion, Head, NewEvent, Position, RawEvent,
-    RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome,
-};
+use store::conformance::{Hooked, Hooks};
+use store::{AppendResult, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use store_sqlite::SqliteStore;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 mod common;
 use common::{DAY, award, create_programme, d, line, spend, workstream};
 
-/// A real SQLite log whose appends, while `hold` is set, commit and then
-/// do not answer until `release` is notified: what a caller sees when its
-/// request is cancelled after the log took the write.
-#[derive(Debug)]
-struct Held {
-    inner: SqliteStore,
+/// Appends that, while `hold` is set, commit and then do not answer until
+/// `release` is notified: what a caller sees when its request is cancelled
+/// after the log took the write.
+#[derive(Debug, Default)]
+struct HeldAnswers {
     hold: AtomicBool,
     committed: Notify,
     release: Notify,
 }
 
 #[async_trait]
-impl EventStore for Held {
-    async fn append(
-        &self,
-        stream_id: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        let result = self.inner.append(stream_id, expected, events).await;
+impl Hooks for HeldAnswers {
+    async fn after_append(&self, outcome: Result<AppendResult, StoreError>) -> Result<AppendResult, StoreError> {
         if self.hold.load(Ordering::SeqCst) {
             self.committed.notify_one();
             self.release.notified().await;
         }
-        result
-    }
-    async fn stream_version(&self, stream_id: &StreamId) -> Result<Option<u64>, StoreError> {
-        self.inner.stream_version(stream_id).await
-    }
-    async fn read_stream(
-        &self,
-        stream_id: &StreamId,
-        start: StreamStart,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream_id, start, direction, limit).await
-    }
-    async fn stream_ids(&self, after: Option<&StreamId>, limit: usize) -> Result<Vec<StreamId>, StoreError> {
-        self.inner.stream_ids(after, limit).await
-    }
-    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, limit).await
-    }
-    async fn position_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError> {
-        self.inner.position_at_or_after(at).await
-    }
-    async fn command(&self, command_id: uuid::Uuid) -> Result<Option<RecordedCommand>, StoreError> {
-        self.inner.command(command_id).await
-    }
-    async fn head(&self) -> Result<Option<Head>, StoreError> {
-        self.inner.head().await
-    }
-    async fn verify_with_progress(
-        &self,
-        since: Option<Head>,
-        progress: Box<dyn Fn(u64) + Send + Sync>,
-    ) -> Result<VerifyOutcome, StoreError> {
-        self.inner.verify_with_progress(since, progress).await
-    }
-    async fn read_raw(&self, after: Position, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
-        self.inner.read_raw(after, limit).await
-    }
-    async fn hash_at(&self, position: Position) -> Result<Option<[u8; 32]>, StoreError> {
-        self.inner.hash_at(position).await
-    }
-    async fn import(&self, events: Vec<RawEvent>) -> Result<Head, StoreError> {
-        self.inner.import(events).await
-    }
-    async fn close(&self) {
-        self.inner.close().await;
-    }
-    fn watch_position(&self) -> watch::Receiver<Position> {
-        self.inner.watch_position()
+        outcome
     }
 }
 
@@ -114,11 +55,9 @@ async fn programme(handler: &Handler) {
 #[tokio::test]
 async fn a_command_cancelled_after_its_append_committed_does_not_leave_the_grant_behind_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Held {
-        inner: SqliteStore::open(dir.path().join("events.sqlite")).await.unwrap(),
-        hold: AtomicBool::new(false),
-        committed: Notify::new(),
-        release: Notify::new(),
+    let store = Arc::new(Hooked {
+        inner: Arc::new(SqliteStore::open(dir.path().join("events.sqlite")).await.unwrap()),
+        hooks: HeldAnswers::default(),
     });
     let handler = Arc::new(Handler::new(store.clone()));
     programme(&handler).await;
@@ -129,16 +68,16 @@ async fn a_command_cancelled_after_its_append_committed_does_not_leave_the_grant
 
     // Opening the line commits, then the request is cancelled before the
     // answer comes back.
-    store.hold.store(true, Ordering::SeqCst);
+    store.hooks.hold.store(true, Ordering::SeqCst);
     let task = {
         let handler = handler.clone();
         let g = g.clone();
         tokio::spawn(async move { handler.execute(&g, &issued(line())).await })
     };
-    tokio::time::timeout(Duration::from_secs(30), store.committed.notified()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), store.hooks.committed.notified()).await.unwrap();
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    store.hold.store(false, Ordering::SeqCst);
+    store.hooks.hold.store(false, Ordering::SeqCst);
     let version = store.inner.stream_version(&grant_stream(&g).unwrap()).await.unwrap();
     assert_eq!(version, Some(2), "the line's event is in the log");
 
