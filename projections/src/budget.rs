@@ -11,7 +11,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{AsOf, GrantLedger};
+use crate::ledger::{AsOf, GrantInfo, GrantLedger};
 
 /// Why a view cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,16 +255,26 @@ impl GrantLedger {
     }
 }
 
-/// The budget view of `ledger` as of `as_of` (every fact when `None`); time
-/// elapsed is measured to `as_of`, or to `today` when `as_of` is `None`.
-pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) -> Result<BudgetView, ViewError> {
-    let grant = ledger.grant.as_ref().ok_or(ViewError::NotAwarded)?;
-    let at = AsOf(as_of);
-    let currency = grant.award.currency();
-    let zero = Money::zero(currency);
+/// What a grant's lines amount to as of a date, and their sums: the part
+/// of the budget view that does not depend on the day it is looked at
+/// (shared with the portfolio's standings).
+pub(crate) struct Spending {
+    pub lines: Vec<LineView>,
+    pub allocated: Money,
+    pub committed: Money,
+    /// Direct costs eligible for indirect costs.
+    pub base: Money,
+    /// Indirect costs accrued on `base`.
+    pub accrued: Money,
+    /// Direct and accrued indirect costs.
+    pub spent: Money,
+}
+
+/// The lines of `ledger` (whose award is `grant`) and their sums as of `at`.
+pub(crate) fn spending(ledger: &GrantLedger, grant: &GrantInfo, at: AsOf) -> Result<Spending, MoneyError> {
+    let zero = Money::zero(grant.award.currency());
     let rules = rules::find(&grant.rule_set);
     let kind = |c: &CategoryCode| rules.and_then(|r| r.category(c)).map(|c| c.kind);
-
     let mut lines = Vec::new();
     let (mut allocated, mut committed, mut direct, mut base) = (zero, zero, zero, zero);
     let mut totals = ledger.line_totals(at)?;
@@ -294,22 +304,59 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
     }
     let accrued = base.times(grant.indirect_rate)?;
     let spent = direct.checked_add(&accrued)?;
+    Ok(Spending { lines, allocated, committed, base, accrued, spent })
+}
+
+/// A grant period's days, and those elapsed by a reference day.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// Days from the start to the (effective) end, both counted.
+    pub total_days: Decimal,
+    /// Days from the start to the reference day (or the end, if earlier),
+    /// both counted; 0 before the start.
+    pub elapsed_days: Decimal,
+}
+
+impl Pace {
+    /// The period from `start` to `end` seen on `reference`.
+    pub(crate) fn of(start: NaiveDate, end: NaiveDate, reference: NaiveDate) -> Self {
+        let total_days = Decimal::from((end - start).num_days() + 1);
+        let elapsed_days = if reference < start { 0 } else { (reference.min(end) - start).num_days() + 1 };
+        Self { total_days, elapsed_days: Decimal::from(elapsed_days) }
+    }
+
+    /// Share of the period elapsed, percent.
+    pub(crate) fn elapsed_pct(self) -> Result<Decimal, MoneyError> {
+        percent(self.elapsed_days, self.total_days)
+    }
+
+    /// Spent share of the award over the time share (0 while no day has
+    /// elapsed), rounded to 4 decimals.
+    pub(crate) fn burn_index(self, spent: Money, award: Money) -> Result<Decimal, MoneyError> {
+        let spent_share = spent.amount().checked_div(award.amount()).ok_or(MoneyError::Overflow)?;
+        if self.elapsed_days.is_zero() {
+            return Ok(Decimal::ZERO);
+        }
+        let index = spent_share.checked_mul(self.total_days).and_then(|x| x.checked_div(self.elapsed_days));
+        index.map(round4).ok_or(MoneyError::Overflow)
+    }
+}
+
+/// The budget view of `ledger` as of `as_of` (every fact when `None`); time
+/// elapsed is measured to `as_of`, or to `today` when `as_of` is `None`.
+pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) -> Result<BudgetView, ViewError> {
+    let grant = ledger.grant.as_ref().ok_or(ViewError::NotAwarded)?;
+    let at = AsOf(as_of);
+    let currency = grant.award.currency();
+    let rules = rules::find(&grant.rule_set);
+    let kind = |c: &CategoryCode| rules.and_then(|r| r.category(c)).map(|c| c.kind);
+    let Spending { lines, allocated, committed, base, accrued, spent } = spending(ledger, grant, at)?;
 
     let start = grant.start;
     let end = ledger.effective_end(at).unwrap_or(grant.end);
-    let reference = as_of.unwrap_or(today);
-    let total_days = Decimal::from((end - start).num_days() + 1);
-    let elapsed_days = if reference < start { 0 } else { (reference.min(end) - start).num_days() + 1 };
-    let elapsed = Decimal::from(elapsed_days);
-    let overflow = || ViewError::Money(MoneyError::Overflow);
-    let spent_share = spent.amount().checked_div(grant.award.amount()).ok_or_else(overflow)?;
-    let burn_index = if elapsed.is_zero() {
-        Decimal::ZERO
-    } else {
-        round4(spent_share.checked_mul(total_days).and_then(|x| x.checked_div(elapsed)).ok_or_else(overflow)?)
-    };
-
-    let forecast_at_completion = forecast(spent, committed, total_days, elapsed)?;
+    let pace = Pace::of(start, end, as_of.unwrap_or(today));
+    let burn_index = pace.burn_index(spent, grant.award)?;
+    let forecast_at_completion = forecast(spent, committed, pace.total_days, pace.elapsed_days)?;
     let rate = grant.indirect_rate;
     let eligible =
         |line: &LineId| ledger.lines.get(line).is_some_and(|l| kind(&l.category) == Some(CategoryKind::Direct));
@@ -330,7 +377,7 @@ pub fn budget(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) 
         effective_end: end,
         forecast_at_completion,
         forecast_variance: grant.award.checked_sub(&forecast_at_completion)?,
-        time_elapsed_pct: percent(elapsed, total_days)?,
+        time_elapsed_pct: pace.elapsed_pct()?,
         spent_pct: percent(spent.amount(), grant.award.amount())?,
         burn_index,
         position: ledger.position,

@@ -24,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::integrity::RowsDigest;
 use crate::ledger::{FactKind, GrantLedger};
+use crate::portfolio::Standing;
 
 mod checks;
 
@@ -35,6 +36,9 @@ use self::checks::{Stored, check_schema, damaged, quick_check, read_stored, sche
 pub const GRANT_LEDGERS: &str = "grant_ledgers";
 /// The projection of programme names.
 pub const PROGRAMMES: &str = "programmes";
+/// The projection of the grants' index: each grant's programme and
+/// standing (behind the portfolio view, read without the ledgers).
+pub const GRANT_INDEX: &str = "grant_index";
 
 /// Why the read-model file failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -101,8 +105,10 @@ impl DbError {
 /// one document, rewritten on every event); version 3 adds the log hash and
 /// the rows digest to each checkpoint; version 4 adds `grants`, each grant's
 /// programme and the digest of its rows, so that a ledger can be read (and
-/// checked) alone.
-pub const SCHEMA_VERSION: i64 = 4;
+/// checked) alone; version 5 adds each grant's standing (its portfolio
+/// figures) to `grants`, and a checkpoint whose digest covers `grants`'
+/// programmes and standings.
+pub const SCHEMA_VERSION: i64 = 5;
 
 fn tables(suffix: &str) -> String {
     format!(
@@ -110,12 +116,50 @@ fn tables(suffix: &str) -> String {
             grant_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, fact TEXT NOT NULL,
             PRIMARY KEY (grant_id, kind, key)) STRICT, WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS grants{suffix} (
-            grant_id TEXT PRIMARY KEY, programme_id TEXT, rows_digest TEXT NOT NULL) STRICT, WITHOUT ROWID;
+            grant_id TEXT PRIMARY KEY, programme_id TEXT, standing TEXT, rows_digest TEXT NOT NULL) STRICT, WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS grants{suffix}_by_programme ON grants{suffix} (programme_id);
          CREATE TABLE IF NOT EXISTS programmes{suffix} (
             programme_id TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;"
     )
 }
+
+/// A grant's entry in the grants' index: its programme and its standing
+/// (as JSON), both `None` before its award; the standing is also `None`
+/// when its figures cannot be computed (an overflow).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Its programme.
+    pub programme: Option<ProgrammeId>,
+    /// Its standing, as JSON.
+    pub standing: Option<String>,
+}
+
+impl IndexEntry {
+    /// The entry of a ledger: its programme and its standing as of every
+    /// fact, with the standing itself.
+    pub fn of(ledger: &GrantLedger) -> Result<(Self, Option<Standing>), serde_json::Error> {
+        let programme = ledger.grant.as_ref().map(|g| g.programme.clone());
+        let standing = Standing::of(ledger, None).ok().flatten();
+        let json = standing.as_ref().map(serde_json::to_string).transpose()?;
+        Ok((Self { programme, standing: json }, standing))
+    }
+
+    /// Counts the entry of `grant` in or out of the index's digest (an
+    /// absent field is left out, so `None` and `""` differ).
+    fn fields<'a>(&'a self, grant: &'a str) -> Vec<&'a str> {
+        let mut fields = vec![grant];
+        if let Some(p) = &self.programme {
+            fields.extend(["programme", p.as_str()]);
+        }
+        if let Some(s) = &self.standing {
+            fields.extend(["standing", s.as_str()]);
+        }
+        fields
+    }
+}
+
+/// The grants' index as the file holds it, with each standing decoded.
+pub type Index = BTreeMap<GrantId, (Option<ProgrammeId>, Option<Standing>)>;
 
 /// Everything the projections hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,23 +247,42 @@ pub fn check_whole(conn: &Connection) -> Result<(), DbError> {
     quick_check(conn)
 }
 
-/// What opening the file reads: the checkpoint and the programmes, after
-/// checking the grants' digests add up to the ledgers' and the programmes'
-/// rows to theirs. Its cost grows with the number of grants and
-/// programmes, not with the number of facts.
-pub fn load_index(conn: &Connection) -> Result<(Checkpoint, BTreeMap<ProgrammeId, String>), DbError> {
+/// What opening the file reads: the checkpoint, the programmes and the
+/// grants' index, after checking the grants' digests add up to the
+/// ledgers', and the index's and the programmes' rows match theirs. Its
+/// cost grows with the number of grants and programmes, not with the
+/// number of facts.
+pub fn load_index(conn: &Connection) -> Result<(Checkpoint, BTreeMap<ProgrammeId, String>, Index), DbError> {
     let stored = read_stored(conn)?;
     let mut sum = RowsDigest::default();
-    let mut stmt = conn.prepare("SELECT grant_id, rows_digest FROM grants")?;
+    let mut index_digest = RowsDigest::default();
+    let mut index = Index::new();
+    let mut stmt = conn.prepare("SELECT grant_id, programme_id, standing, rows_digest FROM grants")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let grant: String = row.get(0)?;
-        let digest: String = row.get(1)?;
+        let programme: Option<String> = row.get(1)?;
+        let standing: Option<String> = row.get(2)?;
+        let digest: String = row.get(3)?;
         let digest = RowsDigest::parse(&digest).ok_or_else(|| damaged(format!("grant {grant}: rows digest")))?;
         sum.plus(digest);
+        let bad = |detail: String| DbError::Row { key: format!("grants/{grant}"), detail };
+        let programme = programme.map(ProgrammeId::parse).transpose().map_err(|e| bad(e.to_string()))?;
+        let entry = IndexEntry { programme, standing };
+        index_digest.add(&entry.fields(&grant));
+        let standing: Option<Standing> =
+            entry.standing.as_deref().map(serde_json::from_str).transpose().map_err(|e| bad(e.to_string()))?;
+        let id = GrantId::parse(grant.clone()).map_err(|e| bad(e.to_string()))?;
+        if standing.as_ref().is_some_and(|s| s.grant != id || Some(&s.programme) != entry.programme.as_ref()) {
+            return Err(bad("its standing is another grant's".to_owned()));
+        }
+        index.insert(id, (entry.programme, standing));
     }
     if sum != stored.ledgers {
         return Err(damaged("the grants' digests do not add up to the ledgers' digest"));
+    }
+    if index_digest != stored.index {
+        return Err(damaged("the grants' index does not match its digest"));
     }
     let mut programmes = BTreeMap::new();
     let mut digest = RowsDigest::default();
@@ -235,7 +298,7 @@ pub fn load_index(conn: &Connection) -> Result<(Checkpoint, BTreeMap<ProgrammeId
     if digest != stored.programmes {
         return Err(damaged("the programme rows do not match their digest"));
     }
-    Ok((stored.checkpoint, programmes))
+    Ok((stored.checkpoint, programmes, index))
 }
 
 /// One grant's ledger, its rows checked against the grant's digest;
@@ -262,7 +325,10 @@ pub fn load_grant(conn: &Connection, grant: &GrantId) -> Result<Option<GrantLedg
         None if !any => Ok(None),
         None => Err(damaged(format!("grant {grant} has rows but no digest"))),
         Some(text) => match RowsDigest::parse(&text) {
-            Some(d) if d == digest && any => Ok(Some(ledger)),
+            Some(d) if d == digest && any => {
+                ledger.retally();
+                Ok(Some(ledger))
+            }
             _ => Err(damaged(format!("grant {grant}: its rows do not match its digest"))),
         },
     }
@@ -300,7 +366,7 @@ pub fn programme_of(conn: &Connection, grant: &GrantId) -> Result<Option<Program
 /// Loads every projection and its checkpoint, checking each grant's rows
 /// against its digest (for tests and tools: its memory grows with the file).
 pub fn load(conn: &Connection) -> Result<(Models, Checkpoint), DbError> {
-    let (checkpoint, programmes) = load_index(conn)?;
+    let (checkpoint, programmes, _) = load_index(conn)?;
     let mut models = Models { position: checkpoint.position, programmes, ..Models::default() };
     for grant in all_grants(conn)? {
         if let Some(ledger) = load_grant(conn, &grant)? {
@@ -313,18 +379,19 @@ pub fn load(conn: &Connection) -> Result<(Models, Checkpoint), DbError> {
 /// Facts to write: grant, kind, key.
 pub type Dirty = std::collections::BTreeSet<(GrantId, FactKind, String)>;
 
-/// Each written grant's programme (`None` before its award).
-pub type GrantProgrammes = BTreeMap<GrantId, Option<ProgrammeId>>;
+/// Each written grant's entry in the index.
+pub type GrantEntries = BTreeMap<GrantId, IndexEntry>;
 
-/// Upserts rows, keeping `digest` and each grant's digest in `grants` up
-/// to date (the old row counted out, the new one in).
+/// Upserts rows, keeping `stored`'s digests and each grant's digest and
+/// entry in `grants` up to date (the old row counted out, the new one in).
 fn put_rows(
     tx: &rusqlite::Transaction<'_>,
     suffix: &str,
     rows: &[FactRow],
-    grants: &GrantProgrammes,
-    digest: &mut RowsDigest,
+    grants: &GrantEntries,
+    stored: &mut Stored,
 ) -> Result<(), DbError> {
+    let digest = &mut stored.ledgers;
     let mut old = tx.prepare_cached(&format!(
         "SELECT fact FROM grant_ledgers{suffix} WHERE grant_id = ?1 AND kind = ?2 AND key = ?3"
     ))?;
@@ -332,10 +399,13 @@ fn put_rows(
         "INSERT INTO grant_ledgers{suffix} (grant_id, kind, key, fact) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (grant_id, kind, key) DO UPDATE SET fact = excluded.fact"
     ))?;
-    let mut grant_digest = tx.prepare_cached(&format!("SELECT rows_digest FROM grants{suffix} WHERE grant_id = ?1"))?;
+    let mut grant_row = tx.prepare_cached(&format!(
+        "SELECT programme_id, standing, rows_digest FROM grants{suffix} WHERE grant_id = ?1"
+    ))?;
     let mut put_grant = tx.prepare_cached(&format!(
-        "INSERT INTO grants{suffix} (grant_id, programme_id, rows_digest) VALUES (?1, ?2, ?3)
-         ON CONFLICT (grant_id) DO UPDATE SET programme_id = excluded.programme_id, rows_digest = excluded.rows_digest"
+        "INSERT INTO grants{suffix} (grant_id, programme_id, standing, rows_digest) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (grant_id) DO UPDATE SET programme_id = excluded.programme_id, standing = excluded.standing,
+            rows_digest = excluded.rows_digest"
     ))?;
     let mut deltas: BTreeMap<&GrantId, (RowsDigest, RowsDigest)> = BTreeMap::new();
     for (grant_id, kind, key, json) in rows {
@@ -350,16 +420,37 @@ fn put_rows(
         digest.add(&[grant, kind, key, json]);
         added.add(&[grant, kind, key, json]);
     }
-    for (grant, (added, removed)) in deltas {
-        let stored: Option<String> = grant_digest.query_row([grant.as_str()], |r| r.get(0)).optional()?;
-        let mut sum = match stored {
-            Some(text) => RowsDigest::parse(&text).ok_or_else(|| damaged(format!("grant {grant}: rows digest")))?,
-            None => RowsDigest::default(),
+    let none = IndexEntry::default();
+    let touched: std::collections::BTreeSet<&GrantId> = deltas.keys().copied().chain(grants.keys()).collect();
+    for grant in touched {
+        let before: Option<(Option<String>, Option<String>, String)> =
+            grant_row.query_row([grant.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+        let (mut sum, old) = match before {
+            Some((programme, standing, text)) => {
+                let sum = RowsDigest::parse(&text).ok_or_else(|| damaged(format!("grant {grant}: rows digest")))?;
+                let programme = programme
+                    .map(ProgrammeId::parse)
+                    .transpose()
+                    .map_err(|e| DbError::Row { key: format!("grants/{grant}"), detail: e.to_string() })?;
+                (sum, Some(IndexEntry { programme, standing }))
+            }
+            None => (RowsDigest::default(), None),
         };
-        sum.plus(added);
-        sum.minus(removed);
-        let programme = grants.get(grant).cloned().flatten();
-        put_grant.execute(params![grant.as_str(), programme.as_ref().map(ProgrammeId::as_str), sum.to_hex()])?;
+        if let Some((added, removed)) = deltas.get(grant) {
+            sum.plus(*added);
+            sum.minus(*removed);
+        }
+        let entry = grants.get(grant).or(old.as_ref()).unwrap_or(&none);
+        if let Some(old) = &old {
+            stored.index.remove(&old.fields(grant.as_str()));
+        }
+        stored.index.add(&entry.fields(grant.as_str()));
+        put_grant.execute(params![
+            grant.as_str(),
+            entry.programme.as_ref().map(ProgrammeId::as_str),
+            entry.standing.as_deref(),
+            sum.to_hex()
+        ])?;
     }
     Ok(())
 }
@@ -410,12 +501,12 @@ pub fn save(
     conn: &mut Connection,
     checkpoint: Checkpoint,
     rows: &[FactRow],
-    grants: &GrantProgrammes,
+    grants: &GrantEntries,
     programmes: &BTreeMap<ProgrammeId, String>,
 ) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut stored = read_stored(&tx)?;
-    put_rows(&tx, "", rows, grants, &mut stored.ledgers)?;
+    put_rows(&tx, "", rows, grants, &mut stored)?;
     put_programmes(&tx, "", programmes, &mut stored.programmes)?;
     stored.checkpoint = checkpoint;
     set_checkpoints(&tx, &stored)?;
@@ -438,19 +529,37 @@ pub fn begin_rebuild(conn: &Connection) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Writes rebuilt grants' rows (with their programmes and digests) into
-/// the rebuild tables in one transaction; the digest of the rows written.
+/// What a rebuild wrote: the digests of the fact rows and of the grants'
+/// index entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Of the fact rows.
+    pub ledgers: RowsDigest,
+    /// Of the grants' index.
+    pub index: RowsDigest,
+}
+
+impl Rebuilt {
+    /// Counts another batch in.
+    pub fn plus(&mut self, other: Rebuilt) {
+        self.ledgers.plus(other.ledgers);
+        self.index.plus(other.index);
+    }
+}
+
+/// Writes rebuilt grants' rows (with their index entries and digests) into
+/// the rebuild tables in one transaction; the digests of what it wrote.
 /// Each grant's rows come whole and once (a grant already written, or a
 /// row twice, is refused by the tables' keys), so nothing is read back.
-pub fn put_rebuilt(conn: &mut Connection, rows: &[FactRow], grants: &GrantProgrammes) -> Result<RowsDigest, DbError> {
+pub fn put_rebuilt(conn: &mut Connection, rows: &[FactRow], grants: &GrantEntries) -> Result<Rebuilt, DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut total = RowsDigest::default();
+    let mut total = Rebuilt::default();
     {
         let mut put = tx.prepare_cached(&format!(
             "INSERT INTO grant_ledgers{REBUILD} (grant_id, kind, key, fact) VALUES (?1, ?2, ?3, ?4)"
         ))?;
         let mut put_grant = tx.prepare_cached(&format!(
-            "INSERT INTO grants{REBUILD} (grant_id, programme_id, rows_digest) VALUES (?1, ?2, ?3)"
+            "INSERT INTO grants{REBUILD} (grant_id, programme_id, standing, rows_digest) VALUES (?1, ?2, ?3, ?4)"
         ))?;
         let mut digests: BTreeMap<&GrantId, RowsDigest> = BTreeMap::new();
         for (grant_id, kind, key, json) in rows {
@@ -458,10 +567,16 @@ pub fn put_rebuilt(conn: &mut Connection, rows: &[FactRow], grants: &GrantProgra
             put.execute(params![grant, kind, key, json])?;
             digests.entry(grant_id).or_default().add(&[grant, kind, key, json]);
         }
-        for (grant, programme) in grants {
+        for (grant, entry) in grants {
             let digest = digests.get(grant).copied().unwrap_or_default();
-            put_grant.execute(params![grant.as_str(), programme.as_ref().map(ProgrammeId::as_str), digest.to_hex()])?;
-            total.plus(digest);
+            put_grant.execute(params![
+                grant.as_str(),
+                entry.programme.as_ref().map(ProgrammeId::as_str),
+                entry.standing.as_deref(),
+                digest.to_hex()
+            ])?;
+            total.ledgers.plus(digest);
+            total.index.add(&entry.fields(grant.as_str()));
         }
     }
     tx.commit()?;
@@ -469,16 +584,16 @@ pub fn put_rebuilt(conn: &mut Connection, rows: &[FactRow], grants: &GrantProgra
 }
 
 /// Writes the rebuilt programmes and swaps the rebuild tables in, with the
-/// checkpoints (`ledgers`: the digest [`put_rebuilt`] summed), in one
+/// checkpoints (`rebuilt`: the digests [`put_rebuilt`] summed), in one
 /// transaction: a reader sees the old models or the new ones, never a
 /// half-built mix.
 pub fn finish_rebuild(
     conn: &mut Connection,
     checkpoint: Checkpoint,
-    ledgers: RowsDigest,
+    rebuilt: Rebuilt,
     programmes: &BTreeMap<ProgrammeId, String>,
 ) -> Result<(), DbError> {
-    let mut stored = Stored { checkpoint, ledgers, ..Stored::default() };
+    let mut stored = Stored { checkpoint, ledgers: rebuilt.ledgers, index: rebuilt.index, ..Stored::default() };
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     put_programmes(&tx, REBUILD, programmes, &mut stored.programmes)?;
     tx.execute_batch(&format!(

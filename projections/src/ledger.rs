@@ -15,6 +15,8 @@ use events::{
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::tally::{MoneyFact, Sign, Tally};
+
 /// A grant event as the projections see it: with its place in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Projected {
@@ -205,6 +207,10 @@ pub struct GrantLedger {
     pub milestones: BTreeMap<MilestoneId, MilestoneFacts>,
     /// When closed.
     pub closed_on: Option<NaiveDate>,
+    /// Running sums of the money facts, kept by [`GrantLedger::apply`] and
+    /// [`GrantLedger::retally`] (derived: not stored, not compared).
+    #[serde(skip)]
+    pub(crate) tally: Tally,
 }
 
 impl GrantLedger {
@@ -235,6 +241,36 @@ impl GrantLedger {
         let on = p.envelope.context.effective_date;
         let actor = &p.envelope.context.actor;
         let touched = fact_of(&p.envelope.event);
+        let money = MoneyFact::of(&p.envelope.event);
+        let mut tally = std::mem::take(&mut self.tally);
+        let counted = tally.usable(self).is_some();
+        if let Some(fact) = money.as_ref().filter(|_| counted) {
+            tally.count(self, fact, Sign::Out);
+        }
+        self.change(p, on, actor);
+        if counted {
+            if let Some(fact) = &money {
+                tally.count(self, fact, Sign::In);
+            }
+            tally.settle(self);
+            self.tally = tally;
+        } else if !tally.failed() {
+            // Facts were put in without it (a ledger read from the file
+            // and not retallied): once, afresh.
+            self.tally = Tally::of(self);
+        } else {
+            self.tally = tally;
+        }
+        touched
+    }
+
+    /// Works the running sums out afresh from every fact (after facts were
+    /// put in some other way than [`GrantLedger::apply`]).
+    pub fn retally(&mut self) {
+        self.tally = Tally::of(self);
+    }
+
+    fn change(&mut self, p: &Projected, on: NaiveDate, actor: &ActorId) {
         match &p.envelope.event {
             GrantEvent::GrantAwarded(e) => {
                 self.grant = Some(GrantInfo {
@@ -358,7 +394,6 @@ impl GrantLedger {
             }
             GrantEvent::GrantClosed(e) => self.closed_on = Some(e.closed_on),
         }
-        touched
     }
 
     fn decide_reallocation(&mut self, id: &ReallocationId, on: NaiveDate, by: &ActorId, approved: bool) {

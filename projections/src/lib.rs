@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod portfolio;
 pub mod projector;
 pub mod statement;
+mod tally;
 pub mod timeline;
 
 use chrono::{DateTime, Utc};
@@ -37,7 +38,7 @@ pub use budget::{BudgetView, ViewError, budget};
 pub use explain::{LineExplanation, explain};
 pub use history::HistoryCache;
 pub use ledger::GrantLedger;
-pub use portfolio::{GrantStatus, PortfolioView, portfolio};
+pub use portfolio::{GrantStatus, PortfolioView, Standing, portfolio, portfolio_of};
 pub use projector::{
     BULK_CATCH_UP_EVENTS_MIN, CacheStats, Hold, HoldPoint, LEDGER_CACHE_FACTS_MAX, Opened, Options, ProjectionError,
     Projector, REBUILD_ROWS_PER_COMMIT, RebuildReport, RebuildState, Status, ViewsDigest, fold_log, views_digest,

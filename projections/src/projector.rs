@@ -52,6 +52,7 @@ use tokio::task::JoinHandle;
 use crate::db::{self, DbError, Models};
 use crate::fold::ApplyError;
 use crate::ledger::GrantLedger;
+use crate::portfolio::Standing;
 
 pub use self::cache::{CacheStats, LEDGER_CACHE_FACTS_MAX};
 pub use self::rebuild::{BULK_CATCH_UP_EVENTS_MIN, REBUILD_DRAIN_WAIT_MS, REBUILD_ROWS_PER_COMMIT, RebuildState};
@@ -81,6 +82,12 @@ pub enum ProjectionError {
     /// An event could not be applied.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// A grant's figures cannot be computed (an overflow in its facts).
+    #[error("grant {grant}'s figures cannot be computed from its facts")]
+    Figures {
+        /// The grant.
+        grant: GrantId,
+    },
     /// A blocking task failed.
     #[error("projection task failed: {0}")]
     Task(String),
@@ -181,6 +188,9 @@ struct Shared {
     /// the log meanwhile).
     damage: Mutex<Option<String>>,
     programmes: RwLock<BTreeMap<ProgrammeId, String>>,
+    /// Every awarded grant's standing, by programme: the portfolio's
+    /// aggregate, kept whole in memory (a few hundred bytes per grant).
+    standings: RwLock<Standings>,
     /// The position whose rows and checkpoint are committed to the file.
     committed: watch::Sender<u64>,
     /// The position the in-memory ledgers reflect (what readers see; ahead
@@ -308,11 +318,31 @@ impl Drop for Projector {
     }
 }
 
+/// Each programme's grants' standings as of every fact, by grant id
+/// (`None`: its figures cannot be computed).
+type Standings = BTreeMap<ProgrammeId, BTreeMap<GrantId, Option<Arc<Standing>>>>;
+
+/// The standings of the grants' index the file holds.
+fn standings_of(index: db::Index) -> Standings {
+    let mut standings = Standings::new();
+    for (grant, (programme, standing)) in index {
+        if let Some(programme) = programme {
+            standings.entry(programme).or_default().insert(grant, standing.map(Arc::new));
+        }
+    }
+    standings
+}
+
+/// Puts a grant's standing (after its award) in `standings`.
+fn set_standing(standings: &mut Standings, grant: &GrantId, programme: ProgrammeId, standing: Option<Standing>) {
+    standings.entry(programme).or_default().insert(grant.clone(), standing.map(Arc::new));
+}
+
 /// Rows of one or more applied pages, waiting to be written.
 struct Pending {
     checkpoint: db::Checkpoint,
     rows: Vec<db::FactRow>,
-    grants: db::GrantProgrammes,
+    grants: db::GrantEntries,
     programmes: BTreeMap<ProgrammeId, String>,
 }
 
@@ -518,7 +548,7 @@ impl Projector {
     ) -> Result<Self, ProjectionError> {
         let Options { ledger_cache_facts_max, bulk_catch_up_events_min } = options;
         let path = path.into();
-        let (conn, programmes, checkpoint, opened) = startup::open_checked(&store, &path).await?;
+        let (conn, programmes, index, checkpoint, opened) = startup::open_checked(&store, &path).await?;
         let shared = Arc::new(Shared {
             store,
             path,
@@ -529,6 +559,7 @@ impl Projector {
             commits: AtomicU64::new(0),
             damage: Mutex::new(None),
             programmes: RwLock::new(programmes),
+            standings: RwLock::new(standings_of(index)),
             committed: watch::channel(checkpoint.position).0,
             visible: watch::channel(checkpoint.position).0,
             visible_hash: Mutex::new(checkpoint.log_hash),
@@ -636,6 +667,18 @@ impl Projector {
         Ok(out)
     }
 
+    /// The standings of a programme's grants, by grant id, as of every
+    /// fact: what its portfolio as of today shows, read from memory without
+    /// the grants' ledgers.
+    pub fn standings(&self, programme: &ProgrammeId) -> Result<Vec<Arc<Standing>>, ProjectionError> {
+        let standings = self.shared.standings.read().unwrap_or_else(|e| e.into_inner());
+        let Some(grants) = standings.get(programme) else { return Ok(Vec::new()) };
+        grants
+            .iter()
+            .map(|(grant, standing)| standing.clone().ok_or_else(|| ProjectionError::Figures { grant: grant.clone() }))
+            .collect()
+    }
+
     /// What the ledger cache holds.
     pub fn cache_stats(&self) -> CacheStats {
         lock(&self.shared.ledgers).stats()
@@ -729,11 +772,11 @@ pub fn views_path(data_dir: &Path) -> PathBuf {
 
 /// SHA-256 over the canonical JSON of every view the models serve (budget,
 /// timeline and funder statement of each grant as of everything, statuses
-/// relative to `today`; programme names), in id order.
+/// relative to `today`, and its standing; programme names), in id order.
 pub fn views_digest(models: &Models, today: NaiveDate) -> String {
     let mut digest = ViewsDigest::new(today);
     for (id, ledger) in &models.ledgers {
-        digest.grant(id, ledger);
+        digest.grant(id, ledger, Standing::of(ledger, None).ok().flatten().as_ref());
     }
     digest.finish(&models.programmes)
 }
@@ -752,13 +795,15 @@ impl ViewsDigest {
         Self { hash: Sha256::new(), today }
     }
 
-    /// Adds a grant's views (after every grant of a smaller id).
-    pub fn grant(&mut self, id: &GrantId, ledger: &GrantLedger) {
+    /// Adds a grant's views and its standing as the portfolio holds it
+    /// (after every grant of a smaller id).
+    pub fn grant(&mut self, id: &GrantId, ledger: &GrantLedger, standing: Option<&Standing>) {
         self.hash.update(id.as_str());
         let views = serde_json::json!({
             "budget": crate::budget(ledger, None, self.today).ok(),
             "timeline": crate::timeline(ledger, None, self.today).ok(),
             "statement": crate::statement(ledger, None).ok(),
+            "standing": standing,
         });
         self.hash.update(views.to_string());
     }

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::ViewError;
-use crate::ledger::{AsOf, GrantLedger};
+use crate::ledger::{AsOf, GrantLedger, MilestoneFacts};
 
 /// Days before its due date from which an open milestone is at risk.
 pub const AT_RISK_DAYS: u64 = 30;
@@ -126,6 +126,49 @@ pub struct TimelineView {
     pub amendments: Vec<AmendmentView>,
 }
 
+/// Where a milestone stands as of a date, whatever the day it is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Due {
+    /// The due date after the reschedules counted.
+    pub current_due: NaiveDate,
+    /// When achieved, if counted.
+    pub achieved_on: Option<NaiveDate>,
+    /// Cancelled, as of the date.
+    pub cancelled: bool,
+}
+
+impl Due {
+    /// Milestone `m` as of `at`.
+    pub(crate) fn of(m: &MilestoneFacts, at: AsOf) -> Self {
+        let current_due = m.reschedules.iter().rfind(|r| at.counts(r.on)).map_or(m.baseline_due, |r| r.to);
+        Self {
+            current_due,
+            achieved_on: m.achieved_on.filter(|d| at.counts(*d)),
+            cancelled: at.happened(m.cancelled_on),
+        }
+    }
+
+    /// Neither achieved nor cancelled.
+    pub(crate) fn open(self) -> bool {
+        self.achieved_on.is_none() && !self.cancelled
+    }
+
+    /// Its status on `today`, at risk when due by `at_risk_until`.
+    pub(crate) fn status(self, today: NaiveDate, at_risk_until: NaiveDate) -> MilestoneStatus {
+        if self.achieved_on.is_some() {
+            MilestoneStatus::Achieved
+        } else if self.cancelled {
+            MilestoneStatus::Cancelled
+        } else if self.current_due < today {
+            MilestoneStatus::Overdue
+        } else if self.current_due <= at_risk_until {
+            MilestoneStatus::AtRisk
+        } else {
+            MilestoneStatus::Planned
+        }
+    }
+}
+
 /// The timeline of `ledger` as of `as_of`, statuses relative to `today`.
 pub fn timeline(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate) -> Result<TimelineView, ViewError> {
     let grant = ledger.grant.as_ref().ok_or(ViewError::NotAwarded)?;
@@ -138,19 +181,9 @@ pub fn timeline(ledger: &GrantLedger, as_of: Option<NaiveDate>, today: NaiveDate
         .filter(|(_, m)| at.counts(m.planned_on))
         .map(|(id, m)| {
             let reschedules: Vec<_> = m.reschedules.iter().filter(|r| at.counts(r.on)).collect();
-            let current_due = reschedules.last().map_or(m.baseline_due, |r| r.to);
-            let achieved_on = m.achieved_on.filter(|d| at.counts(*d));
-            let status = if achieved_on.is_some() {
-                MilestoneStatus::Achieved
-            } else if at.happened(m.cancelled_on) {
-                MilestoneStatus::Cancelled
-            } else if current_due < today {
-                MilestoneStatus::Overdue
-            } else if current_due <= at_risk_until {
-                MilestoneStatus::AtRisk
-            } else {
-                MilestoneStatus::Planned
-            };
+            let due = Due::of(m, at);
+            let (current_due, achieved_on) = (due.current_due, due.achieved_on);
+            let status = due.status(today, at_risk_until);
             MilestoneView {
                 id: id.clone(),
                 workstream: m.workstream.clone(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use domain::handler::Handler;
 use events::GrantId;
 use projections::db::Models;
-use projections::{HoldPoint, Opened, Options, Projector, budget, portfolio, timeline};
+use projections::{HoldPoint, Opened, Options, Projector, budget, portfolio, portfolio_of, timeline};
 use store::EventStore;
 
 mod common;
@@ -51,6 +51,19 @@ async fn assert_views_are_the_logs(p: &Projector, truth: &Models) {
             "programme {prog}"
         );
         assert!(p.cache_stats().facts <= LIMIT, "{:?}", p.cache_stats());
+        // As of every fact, from the standings the projector keeps: no
+        // ledger is read.
+        let loads = p.cache_stats().loads;
+        let kept = p.standings(&programme(prog)).unwrap();
+        let ledgers: Vec<_> = truth.ledgers.values().collect();
+        for on in [day(0), day(10), today, day(2000)] {
+            assert_eq!(
+                portfolio_of(&programme(prog), kept.iter().map(Arc::as_ref), None, on).unwrap(),
+                common::portfolio_from_views(&programme(prog), &ledgers, None, on),
+                "programme {prog} on {on}"
+            );
+        }
+        assert_eq!(p.cache_stats().loads, loads, "the portfolio read ledgers");
     }
     assert!(p.ledger(&GrantId::parse("g-none").unwrap()).await.unwrap().is_none());
 }

@@ -13,7 +13,9 @@ use domain::grant::{Delta, GrantCommand};
 use domain::handler::{Handler, Issued};
 use domain::scenario::{self, BUDGET, eur};
 use events::{ActorId, CommitmentId, ExpenditureId, GrantId, LineId, Money};
-use projections::{Projector, as_known_at, views_digest};
+use projections::{Projector, as_known_at, portfolio, portfolio_of, views_digest};
+
+mod common;
 use proptest::prelude::*;
 use store::EventStore;
 use store_sqlite::SqliteStore;
@@ -131,6 +133,31 @@ async fn run(handler: &Handler, grant: &GrantId, n: usize, op: &Op) {
     let _ = handler.execute(grant, &issue(command, on, scenario::MANAGER)).await;
 }
 
+/// The portfolio, from the ledgers and (as of every fact) from the
+/// standings the projector keeps, is what the grants' budget and timeline
+/// views say, for days before, during and after the period.
+fn portfolios_are_the_views(
+    projector: &Projector,
+    programme: &events::ProgrammeId,
+    live: &projections::db::Models,
+) -> Result<(), TestCaseError> {
+    let ledgers: Vec<_> = live.ledgers.values().collect();
+    let standings = projector.standings(programme).unwrap();
+    prop_assert_eq!(standings.len(), 1);
+    for today in ["2021-12-31", "2022-01-01", "2022-06-30", "2022-12-31", "2023-09-30", "2030-01-01"] {
+        let today: NaiveDate = today.parse().unwrap();
+        for as_of in [None, Some(day(0)), Some(day(90)), Some(day(179))] {
+            let want = common::portfolio_from_views(programme, &ledgers, as_of, today);
+            prop_assert_eq!(&portfolio(programme, ledgers.iter().copied(), as_of, today).unwrap(), &want);
+            if as_of.is_none() {
+                let kept = portfolio_of(programme, standings.iter().map(Arc::as_ref), None, today).unwrap();
+                prop_assert_eq!(&kept, &want);
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -168,8 +195,11 @@ proptest! {
             prop_assert_eq!(serde_json::to_value(&as_of).unwrap(), serde_json::to_value(&live.ledgers[&grant]).unwrap());
             let today = NaiveDate::from_ymd_opt(2022, 12, 31).unwrap();
             prop_assert_eq!(views_digest(&live, today), views_digest(&rebuilt, today));
+            let programme = live.ledgers[&grant].grant.as_ref().unwrap().programme.clone();
+            portfolios_are_the_views(&projector, &programme, &live)?;
             let report = projector.rebuild(today, |_, _| {}).await.unwrap();
             prop_assert_eq!(report.live_digest, report.rebuilt_digest);
+            portfolios_are_the_views(&projector, &programme, &live)?;
             // The books always balance: allocations never exceed the award.
             let budget = projections::budget(&live.ledgers[&grant], None, today).unwrap();
             prop_assert!(budget.allocated.amount() <= eur("250000.00").unwrap().amount());

@@ -215,6 +215,36 @@ async fn a_changed_figure_in_a_stored_row_is_never_served_and_the_file_is_rebuil
     assert_rebuilt(&w, &path).await;
 }
 
+/// A grant's standing (its portfolio figures, read at start without its
+/// ledger) or its programme changed in the file is found when the file is
+/// opened, and the file is moved aside and rebuilt: the portfolio never
+/// shows figures the log does not give.
+#[tokio::test]
+async fn a_changed_standing_or_programme_in_the_grants_index_is_never_served_and_the_file_is_rebuilt() {
+    for change in [
+        "UPDATE grants SET standing = replace(standing, '\"overspent_lines\":0', '\"overspent_lines\":2')",
+        "UPDATE grants SET programme_id = 'elsewhere'",
+    ] {
+        let w = world().await;
+        let path = w.dir.path().join("views").join("views.sqlite");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        written_views(&w.store, &path).await;
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(conn.execute(change, []).unwrap(), 1, "{change}");
+        drop(conn);
+        assert_rebuilt(&w, &path).await;
+        let p = caught_up(&w.store, &path).await;
+        let programme = p.ledger(&gid()).await.unwrap().unwrap().grant.clone().unwrap().programme;
+        let standings = p.standings(&programme).unwrap();
+        let truth = projections::fold_log(w.store.as_ref()).await.unwrap();
+        assert_eq!(
+            standings.iter().map(|s| (**s).clone()).collect::<Vec<_>>(),
+            vec![projections::Standing::of(&truth.ledgers[&gid()], None).unwrap().unwrap()],
+            "{change}"
+        );
+    }
+}
+
 /// A small deterministic generator (splitmix64), so each case is reproducible.
 struct Rng(u64);
 

@@ -1,7 +1,8 @@
 //! A server whose caches are far smaller than its data (the views' ledger
 //! cache and the command handler's grant cache) still answers every
 //! grant's views and commands as the log says, before and after a restart,
-//! and its metrics show ledgers evicted and read again.
+//! and its metrics show ledgers evicted and read again, and none read for
+//! the portfolio.
 
 use serde_json::Value;
 
@@ -112,5 +113,11 @@ async fn caches_smaller_than_the_data_still_answer_every_grant_as_the_log_says()
     let api = w.api();
     let metrics = api.get(ADMIN_TOKEN, "/metrics").await.expect_status(200).text;
     assert_eq!(metric(&metrics, "grantlog_ledger_cache_ledgers"), 0.0, "the start read ledgers:\n{metrics}");
+    // The portfolio comes from the grants' standings, kept beside their
+    // ledgers: it reads none of them.
+    let portfolio = api.get(&m, &format!("/api/v1/programmes/{PROG_A}/portfolio")).await.expect_status(200).body;
+    assert!(portfolio["grants"].as_array().is_some_and(|g| g.len() > GRANTS), "{portfolio}");
+    let metrics = api.get(ADMIN_TOKEN, "/metrics").await.expect_status(200).text;
+    assert_eq!(metric(&metrics, "grantlog_ledger_cache_loads_total"), 0.0, "the portfolio read ledgers:\n{metrics}");
     answers_as_the_log_says(&api, &m, 1).await;
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::{DbError, GRANT_LEDGERS, PROGRAMMES, tables};
+use super::{DbError, GRANT_INDEX, GRANT_LEDGERS, PROGRAMMES, tables};
 use crate::integrity::RowsDigest;
 
 /// Problems `PRAGMA quick_check` reports at most (the first is enough to
@@ -26,12 +26,13 @@ impl Default for Checkpoint {
     }
 }
 
-/// The checkpoint as stored, with both projections' row digests.
+/// The checkpoint as stored, with every projection's row digest.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Stored {
     pub(super) checkpoint: Checkpoint,
     pub(super) ledgers: RowsDigest,
     pub(super) programmes: RowsDigest,
+    pub(super) index: RowsDigest,
 }
 
 pub(super) fn schema() -> String {
@@ -87,7 +88,8 @@ pub(super) fn damaged(what: impl std::fmt::Display) -> DbError {
     DbError::Damaged(what.to_string())
 }
 
-/// Reads both checkpoints; they always move together, so they must agree.
+/// Reads every projection's checkpoint; they always move together, so they
+/// must agree.
 pub(super) fn read_stored(conn: &Connection) -> Result<Stored, DbError> {
     let mut stmt = conn.prepare_cached("SELECT projection, position, log_hash, rows_digest FROM checkpoints")?;
     let rows: Vec<(String, i64, String, String)> =
@@ -110,11 +112,12 @@ pub(super) fn read_stored(conn: &Connection) -> Result<Stored, DbError> {
         match name.as_str() {
             GRANT_LEDGERS => stored.ledgers = digest,
             PROGRAMMES => stored.programmes = digest,
+            GRANT_INDEX => stored.index = digest,
             other => return Err(damaged(format!("unknown checkpoint {other}"))),
         }
         seen.push(name);
     }
-    if seen.len() != 2 {
+    if seen.len() != 3 {
         return Err(damaged("a checkpoint is missing"));
     }
     Ok(stored)
@@ -123,7 +126,9 @@ pub(super) fn read_stored(conn: &Connection) -> Result<Stored, DbError> {
 pub(super) fn set_checkpoints(tx: &rusqlite::Transaction<'_>, stored: &Stored) -> Result<(), DbError> {
     let position = stored.checkpoint.position as i64;
     let hash = hex::encode(stored.checkpoint.log_hash);
-    for (name, digest) in [(GRANT_LEDGERS, stored.ledgers), (PROGRAMMES, stored.programmes)] {
+    for (name, digest) in
+        [(GRANT_LEDGERS, stored.ledgers), (PROGRAMMES, stored.programmes), (GRANT_INDEX, stored.index)]
+    {
         tx.execute(
             "INSERT INTO checkpoints (projection, position, log_hash, rows_digest) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (projection) DO UPDATE SET position = excluded.position,

@@ -105,7 +105,8 @@ async fn load_page_ledgers(shared: &Arc<Shared>, page: &[store::RecordedEvent]) 
 fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: Loaded) -> (Pending, Option<(u64, String)>) {
     let mut failure = None;
     let mut rows: Vec<db::FactRow> = Vec::new();
-    let mut grants = db::GrantProgrammes::new();
+    let mut grants = db::GrantEntries::new();
+    let mut standings = Vec::new();
     let mut programmes = BTreeMap::new();
     let mut position = *shared.visible.borrow();
     let mut log_hash = *lock(&shared.visible_hash);
@@ -147,8 +148,21 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: Loaded) ->
         }
         for (grant, kind, key) in dirty {
             let ledger = ledgers.peek(&grant);
-            if kind == FactKind::Header {
-                grants.insert(grant.clone(), ledger.and_then(|l| l.grant.as_ref().map(|g| g.programme.clone())));
+            if kind == FactKind::Header
+                && let Some(ledger) = ledger
+            {
+                match db::IndexEntry::of(ledger) {
+                    Ok((entry, standing)) => {
+                        if let Some(programme) = &entry.programme {
+                            standings.push((grant.clone(), programme.clone(), standing));
+                        }
+                        grants.insert(grant.clone(), entry);
+                    }
+                    Err(e) => {
+                        failure = failure.or(Some((position, e.to_string())));
+                        unwritable = true;
+                    }
+                }
             }
             match ledger.map(|l| l.fact_json(kind, &key)) {
                 Some(Ok(Some(json))) => rows.push((grant, kind, key, json)),
@@ -162,6 +176,12 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: Loaded) ->
         ledgers.evict();
     }
     shared.programmes.write().unwrap_or_else(|e| e.into_inner()).extend(programmes.clone());
+    {
+        let mut shown = shared.standings.write().unwrap_or_else(|e| e.into_inner());
+        for (grant, programme, standing) in standings {
+            super::set_standing(&mut shown, &grant, programme, standing);
+        }
+    }
     *lock(&shared.visible_hash) = log_hash;
     shared.visible.send_replace(position);
     if unwritable {
@@ -170,7 +190,7 @@ fn apply_page(shared: &Shared, page: &[store::RecordedEvent], loaded: Loaded) ->
             Pending {
                 checkpoint: start,
                 rows: Vec::new(),
-                grants: db::GrantProgrammes::new(),
+                grants: db::GrantEntries::new(),
                 programmes: BTreeMap::new(),
             },
             failure,

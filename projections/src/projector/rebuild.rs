@@ -13,10 +13,10 @@ use store::{Position, StreamId};
 use tokio::task::JoinHandle;
 
 use super::{
-    ProjectionError, RebuildReport, Shared, ViewsDigest, blocking, fold_stream, grants_where, ledger_of, lock,
+    ProjectionError, RebuildReport, Shared, Standings, ViewsDigest, blocking, fold_stream, grants_where, ledger_of,
+    lock, set_standing,
 };
 use crate::db::{self, Models};
-use crate::integrity::RowsDigest;
 
 /// Longest wait, before a rebuild, for the file to catch up with the views
 /// in memory (it cannot while its writes fail).
@@ -119,13 +119,14 @@ async fn swap_in(shared: &Arc<Shared>, target: u64, folded: Folded) -> Result<()
     blocking(move || {
         let mut conn = lock(&writer.db);
         let _gate = writer.gate.write().unwrap_or_else(|e| e.into_inner());
-        db::finish_rebuild(&mut conn, checkpoint, folded.rows_digest, &programmes)?;
+        db::finish_rebuild(&mut conn, checkpoint, folded.rebuilt, &programmes)?;
         writer.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         lock(&writer.ledgers).clear();
         Ok(())
     })
     .await?;
     *shared.programmes.write().unwrap_or_else(|e| e.into_inner()) = folded.programmes;
+    *shared.standings.write().unwrap_or_else(|e| e.into_inner()) = folded.standings;
     Ok(())
 }
 
@@ -166,17 +167,18 @@ pub(super) async fn bulk_catch_up(shared: &Arc<Shared>) -> Result<Option<u64>, P
 struct Folded {
     events: u64,
     log_hash: [u8; 32],
-    rows_digest: RowsDigest,
+    rebuilt: db::Rebuilt,
     /// The views' digest, when asked for.
     views_digest: Option<String>,
     programmes: BTreeMap<ProgrammeId, String>,
+    standings: Standings,
 }
 
 /// Rows waiting to be written to the rebuild tables.
 #[derive(Default)]
 struct Batch {
     rows: Vec<db::FactRow>,
-    grants: db::GrantProgrammes,
+    grants: db::GrantEntries,
 }
 
 /// Folds the log up to `target` into the rebuild tables stream by stream,
@@ -213,14 +215,15 @@ async fn fold(
     blocking(move || db::begin_rebuild(&lock(&s.db)).map_err(ProjectionError::from)).await?;
 
     let mut digest = today.map(ViewsDigest::new);
-    let mut rows_digest = RowsDigest::default();
+    let mut rebuilt = db::Rebuilt::default();
+    let mut standings = Standings::new();
     let mut programmes = BTreeMap::new();
     let mut batch = Batch::default();
     let mut events = 0u64;
     let rows_per_commit = shared.rebuild_rows.load(std::sync::atomic::Ordering::SeqCst);
     // One batch is written while the next is folded (on two cores, the
     // fold and SQLite's writes overlap); at most one write is in flight.
-    let mut writing: Option<tokio::task::JoinHandle<Result<RowsDigest, ProjectionError>>> = None;
+    let mut writing: Option<tokio::task::JoinHandle<Result<db::Rebuilt, ProjectionError>>> = None;
     // Streams are folded on tasks of their own, a few at a time, and taken
     // in order (the views' digest and the rows go grant by grant).
     let log = Arc::clone(&shared.store);
@@ -238,57 +241,67 @@ async fn fold(
         events += folded_events;
         programmes.extend(scratch.programmes);
         for (grant, ledger) in scratch.ledgers {
+            let (entry, standing) = db::IndexEntry::of(&ledger)
+                .map_err(|e| db::DbError::Row { key: format!("grants/{grant}"), detail: e.to_string() })?;
             if let Some(digest) = digest.as_mut() {
-                digest.grant(&grant, &ledger);
+                digest.grant(&grant, &ledger, standing.as_ref());
             }
             db::ledger_rows(&grant, &ledger, &mut batch.rows)?;
-            batch.grants.insert(grant, ledger.grant.as_ref().map(|g| g.programme.clone()));
+            if let Some(programme) = entry.programme.clone() {
+                set_standing(&mut standings, &grant, programme, standing);
+            }
+            batch.grants.insert(grant, entry);
         }
         if batch.rows.len() >= rows_per_commit {
             if let Some(previous) = writing.take() {
-                rows_digest.plus(joined(previous).await?);
+                rebuilt.plus(joined(previous).await?);
             }
             writing = Some(put(shared, std::mem::take(&mut batch)));
         }
         progress(events, events.min(target));
     }
     if let Some(previous) = writing.take() {
-        rows_digest.plus(joined(previous).await?);
+        rebuilt.plus(joined(previous).await?);
     }
-    rows_digest.plus(joined(put(shared, batch)).await?);
+    rebuilt.plus(joined(put(shared, batch)).await?);
     if events != target {
         return Err(ProjectionError::Task(format!(
             "the log holds {events} events up to position {target}: it changed while it was folded"
         )));
     }
     let views_digest = digest.map(|d| d.finish(&programmes));
-    Ok(Folded { events, log_hash, rows_digest, views_digest, programmes })
+    Ok(Folded { events, log_hash, rebuilt, views_digest, programmes, standings })
 }
 
 /// Starts writing a batch to the rebuild tables, on a blocking thread;
-/// the task gives the batch's rows digest.
-fn put(shared: &Arc<Shared>, batch: Batch) -> tokio::task::JoinHandle<Result<RowsDigest, ProjectionError>> {
+/// the task gives the digests of what it wrote.
+fn put(shared: &Arc<Shared>, batch: Batch) -> tokio::task::JoinHandle<Result<db::Rebuilt, ProjectionError>> {
     let s = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
         if batch.rows.is_empty() && batch.grants.is_empty() {
-            return Ok(RowsDigest::default());
+            return Ok(db::Rebuilt::default());
         }
         Ok(db::put_rebuilt(&mut lock(&s.db), &batch.rows, &batch.grants)?)
     })
 }
 
 async fn joined(
-    task: tokio::task::JoinHandle<Result<RowsDigest, ProjectionError>>,
-) -> Result<RowsDigest, ProjectionError> {
+    task: tokio::task::JoinHandle<Result<db::Rebuilt, ProjectionError>>,
+) -> Result<db::Rebuilt, ProjectionError> {
     task.await.map_err(|e| ProjectionError::Task(e.to_string()))?
 }
 
-/// The digest of the live views, grant by grant through the cache.
+/// The digest of the live views, grant by grant through the cache, with
+/// the standings the portfolio holds.
 async fn live_digest(shared: &Arc<Shared>, today: NaiveDate) -> Result<String, ProjectionError> {
     let mut digest = ViewsDigest::new(today);
     for grant in grants_where(shared, None).await? {
         if let Some(ledger) = ledger_of(shared, &grant).await? {
-            digest.grant(&grant, &ledger);
+            let standing = ledger.grant.as_ref().and_then(|g| {
+                let standings = shared.standings.read().unwrap_or_else(|e| e.into_inner());
+                standings.get(&g.programme).and_then(|s| s.get(&grant)).cloned().flatten()
+            });
+            digest.grant(&grant, &ledger, standing.as_deref());
         }
     }
     let programmes = shared.programmes.read().unwrap_or_else(|e| e.into_inner()).clone();

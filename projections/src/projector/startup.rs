@@ -39,7 +39,7 @@ pub enum Opened {
 }
 
 type Programmes = BTreeMap<ProgrammeId, String>;
-type Loaded = (Connection, Programmes, Checkpoint);
+type Loaded = (Connection, Programmes, db::Index, Checkpoint);
 
 fn open_and_load(path: &Path) -> Result<Loaded, DbError> {
     let marker = super::damage_marker(path);
@@ -48,8 +48,8 @@ fn open_and_load(path: &Path) -> Result<Loaded, DbError> {
         return Err(DbError::Damaged(format!("damage was found in it while serving: {why}")));
     }
     let conn = db::open(path)?;
-    let (checkpoint, programmes) = db::load_index(&conn)?;
-    Ok((conn, programmes, checkpoint))
+    let (checkpoint, programmes, index) = db::load_index(&conn)?;
+    Ok((conn, programmes, index, checkpoint))
 }
 
 /// Opens, checks and loads the file at `path`, moving it aside and starting
@@ -57,12 +57,12 @@ fn open_and_load(path: &Path) -> Result<Loaded, DbError> {
 pub(super) async fn open_checked(
     store: &Arc<dyn EventStore>,
     path: &Path,
-) -> Result<(Connection, Programmes, Checkpoint, Opened), ProjectionError> {
+) -> Result<(Connection, Programmes, db::Index, Checkpoint, Opened), ProjectionError> {
     let file_error = |e: DbError| ProjectionError::File { path: path.to_owned(), detail: e.to_string() };
     let at = path.to_owned();
     let reason = match blocking(move || Ok(open_and_load(&at))).await? {
-        Ok((conn, models, checkpoint)) => match not_of_this_log(store.as_ref(), checkpoint).await? {
-            None => return Ok((conn, models, checkpoint, Opened::Loaded { position: checkpoint.position })),
+        Ok((conn, models, index, checkpoint)) => match not_of_this_log(store.as_ref(), checkpoint).await? {
+            None => return Ok((conn, models, index, checkpoint, Opened::Loaded { position: checkpoint.position })),
             Some(reason) => {
                 drop(conn);
                 reason
@@ -91,8 +91,8 @@ pub(super) async fn open_checked(
         "the read model file cannot be trusted: moved it aside; rebuilding the views from the log"
     );
     let at = path.to_owned();
-    let (conn, models, checkpoint) = blocking(move || Ok(open_and_load(&at))).await?.map_err(file_error)?;
-    Ok((conn, models, checkpoint, Opened::MovedAside { moved_to, reason }))
+    let (conn, models, index, checkpoint) = blocking(move || Ok(open_and_load(&at))).await?.map_err(file_error)?;
+    Ok((conn, models, index, checkpoint, Opened::MovedAside { moved_to, reason }))
 }
 
 /// Why a checkpoint is not a position of this log, if it is not.

@@ -29,7 +29,7 @@ pub const VIEWS_WRITE_RETRY_MS_MAX: u64 = 5_000;
 struct Batch {
     checkpoint: db::Checkpoint,
     rows: BTreeMap<(GrantId, FactKind, String), String>,
-    grants: db::GrantProgrammes,
+    grants: db::GrantEntries,
     programmes: BTreeMap<ProgrammeId, String>,
 }
 
@@ -38,7 +38,7 @@ impl Batch {
         let mut b = Self {
             checkpoint: first.checkpoint,
             rows: BTreeMap::new(),
-            grants: db::GrantProgrammes::new(),
+            grants: db::GrantEntries::new(),
             programmes: BTreeMap::new(),
         };
         b.take(first);

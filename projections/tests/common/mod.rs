@@ -108,3 +108,68 @@ pub async fn build(handler: &Handler, grants: usize, rounds: std::ops::Range<usi
 pub async fn head(store: &dyn EventStore) -> u64 {
     store.head().await.unwrap().map_or(0, |h| h.position.0)
 }
+
+/// The portfolio of `programme` worked out from each grant's budget and
+/// timeline views, as API.md defines its figures: the reference the
+/// portfolio view (and the standings the projector keeps) must equal.
+pub fn portfolio_from_views(
+    programme: &ProgrammeId,
+    ledgers: &[&projections::GrantLedger],
+    as_of: Option<NaiveDate>,
+    today: NaiveDate,
+) -> projections::PortfolioView {
+    use projections::portfolio::{CurrencyTotals, PortfolioGrant, status};
+    use projections::timeline::MilestoneStatus;
+    let counts = |date: NaiveDate| as_of.is_none_or(|d| date <= d);
+    let undecided =
+        |requested: NaiveDate, decided: Option<NaiveDate>| counts(requested) && !decided.is_some_and(counts);
+    let mut grants = Vec::new();
+    let mut totals: std::collections::BTreeMap<Currency, CurrencyTotals> = Default::default();
+    for ledger in ledgers {
+        let Some(info) = ledger.grant.as_ref().filter(|g| &g.programme == programme) else { continue };
+        let b = projections::budget(ledger, as_of, today).unwrap();
+        let t = projections::timeline(ledger, as_of, today).unwrap();
+        let pending = ledger
+            .reallocations
+            .values()
+            .filter(|r| undecided(r.requested_on, r.decided.as_ref().map(|d| d.on)))
+            .count()
+            + ledger
+                .amendments
+                .values()
+                .filter(|a| undecided(a.requested_on, a.decided.as_ref().map(|d| d.on)))
+                .count();
+        let overdue = t.milestones.iter().filter(|m| m.status == MilestoneStatus::Overdue).count();
+        let overspent = b.lines.iter().filter(|l| l.overspent).count();
+        let zero = Money::zero(b.currency);
+        let sums = totals.entry(b.currency).or_insert(CurrencyTotals {
+            currency: b.currency,
+            award: zero,
+            spent: zero,
+            committed: zero,
+        });
+        sums.award = sums.award.checked_add(&b.award).unwrap();
+        sums.spent = sums.spent.checked_add(&b.spent).unwrap();
+        sums.committed = sums.committed.checked_add(&b.committed).unwrap();
+        grants.push(PortfolioGrant {
+            grant: info.id.clone(),
+            title: info.title.clone(),
+            acronym: info.acronym.clone(),
+            award: b.award,
+            spent: b.spent,
+            committed: b.committed,
+            burn_index: b.burn_index,
+            time_elapsed_pct: b.time_elapsed_pct,
+            overdue_milestones: overdue,
+            pending_approvals: pending,
+            status: status(overspent, overdue, b.burn_index, b.time_elapsed_pct, pending),
+        });
+    }
+    projections::PortfolioView {
+        programme: programme.clone(),
+        today,
+        as_of,
+        grants,
+        totals: totals.into_values().collect(),
+    }
+}

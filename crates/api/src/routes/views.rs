@@ -330,6 +330,16 @@ async fn portfolio(
     if !principal.sees(&programme) || state.projector().programme(&programme).is_none() {
         return Err(ApiError::NotFound(format!("programme {programme}")));
     }
+    let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
+    if q.as_of.is_none() && q.known_at.is_none() {
+        // As of every fact: the grants' standings, kept by the projector,
+        // without their ledgers.
+        let standings = state.projector().standings(&programme)?;
+        let view = projections::portfolio_of(&programme, standings.iter().map(Arc::as_ref), None, today)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let body = serde_json::to_vec(&Positioned { view, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok(json_body(&headers, Rendered::new(Bytes::from(body))));
+    }
     let mut ledgers = state.projector().programme_ledgers(&programme).await?;
     if let Some(at) = q.known_at {
         // Each grant as its books stood then: one awarded later has no
@@ -341,7 +351,6 @@ async fn portfolio(
         }
         ledgers = then;
     }
-    let today = q.today.unwrap_or_else(|| Utc::now().date_naive());
     let view = projections::portfolio(&programme, ledgers.iter().map(Arc::as_ref), q.as_of, today)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let body = serde_json::to_vec(&Positioned { view, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
