@@ -33,7 +33,7 @@ use crate::note;
 /// The file in the data directory that says what was built.
 pub const MANIFEST: &str = "scale.json";
 /// The programme of every built grant.
-const PROGRAMME: &str = "scale";
+pub const PROGRAMME: &str = "scale";
 /// The one workstream and line of every grant.
 const WORKSTREAM: &str = "WS1";
 const CATEGORY: &str = "PER";

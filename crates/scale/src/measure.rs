@@ -69,6 +69,13 @@ pub struct Report {
     pub restart_seconds: f64,
     /// VmRSS at ready after the restart, bytes.
     pub restart_rss_bytes: u64,
+    /// `GET` of the programme's portfolio (every grant) right after the
+    /// restart, seconds.
+    pub portfolio_first_seconds: f64,
+    /// The median of [`PORTFOLIO_RUNS`] more, seconds.
+    pub portfolio_median_seconds: f64,
+    /// The portfolio listed every built grant.
+    pub portfolio_check: bool,
     /// Budget reads done, and how long they took.
     pub reads: u64,
     /// Reads per second.
@@ -351,6 +358,28 @@ pub async fn budget_matches(http: &reqwest::Client, url: &str, manifest: &Manife
     Ok(true)
 }
 
+/// Portfolio reads after the first.
+pub const PORTFOLIO_RUNS: usize = 5;
+
+/// Reads the built programme's portfolio: the first read's seconds, the
+/// median of [`PORTFOLIO_RUNS`] more, and whether it listed every grant.
+async fn portfolio_reads(http: &reqwest::Client, url: &str, manifest: &Manifest) -> Result<(f64, f64, bool)> {
+    let api = grantlog_client::Client::with_http(http.clone(), url, manifest.admin_token.as_str());
+    let mut seconds = Vec::new();
+    let mut listed = 0;
+    for _ in 0..=PORTFOLIO_RUNS {
+        let started = Instant::now();
+        let view = api
+            .portfolio(crate::build::PROGRAMME, &grantlog_client::ViewQuery::default())
+            .await
+            .map_err(|e| anyhow!("GET /api/v1/programmes/{}/portfolio: {e}", crate::build::PROGRAMME))?;
+        seconds.push(started.elapsed().as_secs_f64());
+        listed = view.view.grants.len();
+    }
+    let first = seconds.remove(0);
+    Ok((first, median(&seconds), listed == manifest.grants.len()))
+}
+
 /// `reads` budget reads over every grant from `readers` clients; reads/s.
 async fn budget_reads(url: &str, manifest: &Manifest, reads: u64, readers: usize) -> Result<f64> {
     let grants: Arc<Vec<String>> = Arc::new(manifest.grants.iter().map(|g| g.id.clone()).collect());
@@ -431,6 +460,9 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
     let (server, restart) = Server::start(&args.bin, dir, token, args.ready_timeout).await?;
     note(&format!("grantlog-scale: restart {:.2} s; {} budget reads", restart.seconds, args.reads));
     let budget_check = budget_matches(&http, &server.url, &manifest).await?;
+    let (portfolio_first_seconds, portfolio_median_seconds, portfolio_check) =
+        portfolio_reads(&http, &server.url, &manifest).await?;
+    note(&format!("grantlog-scale: portfolio {portfolio_first_seconds:.3} s, then {portfolio_median_seconds:.3} s"));
     let reads_per_second = budget_reads(&server.url, &manifest, args.reads, args.readers).await?;
     let (rss_after_reads, _) = rss(server.pid());
     server.stop().await?;
@@ -485,6 +517,9 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
         restart_ready_seconds: restart.ok_seconds,
         restart_seconds: restart.seconds,
         restart_rss_bytes: restart.rss,
+        portfolio_first_seconds,
+        portfolio_median_seconds,
+        portfolio_check,
         reads: args.reads,
         reads_per_second,
         rss_after_reads_bytes: rss_after_reads,
@@ -557,6 +592,17 @@ pub fn table(reports: &[Report]) -> String {
                     rate(r.verify_median_events_per_second),
                     rate(r.verify_slowest_events_per_second),
                     r.verify_seconds.len()
+                )
+            }),
+        ),
+        (
+            "portfolio of every grant: first read after the restart; median of the next 5",
+            Box::new(move |r| {
+                format!(
+                    "{:.1} ms; {:.1} ms{}",
+                    r.portfolio_first_seconds * 1000.0,
+                    r.portfolio_median_seconds * 1000.0,
+                    if r.portfolio_check { "" } else { " (grants MISSING)" }
                 )
             }),
         ),
