@@ -202,6 +202,16 @@ fn rebuild(c: &mut Criterion) {
     g.bench_function("budget_as_of_date_from_live_ledger", |b| {
         b.iter(|| budget(&ledger, Some(d("2024-03-31")), d("2024-06-30")).unwrap());
     });
+    // The portfolio's per-grant figures: as of every fact from the
+    // ledger's running sums (what the follower pays per grant a page
+    // touches), and the same figures summed from every fact (an as-of
+    // date after every fact).
+    g.bench_function("standing_as_of_every_fact_from_running_sums", |b| {
+        b.iter(|| projections::Standing::of(&ledger, None).unwrap());
+    });
+    g.bench_function("standing_as_of_a_date_after_every_fact_summed_from_every_fact", |b| {
+        b.iter(|| projections::Standing::of(&ledger, Some(d("2099-12-31"))).unwrap());
+    });
     g.bench_function("timeline_as_of_date_from_live_ledger", |b| {
         b.iter(|| timeline(&ledger, Some(d("2024-03-31")), d("2024-06-30")).unwrap());
     });

@@ -477,7 +477,7 @@ fn monthly(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
@@ -494,7 +494,7 @@ mod tests {
 
     /// A grant over 2022 at `rate` with a personnel and a subcontracting
     /// line, and the given expenditures `(line, amount, incurred_on)`.
-    fn ledger(rate: &str, spending: &[(&str, &str, &str)]) -> GrantLedger {
+    pub(crate) fn ledger(rate: &str, spending: &[(&str, &str, &str)]) -> GrantLedger {
         let mut l = GrantLedger {
             grant: Some(GrantInfo {
                 id: GrantId::parse("g-1").unwrap(),

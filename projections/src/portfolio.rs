@@ -332,37 +332,14 @@ mod tests {
         Money::parse(s, Currency::EUR).unwrap()
     }
 
-    /// A grant with a personnel and a subcontracting line, a commitment on
-    /// the first, and expenditures on both (one liquidating the
-    /// commitment, one reversed), its facts put in directly.
+    /// A grant with a personnel and a subcontracting line of 5,000.00
+    /// each, a commitment on the first, and expenditures on both (one
+    /// liquidating the commitment, one reversed), its facts put in directly.
     fn ledger() -> GrantLedger {
-        use crate::ledger::{CommitmentFacts, ExpenditureFacts, GrantInfo, LineFacts};
-        use events::{CategoryCode, CommitmentId, ExpenditureId, LineId, RuleSetId, WorkstreamCode};
+        use crate::ledger::{CommitmentFacts, ExpenditureFacts};
+        use events::{CommitmentId, ExpenditureId, LineId};
         let date = |s: &str| s.parse::<NaiveDate>().unwrap();
-        let mut l = GrantLedger {
-            grant: Some(GrantInfo {
-                id: GrantId::parse("g-1").unwrap(),
-                programme: ProgrammeId::parse("p").unwrap(),
-                title: "G".into(),
-                acronym: "G".into(),
-                funder: "F".into(),
-                award: eur("10000.00"),
-                start: date("2022-01-01"),
-                end: date("2022-12-31"),
-                rule_set: RuleSetId::parse("FNR-2022").unwrap(),
-                indirect_rate: d("0.25"),
-            }),
-            ..GrantLedger::default()
-        };
-        for cat in ["PER", "SUB"] {
-            let facts = LineFacts {
-                workstream: WorkstreamCode::parse("W1").unwrap(),
-                category: CategoryCode::parse(cat).unwrap(),
-                opened_on: date("2022-01-01"),
-                original: eur("100.00"),
-            };
-            l.lines.insert(LineId::parse(format!("W1-{cat}")).unwrap(), facts);
-        }
+        let mut l = crate::budget::tests::ledger("0.25", &[]);
         let c = CommitmentId::parse("C1").unwrap();
         let raised = CommitmentFacts {
             line: LineId::parse("W1-PER").unwrap(),
@@ -372,8 +349,8 @@ mod tests {
         };
         l.commitments.insert(c.clone(), raised);
         for (n, (line, amount, liquidates, reversed)) in [
-            ("W1-PER", "30.00", Some("20.00"), false),
-            ("W1-PER", "90.00", None, false),
+            ("W1-PER", "3000.00", Some("20.00"), false),
+            ("W1-PER", "2100.00", None, false),
             ("W1-SUB", "40.00", None, false),
             ("W1-SUB", "500.00", None, true),
         ]
@@ -407,10 +384,10 @@ mod tests {
         l.retally();
         let tally = l.tally.usable(&l).expect("sound and up to date");
         let sums = tallied(&l, l.grant.as_ref().unwrap(), tally).unwrap();
-        // PER: 120.00 spent of 100.00 (overspent), 30.00 committed; SUB:
-        // 40.00 spent (the 500.00 was reversed; subcontracting bears no
-        // indirect costs): 160.00 + 0.25 x 120.00.
-        assert_eq!(sums, (eur("190.00"), eur("30.00"), 1));
+        // PER: 5,100.00 spent of 5,000.00 (overspent), 30.00 committed;
+        // SUB: 40.00 spent (the 500.00 was reversed; subcontracting bears
+        // no indirect costs): 5,140.00 + 0.25 x 5,100.00.
+        assert_eq!(sums, (eur("6415.00"), eur("30.00"), 1));
         assert_eq!(sums, from_every_fact(&l));
         let standing = Standing::of(&l, None).unwrap().unwrap();
         assert_eq!((standing.spent, standing.committed, standing.overspent_lines), sums);
@@ -423,7 +400,7 @@ mod tests {
         assert!(l.tally.usable(&l).is_none());
         let standing = Standing::of(&l, None).unwrap().unwrap();
         assert_eq!((standing.spent, standing.committed, standing.overspent_lines), from_every_fact(&l));
-        assert_eq!(standing.spent, eur("227.50"));
+        assert_eq!(standing.spent, eur("10165.00"));
     }
 
     #[test]
