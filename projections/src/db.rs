@@ -253,6 +253,11 @@ pub fn check_whole(conn: &Connection) -> Result<(), DbError> {
 /// cost grows with the number of grants and programmes, not with the
 /// number of facts.
 pub fn load_index(conn: &Connection) -> Result<(Checkpoint, BTreeMap<ProgrammeId, String>, Index), DbError> {
+    // Ids the log accepted once (`.`, `..`) still read.
+    events::ids::reading_stored(|| load_stored_index(conn))
+}
+
+fn load_stored_index(conn: &Connection) -> Result<(Checkpoint, BTreeMap<ProgrammeId, String>, Index), DbError> {
     let stored = read_stored(conn)?;
     let mut sum = RowsDigest::default();
     let mut index_digest = RowsDigest::default();
@@ -338,18 +343,22 @@ pub fn load_grant(conn: &Connection, grant: &GrantId) -> Result<Option<GrantLedg
 pub fn grants_of(conn: &Connection, programme: &ProgrammeId) -> Result<Vec<GrantId>, DbError> {
     let mut stmt = conn.prepare_cached("SELECT grant_id FROM grants WHERE programme_id = ?1 ORDER BY grant_id")?;
     let ids: Vec<String> = stmt.query_map([programme.as_str()], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    ids.into_iter()
-        .map(|id| GrantId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
-        .collect()
+    events::ids::reading_stored(|| {
+        ids.into_iter()
+            .map(|id| GrantId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
+            .collect()
+    })
 }
 
 /// Every grant the file holds.
 pub fn all_grants(conn: &Connection) -> Result<Vec<GrantId>, DbError> {
     let mut stmt = conn.prepare_cached("SELECT grant_id FROM grants ORDER BY grant_id")?;
     let ids: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    ids.into_iter()
-        .map(|id| GrantId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
-        .collect()
+    events::ids::reading_stored(|| {
+        ids.into_iter()
+            .map(|id| GrantId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
+            .collect()
+    })
 }
 
 /// A grant's programme as the file holds it (`None`: no such grant, or
@@ -357,10 +366,12 @@ pub fn all_grants(conn: &Connection) -> Result<Vec<GrantId>, DbError> {
 pub fn programme_of(conn: &Connection, grant: &GrantId) -> Result<Option<ProgrammeId>, DbError> {
     let mut stmt = conn.prepare_cached("SELECT programme_id FROM grants WHERE grant_id = ?1")?;
     let found: Option<Option<String>> = stmt.query_row([grant.as_str()], |r| r.get(0)).optional()?;
-    found
-        .flatten()
-        .map(|id| ProgrammeId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
-        .transpose()
+    events::ids::reading_stored(|| {
+        found
+            .flatten()
+            .map(|id| ProgrammeId::parse(id.clone()).map_err(|e| DbError::Row { key: id, detail: e.to_string() }))
+            .transpose()
+    })
 }
 
 /// Loads every projection and its checkpoint, checking each grant's rows

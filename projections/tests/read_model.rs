@@ -392,6 +392,16 @@ async fn facts_with_ids_refused_today_are_written_and_loaded_like_any_other() {
     metadata.command_id = None;
     let old = store::NewEvent::new(model.event_type.clone(), model.schema_version, data, metadata);
     w.store.append(&model.stream_id, store::ExpectedVersion::Any, vec![old]).await.unwrap();
+    // A grant whose id is one refused today, in the grants' index and in
+    // its standing.
+    let awarded = spent.iter().find(|e| e.event_type == "GrantAwarded").expect("an award");
+    let mut data = awarded.data.to_value();
+    data["grant_id"] = serde_json::json!("..");
+    let mut metadata = awarded.metadata.clone();
+    metadata.command_id = None;
+    let old = store::NewEvent::new(awarded.event_type.clone(), awarded.schema_version, data, metadata);
+    let stream = store::StreamId::parse("grant-..").unwrap();
+    w.store.append(&stream, store::ExpectedVersion::Any, vec![old]).await.unwrap();
     let path = w.dir.path().join("views.sqlite");
     written_views(&w.store, &path).await;
     let again = caught_up(&w.store, &path).await;
@@ -401,4 +411,7 @@ async fn facts_with_ids_refused_today_are_written_and_loaded_like_any_other() {
         projections::fold_log(w.store.as_ref()).await.unwrap(),
         "the file lost a fact the log holds"
     );
+    let programme = again.ledger(&gid()).await.unwrap().unwrap().grant.clone().unwrap().programme;
+    let kept: Vec<String> = again.standings(&programme).unwrap().iter().map(|s| s.grant.to_string()).collect();
+    assert!(kept.iter().any(|g| g == ".."), "{kept:?}");
 }
