@@ -6,8 +6,15 @@
 //! The file is a cache of the log and is never trusted over it: each
 //! checkpoint also records the log's chain hash at its position and a
 //! digest of the projection's rows ([`crate::integrity`]), and each grant's
-//! row in `grants` the digest of that grant's fact rows, so that the sum of
-//! the grants' digests is the projection's. Opening reads no more than it
+//! row in `grants` the digest of that grant's rows (its snapshot, if it has
+//! one, and its fact rows), so that the sum of the grants' digests is the
+//! projection's.
+//!
+//! A ledger is stored as a snapshot (one row holding the whole ledger, as a
+//! rebuild or a catch-up from an empty file writes it: one write per
+//! grant, one read to load it) and fact rows beside it, one per fact the
+//! follower changed since (so that an event rewrites one row); a fact row
+//! stands over the snapshot's copy of that fact. Opening reads no more than it
 //! must, whatever the size of the file: [`open`] checks the tables are this
 //! build's and [`load_index`] the checkpoints, the grants' digests against
 //! the projection's, and the programmes (a few rows each); each ledger is
@@ -106,8 +113,9 @@ impl DbError {
 /// the rows digest to each checkpoint; version 4 adds `grants`, each grant's
 /// programme and the digest of its rows, so that a ledger can be read (and
 /// checked) alone; version 5 adds each grant's standing (its portfolio
-/// figures) to `grants`, and a checkpoint whose digest covers `grants`'
-/// programmes and standings.
+/// figures) to `grants`, a checkpoint whose digest covers `grants`'
+/// programmes and standings, and `ledger_snapshots`, a grant's whole ledger
+/// in one row.
 pub const SCHEMA_VERSION: i64 = 5;
 
 fn tables(suffix: &str) -> String {
@@ -118,6 +126,8 @@ fn tables(suffix: &str) -> String {
          CREATE TABLE IF NOT EXISTS grants{suffix} (
             grant_id TEXT PRIMARY KEY, programme_id TEXT, standing TEXT, rows_digest TEXT NOT NULL) STRICT, WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS grants{suffix}_by_programme ON grants{suffix} (programme_id);
+         CREATE TABLE IF NOT EXISTS ledger_snapshots{suffix} (
+            grant_id TEXT PRIMARY KEY, ledger TEXT NOT NULL) STRICT;
          CREATE TABLE IF NOT EXISTS programmes{suffix} (
             programme_id TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;"
     )
@@ -212,7 +222,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         conn.execute_batch(
             "BEGIN IMMEDIATE;
              DROP TABLE IF EXISTS grant_ledgers; DROP TABLE IF EXISTS programmes; DROP TABLE IF EXISTS checkpoints;
-             DROP TABLE IF EXISTS grants;
+             DROP TABLE IF EXISTS grants; DROP TABLE IF EXISTS ledger_snapshots;
              COMMIT;",
         )?;
     }
@@ -220,7 +230,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          DROP TABLE IF EXISTS grant_ledgers_rebuild; DROP TABLE IF EXISTS programmes_rebuild;
-         DROP TABLE IF EXISTS grants_rebuild;
+         DROP TABLE IF EXISTS grants_rebuild; DROP TABLE IF EXISTS ledger_snapshots_rebuild;
          {}
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;",
@@ -311,11 +321,19 @@ fn load_stored_index(conn: &Connection) -> Result<(Checkpoint, BTreeMap<Programm
 pub fn load_grant(conn: &Connection, grant: &GrantId) -> Result<Option<GrantLedger>, DbError> {
     let mut index = conn.prepare_cached("SELECT rows_digest FROM grants WHERE grant_id = ?1")?;
     let expected: Option<String> = index.query_row([grant.as_str()], |r| r.get(0)).optional()?;
-    let mut stmt = conn.prepare_cached("SELECT kind, key, fact FROM grant_ledgers WHERE grant_id = ?1")?;
-    let mut rows = stmt.query([grant.as_str()])?;
+    let mut snapshot = conn.prepare_cached("SELECT ledger FROM ledger_snapshots WHERE grant_id = ?1")?;
+    let whole: Option<String> = snapshot.query_row([grant.as_str()], |r| r.get(0)).optional()?;
     let mut digest = RowsDigest::default();
     let mut ledger = GrantLedger::default();
     let mut any = false;
+    if let Some(json) = whole {
+        digest.add(&[grant.as_str(), SNAPSHOT, &json]);
+        ledger = events::ids::reading_stored(|| serde_json::from_str(&json))
+            .map_err(|e| DbError::Row { key: format!("{grant}/{SNAPSHOT}"), detail: e.to_string() })?;
+        any = true;
+    }
+    let mut stmt = conn.prepare_cached("SELECT kind, key, fact FROM grant_ledgers WHERE grant_id = ?1")?;
+    let mut rows = stmt.query([grant.as_str()])?;
     while let Some(row) = rows.next()? {
         let kind: String = row.get(0)?;
         let key: String = row.get(1)?;
@@ -488,22 +506,22 @@ fn put_programmes(
     Ok(())
 }
 
-/// Every fact row of one ledger, appended to `rows`.
-pub fn ledger_rows(grant: &GrantId, ledger: &GrantLedger, rows: &mut Vec<FactRow>) -> Result<(), DbError> {
-    for (kind, key) in ledger.fact_keys() {
-        let bad = |e: serde_json::Error| DbError::Row {
-            key: format!("{grant}/{}/{key}", kind.as_str()),
-            detail: e.to_string(),
-        };
-        if let Some(json) = ledger.fact_json(kind, &key).map_err(bad)? {
-            rows.push((grant.clone(), kind, key, json));
-        }
-    }
-    Ok(())
-}
-
 /// A fact row ready to write: grant, kind, key, JSON.
 pub type FactRow = (GrantId, FactKind, String, String);
+
+/// A grant's whole ledger as one row: grant, JSON.
+pub type Snapshot = (GrantId, String);
+
+/// How a snapshot counts in its grant's digest (beside its fact rows'
+/// kinds, which are [`FactKind`] names).
+const SNAPSHOT: &str = "snapshot";
+
+/// A ledger's snapshot row.
+pub fn snapshot(grant: &GrantId, ledger: &GrantLedger) -> Result<Snapshot, DbError> {
+    let json = serde_json::to_string(ledger)
+        .map_err(|e| DbError::Row { key: format!("{grant}/{SNAPSHOT}"), detail: e.to_string() })?;
+    Ok((grant.clone(), json))
+}
 
 /// Writes changed fact rows (with their grants' programmes and digests)
 /// and programmes and the new checkpoint (with the rows' digests) in one
@@ -534,7 +552,7 @@ const REBUILD: &str = "_rebuild";
 pub fn begin_rebuild(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch(&format!(
         "DROP TABLE IF EXISTS grant_ledgers{REBUILD}; DROP TABLE IF EXISTS programmes{REBUILD};
-         DROP TABLE IF EXISTS grants{REBUILD}; {}",
+         DROP TABLE IF EXISTS grants{REBUILD}; DROP TABLE IF EXISTS ledger_snapshots{REBUILD}; {}",
         tables(REBUILD)
     ))?;
     Ok(())
@@ -558,25 +576,23 @@ impl Rebuilt {
     }
 }
 
-/// Writes rebuilt grants' rows (with their index entries and digests) into
-/// the rebuild tables in one transaction; the digests of what it wrote.
-/// Each grant's rows come whole and once (a grant already written, or a
-/// row twice, is refused by the tables' keys), so nothing is read back.
-pub fn put_rebuilt(conn: &mut Connection, rows: &[FactRow], grants: &GrantEntries) -> Result<Rebuilt, DbError> {
+/// Writes rebuilt grants' snapshots (with their index entries and digests)
+/// into the rebuild tables in one transaction; the digests of what it
+/// wrote. Each grant comes whole and once (a grant already written is
+/// refused by the tables' keys), so nothing is read back.
+pub fn put_rebuilt(conn: &mut Connection, snapshots: &[Snapshot], grants: &GrantEntries) -> Result<Rebuilt, DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut total = Rebuilt::default();
     {
-        let mut put = tx.prepare_cached(&format!(
-            "INSERT INTO grant_ledgers{REBUILD} (grant_id, kind, key, fact) VALUES (?1, ?2, ?3, ?4)"
-        ))?;
+        let mut put_snapshot =
+            tx.prepare_cached(&format!("INSERT INTO ledger_snapshots{REBUILD} (grant_id, ledger) VALUES (?1, ?2)"))?;
         let mut put_grant = tx.prepare_cached(&format!(
             "INSERT INTO grants{REBUILD} (grant_id, programme_id, standing, rows_digest) VALUES (?1, ?2, ?3, ?4)"
         ))?;
         let mut digests: BTreeMap<&GrantId, RowsDigest> = BTreeMap::new();
-        for (grant_id, kind, key, json) in rows {
-            let (grant, kind) = (grant_id.as_str(), kind.as_str());
-            put.execute(params![grant, kind, key, json])?;
-            digests.entry(grant_id).or_default().add(&[grant, kind, key, json]);
+        for (grant_id, json) in snapshots {
+            put_snapshot.execute(params![grant_id.as_str(), json])?;
+            digests.entry(grant_id).or_default().add(&[grant_id.as_str(), SNAPSHOT, json]);
         }
         for (grant, entry) in grants {
             let digest = digests.get(grant).copied().unwrap_or_default();
@@ -608,7 +624,8 @@ pub fn finish_rebuild(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     put_programmes(&tx, REBUILD, programmes, &mut stored.programmes)?;
     tx.execute_batch(&format!(
-        "DROP TABLE grant_ledgers; DROP TABLE programmes; DROP TABLE grants;
+        "DROP TABLE grant_ledgers; DROP TABLE programmes; DROP TABLE grants; DROP TABLE ledger_snapshots;
+         ALTER TABLE ledger_snapshots{REBUILD} RENAME TO ledger_snapshots;
          ALTER TABLE grant_ledgers{REBUILD} RENAME TO grant_ledgers;
          ALTER TABLE programmes{REBUILD} RENAME TO programmes;
          ALTER TABLE grants{REBUILD} RENAME TO grants;

@@ -215,6 +215,43 @@ async fn a_changed_figure_in_a_stored_row_is_never_served_and_the_file_is_rebuil
     assert_rebuilt(&w, &path).await;
 }
 
+/// An empty file caught up stream by stream holds each ledger as one
+/// snapshot row; a figure changed in a snapshot is found when the ledger is
+/// first read, never served (the ledger is folded from the log), and the
+/// next start moves the file aside and rebuilds it.
+#[tokio::test]
+async fn a_changed_figure_in_a_ledger_snapshot_is_never_served_and_the_file_is_rebuilt() {
+    let w = world().await;
+    let path = w.dir.path().join("views").join("views.sqlite");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let at = head(w.store.as_ref()).await;
+    let bulk = projections::Options { bulk_catch_up_events_min: 1, ..projections::Options::default() };
+    let p = Projector::start_with_options(Arc::clone(&w.store), &path, bulk).await.unwrap();
+    p.wait_committed(at, WAIT).await.unwrap();
+    drop(p);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let facts: i64 = conn.query_row("SELECT count(*) FROM grant_ledgers", [], |r| r.get(0)).unwrap();
+    let whole: String = conn.query_row("SELECT ledger FROM ledger_snapshots", [], |r| r.get(0)).unwrap();
+    assert_eq!(facts, 0, "caught up stream by stream, each ledger is one snapshot row");
+    let needle = "\"amount\":\"";
+    let digit = whole.find(needle).expect("an amount") + needle.len();
+    let mut changed = whole.clone().into_bytes();
+    changed[digit] = if changed[digit] == b'9' { b'8' } else { b'9' };
+    let changed = String::from_utf8(changed).unwrap();
+    assert_eq!(conn.execute("UPDATE ledger_snapshots SET ledger = ?1", [&changed]).unwrap(), 1);
+    drop(conn);
+    let p = caught_up(&w.store, &path).await;
+    assert!(matches!(p.opened(), Opened::Loaded { .. }), "{:?}", p.opened());
+    assert_eq!(
+        p.models().await.unwrap(),
+        projections::fold_log(w.store.as_ref()).await.unwrap(),
+        "the changed figure was served"
+    );
+    assert!(matches!(p.status(), Status::Damaged { .. }), "the damage is not reported: {:?}", p.status());
+    drop(p);
+    assert_rebuilt(&w, &path).await;
+}
+
 /// A grant's standing (its portfolio figures, read at start without its
 /// ledger) or its programme changed in the file is found when the file is
 /// opened, and the file is moved aside and rebuilt: the portfolio never

@@ -64,8 +64,9 @@ pub enum RebuildState {
 /// grants' ledgers are in memory at a time, this many at most).
 pub const REBUILD_FOLDS_IN_FLIGHT: usize = 4;
 
-/// Fact rows a rebuild writes per transaction (with the grant being folded,
-/// what it holds in memory besides the live views' cache).
+/// Facts a rebuild writes per transaction, in its grants' snapshots (with
+/// the grants being folded, what it holds in memory besides the live
+/// views' cache).
 pub const REBUILD_ROWS_PER_COMMIT: usize = 20_000;
 
 pub(super) async fn rebuild(
@@ -131,8 +132,8 @@ async fn swap_in(shared: &Arc<Shared>, target: u64, folded: Folded) -> Result<()
 }
 
 /// Views an empty file is this far behind are caught up by folding the
-/// log stream by stream (as a rebuild does: one grant in memory at a time,
-/// each grant's rows written once, in key order), not page by page.
+/// log stream by stream (as a rebuild does: a few grants in memory at a
+/// time, each grant written once, as one snapshot row), not page by page.
 pub const BULK_CATCH_UP_EVENTS_MIN: u64 = 20_000;
 
 /// Catches an empty read-model file up with the log at once when the log
@@ -177,15 +178,18 @@ struct Folded {
 /// Rows waiting to be written to the rebuild tables.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<db::FactRow>,
+    /// Each grant's ledger, whole.
+    snapshots: Vec<db::Snapshot>,
+    /// Facts the snapshots hold.
+    facts: usize,
     grants: db::GrantEntries,
 }
 
 /// Folds the log up to `target` into the rebuild tables stream by stream,
 /// in grant id order: each grant's ledger is folded from its own stream,
-/// written, and let go, so memory holds [`REBUILD_FOLDS_IN_FLIGHT`] grants
-/// and two batches of rows whatever the size of the log, and each grant's
-/// rows are written once.
+/// written as one snapshot row, and let go, so memory holds
+/// [`REBUILD_FOLDS_IN_FLIGHT`] grants and two batches of snapshots whatever
+/// the size of the log, and each grant is written once.
 /// The log must hold exactly `target` events up to `target` (positions
 /// have no gaps), or it changed under the rebuild.
 async fn fold(
@@ -246,13 +250,14 @@ async fn fold(
             if let Some(digest) = digest.as_mut() {
                 digest.grant(&grant, &ledger, standing.as_ref());
             }
-            db::ledger_rows(&grant, &ledger, &mut batch.rows)?;
+            batch.snapshots.push(db::snapshot(&grant, &ledger)?);
+            batch.facts += ledger.fact_count();
             if let Some(programme) = entry.programme.clone() {
                 set_standing(&mut standings, &grant, programme, standing);
             }
             batch.grants.insert(grant, entry);
         }
-        if batch.rows.len() >= rows_per_commit {
+        if batch.facts >= rows_per_commit {
             if let Some(previous) = writing.take() {
                 rebuilt.plus(joined(previous).await?);
             }
@@ -278,10 +283,10 @@ async fn fold(
 fn put(shared: &Arc<Shared>, batch: Batch) -> tokio::task::JoinHandle<Result<db::Rebuilt, ProjectionError>> {
     let s = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
-        if batch.rows.is_empty() && batch.grants.is_empty() {
+        if batch.snapshots.is_empty() && batch.grants.is_empty() {
             return Ok(db::Rebuilt::default());
         }
-        Ok(db::put_rebuilt(&mut lock(&s.db), &batch.rows, &batch.grants)?)
+        Ok(db::put_rebuilt(&mut lock(&s.db), &batch.snapshots, &batch.grants)?)
     })
 }
 
