@@ -63,6 +63,9 @@ pub struct Report {
     pub catch_up_peak_rss_bytes: u64,
     /// The kernel's VmHWM (peak RSS) of that server at ready, bytes.
     pub catch_up_hwm_bytes: u64,
+    /// Highest RssAnon sampled while catching up (the server's own memory;
+    /// the rest of its RSS is the log's pages it maps), bytes.
+    pub catch_up_peak_anon_bytes: u64,
     /// Restart (views caught up) until `/readyz` ok, seconds.
     pub restart_ready_seconds: f64,
     /// The same until ok with no lag.
@@ -98,6 +101,8 @@ pub struct Report {
     pub rebuild_matched: bool,
     /// Its highest VmRSS, sampled every 100 ms, bytes.
     pub rebuild_peak_rss_bytes: u64,
+    /// Its highest RssAnon, sampled every 100 ms, bytes.
+    pub rebuild_peak_anon_bytes: u64,
     /// Durable appends/s of the appenders against this log.
     pub appends_per_second: f64,
     /// The same against an empty log, in the same pass.
@@ -135,6 +140,8 @@ pub struct Ready {
     pub seconds: f64,
     /// Highest VmRSS sampled while waiting, bytes.
     pub peak_rss: u64,
+    /// Highest RssAnon sampled while waiting, bytes.
+    pub peak_anon: u64,
     /// VmRSS at ready.
     pub rss: u64,
     /// VmHWM at ready.
@@ -145,7 +152,16 @@ pub struct Ready {
 
 /// A process's VmRSS and VmHWM in bytes (0 when unreadable).
 pub fn rss(pid: u32) -> (u64, u64) {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return (0, 0) };
+    let (rss, hwm, _) = memory(pid);
+    (rss, hwm)
+}
+
+/// A process's VmRSS, VmHWM and RssAnon in bytes (0 when unreadable).
+/// RssAnon is the memory the process owns; the rest of its RSS is file
+/// pages it maps (the page cache, shared and reclaimable: a rebuild maps
+/// the log).
+pub fn memory(pid: u32) -> (u64, u64, u64) {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return (0, 0, 0) };
     let field = |name: &str| {
         status
             .lines()
@@ -154,7 +170,7 @@ pub fn rss(pid: u32) -> (u64, u64) {
             .and_then(|kb| kb.parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }
 
 /// One keep-alive HTTP client.
@@ -206,12 +222,13 @@ impl Server {
         });
         let mut server = Server { child, pid, url: String::new() };
         let http = client()?;
-        let mut peak = 0;
+        let (mut peak, mut peak_anon) = (0, 0);
         let mut ok_seconds = None;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
-            peak = peak.max(rss(pid).0);
+            let (now, _, anon) = memory(pid);
+            (peak, peak_anon) = (peak.max(now), peak_anon.max(anon));
             if let Some(status) = server.child.try_wait()? {
                 bail!("the server on {} exited before it was ready: {status}", dir.display());
             }
@@ -236,9 +253,10 @@ impl Server {
             let seconds = started.elapsed().as_secs_f64();
             let ok_seconds = *ok_seconds.get_or_insert(seconds);
             if body.get("lag_events").and_then(serde_json::Value::as_u64) == Some(0) {
-                let (now, hwm) = rss(pid);
+                let (now, hwm, anon) = memory(pid);
                 let head = body.get("head").and_then(serde_json::Value::as_u64).unwrap_or(0);
-                return Ok((server, Ready { ok_seconds, seconds, peak_rss: peak.max(now), rss: now, hwm, head }));
+                let (peak_rss, peak_anon) = (peak.max(now), peak_anon.max(anon));
+                return Ok((server, Ready { ok_seconds, seconds, peak_rss, peak_anon, rss: now, hwm, head }));
             }
         }
     }
@@ -284,7 +302,7 @@ fn median(values: &[f64]) -> f64 {
 /// Runs `bin args...`; its wall seconds and whether it exited 0.
 /// Runs `bin args --data-dir dir` to its end: wall seconds, whether it
 /// exited 0, and its highest VmRSS sampled every 100 ms (bytes).
-async fn timed(bin: &Path, args: &[&str], dir: &Path) -> Result<(f64, bool, u64)> {
+async fn timed(bin: &Path, args: &[&str], dir: &Path) -> Result<(f64, bool, u64, u64)> {
     let started = Instant::now();
     let child = tokio::process::Command::new(bin)
         .args(args)
@@ -298,11 +316,14 @@ async fn timed(bin: &Path, args: &[&str], dir: &Path) -> Result<(f64, bool, u64)
         .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
     let pid = child.id().unwrap_or(0);
     let mut output = std::pin::pin!(child.wait_with_output());
-    let mut peak = 0u64;
+    let (mut peak, mut peak_anon) = (0u64, 0u64);
     let output = loop {
         tokio::select! {
             done = &mut output => break done.with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?,
-            () = tokio::time::sleep(Duration::from_millis(100)) => peak = peak.max(rss(pid).0),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                let (now, _, anon) = memory(pid);
+                (peak, peak_anon) = (peak.max(now), peak_anon.max(anon));
+            }
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -316,7 +337,7 @@ async fn timed(bin: &Path, args: &[&str], dir: &Path) -> Result<(f64, bool, u64)
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    Ok((seconds, output.status.success(), peak))
+    Ok((seconds, output.status.success(), peak, peak_anon))
 }
 
 fn file_bytes(dir: &Path, name: &str) -> u64 {
@@ -469,7 +490,7 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
 
     let mut verify_seconds = Vec::new();
     for run in 0..args.verify_runs.max(1) {
-        let (seconds, ok, _) = timed(&args.bin, &["verify"], dir).await?;
+        let (seconds, ok, _, _) = timed(&args.bin, &["verify"], dir).await?;
         if !ok {
             bail!("grantlog verify failed on {}", dir.display());
         }
@@ -477,7 +498,8 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
         verify_seconds.push(seconds);
     }
     let slowest = verify_seconds.iter().copied().fold(0.0, f64::max);
-    let (rebuild_seconds, rebuild_matched, rebuild_peak_rss) = timed(&args.bin, &["rebuild-views"], dir).await?;
+    let (rebuild_seconds, rebuild_matched, rebuild_peak_rss, rebuild_peak_anon) =
+        timed(&args.bin, &["rebuild-views"], dir).await?;
     note(&format!("grantlog-scale: rebuild-views {rebuild_seconds:.2} s"));
     let (events_bytes, views_bytes) = (file_bytes(dir, "events.sqlite"), file_bytes(dir, "views.sqlite"));
 
@@ -514,6 +536,7 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
         catch_up_events_per_second: per_second(catch_up.seconds),
         catch_up_peak_rss_bytes: catch_up.peak_rss,
         catch_up_hwm_bytes: catch_up.hwm,
+        catch_up_peak_anon_bytes: catch_up.peak_anon,
         restart_ready_seconds: restart.ok_seconds,
         restart_seconds: restart.seconds,
         restart_rss_bytes: restart.rss,
@@ -531,6 +554,7 @@ pub async fn measure(args: &MeasureArgs) -> Result<Report> {
         rebuild_events_per_second: per_second(rebuild_seconds),
         rebuild_matched,
         rebuild_peak_rss_bytes: rebuild_peak_rss,
+        rebuild_peak_anon_bytes: rebuild_peak_anon,
         appends_per_second,
         appends_empty_per_second,
         appends_ratio: if appends_empty_per_second > 0.0 { appends_per_second / appends_empty_per_second } else { 0.0 },
@@ -569,8 +593,15 @@ pub fn table(reports: &[Report]) -> String {
             }),
         ),
         (
-            "peak RSS while catching up (sampled; VmHWM)",
-            Box::new(move |r| format!("{}; {}", mb(r.catch_up_peak_rss_bytes), mb(r.catch_up_hwm_bytes))),
+            "peak RSS while catching up (sampled; VmHWM; of it the server's own, RssAnon, sampled)",
+            Box::new(move |r| {
+                format!(
+                    "{}; {}; {}",
+                    mb(r.catch_up_peak_rss_bytes),
+                    mb(r.catch_up_hwm_bytes),
+                    mb(r.catch_up_peak_anon_bytes)
+                )
+            }),
         ),
         (
             "restart: `/readyz` ok; ok with lag 0",
@@ -610,11 +641,12 @@ pub fn table(reports: &[Report]) -> String {
             "`grantlog rebuild-views`",
             Box::new(move |r| {
                 format!(
-                    "{:.2} s = {} events/s{}; peak RSS {}",
+                    "{:.2} s = {} events/s{}; peak RSS {} (RssAnon {})",
                     r.rebuild_seconds,
                     rate(r.rebuild_events_per_second),
                     if r.rebuild_matched { "" } else { " (views differed)" },
-                    mb(r.rebuild_peak_rss_bytes)
+                    mb(r.rebuild_peak_rss_bytes),
+                    mb(r.rebuild_peak_anon_bytes)
                 )
             }),
         ),

@@ -54,7 +54,24 @@ pub struct SqliteConfig {
     pub verify_threads: usize,
     /// Logs shorter than this are verified on one thread.
     pub verify_split_events_min: u64,
+    /// Most bytes of the log file a whole-log read
+    /// ([`EventStore::read_streams`], a rebuild's) maps into memory
+    /// (`PRAGMA mmap_size`) on its one connection, unmapped when it ends;
+    /// 0 reads with `pread` only. See [`BULK_READ_MMAP_BYTES`].
+    pub bulk_read_mmap_bytes: u64,
 }
+
+/// Bytes of the log file a whole-log read maps by default: 16 GiB, a log
+/// of about 30 million events. A rebuild reads the log stream by stream,
+/// and the streams' events are interleaved in the file, so each event
+/// lies on another page: read with `pread`, a 4 KiB page is copied from
+/// the page cache for each ~500-byte event; mapped, it is read where it
+/// lies. The mapped pages are the kernel's page cache (they count in the
+/// process's RSS as file pages while the read runs, not as memory the
+/// process owns). The build caps what SQLite maps at `SQLITE_MAX_MMAP_SIZE`
+/// (set in the workspace's `.cargo/config.toml`; SQLite's own default is
+/// 2 GiB).
+pub const BULK_READ_MMAP_BYTES: u64 = 16 << 30;
 
 impl SqliteConfig {
     /// Defaults for a log at `path`.
@@ -68,6 +85,7 @@ impl SqliteConfig {
             database_pages_max: None,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, VERIFY_THREADS_MAX),
             verify_split_events_min: read::VERIFY_SPLIT_EVENTS_MIN,
+            bulk_read_mmap_bytes: BULK_READ_MMAP_BYTES,
         }
     }
 }
@@ -84,6 +102,8 @@ struct Inner {
     reads: Arc<ReadPool>,
     /// Threads and the split threshold of a verification.
     verify: (u64, u64),
+    /// [`SqliteConfig::bulk_read_mmap_bytes`].
+    bulk_read_mmap_bytes: u64,
     position: watch::Receiver<Position>,
 }
 
@@ -115,7 +135,8 @@ impl SqliteStore {
         ready_rx.await.map_err(|_| StoreError::Closed)??;
         let verify = (config.verify_threads.clamp(1, VERIFY_THREADS_MAX) as u64, config.verify_split_events_min);
         let reads = Arc::new(ReadPool::new(config.path, config.read_connections_max));
-        Ok(Self { inner: Arc::new(Inner { requests, reads, verify, position }) })
+        let bulk_read_mmap_bytes = config.bulk_read_mmap_bytes;
+        Ok(Self { inner: Arc::new(Inner { requests, reads, verify, bulk_read_mmap_bytes, position }) })
     }
 
     /// Makes the writer's next commit fail as an fsync error would, to test
@@ -158,6 +179,19 @@ impl EventStore for SqliteStore {
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.reads.run(move |conn| read::read_all(conn, after, limit)).await
+    }
+
+    async fn read_streams(
+        &self,
+        streams: Vec<StreamId>,
+        upto: Position,
+        pages: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+    ) {
+        let (reads, mmap) = (Arc::clone(&self.inner.reads), self.inner.bulk_read_mmap_bytes);
+        let failed = pages.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || reads.read_streams(mmap, &streams, upto, &pages)).await {
+            let _ = failed.send(Err(StoreError::Database(format!("read task failed: {e}")))).await;
+        }
     }
 
     async fn stream_ids(&self, after: Option<&StreamId>, limit: usize) -> Result<Vec<StreamId>, StoreError> {

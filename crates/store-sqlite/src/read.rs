@@ -63,6 +63,58 @@ impl ReadPool {
         .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
 
+    /// [`store::EventStore::read_streams`], on a connection of its own
+    /// that maps up to `mmap_bytes` of the file and is closed (unmapped)
+    /// when it returns. Runs on a blocking thread.
+    pub fn read_streams(
+        &self,
+        mmap_bytes: u64,
+        streams: &[StreamId],
+        upto: Position,
+        pages: &tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+    ) {
+        let conn = self.open().and_then(|conn| {
+            let bytes = mmap_bytes.min(i64::MAX as u64);
+            conn.query_row(&format!("PRAGMA mmap_size = {bytes}"), [], |_| Ok(())).sql()?;
+            Ok(conn)
+        });
+        let conn = match conn {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = pages.blocking_send(Err(e));
+                return;
+            }
+        };
+        for stream in streams {
+            let mut from = 0;
+            loop {
+                let page = match read_stream(
+                    &conn,
+                    stream,
+                    StreamStart::Version(from),
+                    Direction::Forward,
+                    store::READ_EVENTS_MAX,
+                ) {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = pages.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                let (full, next) = (page.len() == store::READ_EVENTS_MAX, page.last().map(|e| e.stream_version + 1));
+                let page: Vec<RecordedEvent> = page.into_iter().take_while(|e| e.position <= upto).collect();
+                let past = page.len() < store::READ_EVENTS_MAX;
+                if !page.is_empty() && pages.blocking_send(Ok(page)).is_err() {
+                    return;
+                }
+                match next {
+                    Some(next) if full && !past => from = next,
+                    _ => break,
+                }
+            }
+        }
+    }
+
     fn open(&self) -> Result<Connection, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags).sql()?;

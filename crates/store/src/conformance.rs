@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
             streams_read_forward_and_backward_from_a_version,
             the_whole_log_reads_in_pages,
             stream_ids_list_every_stream_once_in_pages,
+            streams_read_whole_stream_after_stream_up_to_a_position,
             first_position_at_or_after_a_time,
             head_and_verify,
             verify_since_proves_an_unchanged_prefix,
@@ -373,6 +374,61 @@ pub async fn stream_ids_list_every_stream_once_in_pages(f: &Fixture) {
     assert_eq!(sorted, expected, "listed: {listed:?}");
     let whole = s.stream_ids(None, 100).await.unwrap();
     assert_eq!(whole.iter().map(StreamId::as_str).collect::<Vec<_>>(), listed, "one page lists what pages list");
+}
+
+/// Whole streams read one after another, in the order asked, in pages of
+/// one stream each, stop at `upto`, and stop when the reader goes.
+pub async fn streams_read_whole_stream_after_stream_up_to_a_position(f: &Fixture) {
+    let s = &*f.store;
+    let (a, b, c, empty) = (sid("grant-a"), sid("grant-b"), sid("grant-c"), sid("grant-none"));
+    // grant-a spans two pages (READ_EVENTS_MAX + 5 events), interleaved
+    // with grant-b; grant-c is written after `upto` only.
+    let long = crate::READ_EVENTS_MAX as u64 + 5;
+    for round in 0..long.div_ceil(1_000) {
+        let n = (long - round * 1_000).min(1_000);
+        s.append(&a, ExpectedVersion::Any, (0..n).map(|i| event(round * 1_000 + i)).collect()).await.unwrap();
+        s.append(&b, ExpectedVersion::Any, vec![event(round)]).await.unwrap();
+    }
+    let upto = s.head().await.unwrap().unwrap().position;
+    s.append(&c, ExpectedVersion::Any, vec![event(1), event(2)]).await.unwrap();
+    s.append(&a, ExpectedVersion::Any, vec![event(long)]).await.unwrap();
+
+    let read = |streams: Vec<StreamId>, upto: Position| async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let reading = s.read_streams(streams, upto, tx);
+        let collecting = async {
+            let mut pages = Vec::new();
+            while let Some(page) = rx.recv().await {
+                pages.push(page.unwrap());
+            }
+            pages
+        };
+        let ((), pages) = tokio::join!(reading, collecting);
+        pages
+    };
+    let pages = read(vec![b.clone(), empty.clone(), c.clone(), a.clone()], upto).await;
+    let shape: Vec<(String, usize)> = pages.iter().map(|p| (p[0].stream_id.as_str().to_owned(), p.len())).collect();
+    let rounds = long.div_ceil(1_000) as usize;
+    assert_eq!(
+        shape,
+        vec![("grant-b".to_owned(), rounds), ("grant-a".to_owned(), crate::READ_EVENTS_MAX), ("grant-a".to_owned(), 5)],
+        "the order asked, nothing past upto, no page for a stream with nothing up to it"
+    );
+    for page in &pages {
+        assert!(page.iter().all(|e| e.stream_id == page[0].stream_id && e.position <= upto));
+    }
+    let a_versions: Vec<u64> = pages[1..].iter().flatten().map(|e| e.stream_version).collect();
+    assert_eq!(a_versions, (0..long).collect::<Vec<_>>(), "each stream whole, in version order");
+    let everything = read(vec![a.clone(), c.clone()], Position(u64::MAX)).await;
+    assert_eq!(everything.iter().map(Vec::len).sum::<usize>() as u64, long + 1 + 2);
+
+    // A reader that goes after the first page ends the read, not the store.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let reading = s.read_streams(vec![a.clone(), b.clone()], upto, tx);
+    let first = async move { rx.recv().await.map(|page| page.unwrap().len()) };
+    let ((), first) = tokio::join!(reading, first);
+    assert_eq!(first, Some(crate::READ_EVENTS_MAX));
+    assert_eq!(s.stream_version(&c).await.unwrap(), Some(1), "the store still answers");
 }
 
 /// The first position recorded at or after a time.

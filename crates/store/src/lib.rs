@@ -98,6 +98,48 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// after position `after`, in position order.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Every event of `streams` up to position `upto`, stream after stream
+    /// in the order given, each stream in version order, sent to `pages` in
+    /// pages of at most [`READ_EVENTS_MAX`] events (a page holds one
+    /// stream's events; a stream with none up to `upto` sends none). Stops
+    /// early, without error, when the receiver is dropped; an error is sent
+    /// as the last item. Made for folding the whole log stream by stream (a
+    /// rebuild): a store may read on one connection tuned for it, and the
+    /// channel's capacity bounds what is read ahead. This default reads
+    /// with [`EventStore::read_stream`].
+    async fn read_streams(
+        &self,
+        streams: Vec<StreamId>,
+        upto: Position,
+        pages: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+    ) {
+        for stream in streams {
+            let mut from = 0;
+            loop {
+                let page = match self
+                    .read_stream(&stream, StreamStart::Version(from), Direction::Forward, READ_EVENTS_MAX)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = pages.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let (full, next) = (page.len() == READ_EVENTS_MAX, page.last().map(|e| e.stream_version + 1));
+                let page: Vec<RecordedEvent> = page.into_iter().take_while(|e| e.position <= upto).collect();
+                let past = page.len() < READ_EVENTS_MAX;
+                if !page.is_empty() && pages.send(Ok(page)).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(next) if full && !past => from = next,
+                    _ => break,
+                }
+            }
+        }
+    }
+
     /// The first position recorded at or after `at`; `None` if nothing was.
     async fn position_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<Position>, StoreError>;
 

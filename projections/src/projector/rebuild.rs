@@ -13,8 +13,8 @@ use store::{Position, StreamId};
 use tokio::task::JoinHandle;
 
 use super::{
-    ProjectionError, RebuildReport, Shared, Standings, ViewsDigest, blocking, fold_stream, grants_where, ledger_of,
-    lock, set_standing,
+    ProjectionError, RebuildReport, Shared, Standings, ViewsDigest, blocking, grants_where, ledger_of, lock,
+    set_standing,
 };
 use crate::db::{self, Models};
 
@@ -60,9 +60,9 @@ pub enum RebuildState {
     },
 }
 
-/// Streams a rebuild folds at once, each on a task of its own (so several
-/// grants' ledgers are in memory at a time, this many at most).
-pub const REBUILD_FOLDS_IN_FLIGHT: usize = 4;
+/// Pages of the log (each at most [`store::READ_EVENTS_MAX`] events of one
+/// stream) a rebuild reads ahead of its fold.
+pub const REBUILD_PAGES_AHEAD: usize = 2;
 
 /// Facts a rebuild writes per transaction, in its grants' snapshots (with
 /// the grants being folded, what it holds in memory besides the live
@@ -187,9 +187,11 @@ struct Batch {
 
 /// Folds the log up to `target` into the rebuild tables stream by stream,
 /// in grant id order: each grant's ledger is folded from its own stream,
-/// written as one snapshot row, and let go, so memory holds
-/// [`REBUILD_FOLDS_IN_FLIGHT`] grants and two batches of snapshots whatever
-/// the size of the log, and each grant is written once.
+/// written as one snapshot row, and let go, so memory holds one grant
+/// being folded, [`REBUILD_PAGES_AHEAD`] pages read ahead and two batches
+/// of snapshots whatever the size of the log, and each grant is written
+/// once. The log is read with [`store::EventStore::read_streams`] (on
+/// SQLite, one connection mapping the file).
 /// The log must hold exactly `target` events up to `target` (positions
 /// have no gaps), or it changed under the rebuild.
 async fn fold(
@@ -218,54 +220,39 @@ async fn fold(
     let s = Arc::clone(shared);
     blocking(move || db::begin_rebuild(&lock(&s.db)).map_err(ProjectionError::from)).await?;
 
-    let mut digest = today.map(ViewsDigest::new);
-    let mut rebuilt = db::Rebuilt::default();
-    let mut standings = Standings::new();
-    let mut programmes = BTreeMap::new();
-    let mut batch = Batch::default();
+    let mut gathered = Gathered {
+        digest: today.map(ViewsDigest::new),
+        rows_per_commit: shared.rebuild_rows.load(std::sync::atomic::Ordering::SeqCst),
+        ..Gathered::default()
+    };
     let mut events = 0u64;
-    let rows_per_commit = shared.rebuild_rows.load(std::sync::atomic::Ordering::SeqCst);
-    // One batch is written while the next is folded (on two cores, the
-    // fold and SQLite's writes overlap); at most one write is in flight.
-    let mut writing: Option<tokio::task::JoinHandle<Result<db::Rebuilt, ProjectionError>>> = None;
-    // Streams are folded on tasks of their own, a few at a time, and taken
-    // in order (the views' digest and the rows go grant by grant).
+    // The log is read on a task of its own, stream after stream, a few
+    // pages ahead of the fold (on two cores, reading and folding overlap).
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel(REBUILD_PAGES_AHEAD);
     let log = Arc::clone(&shared.store);
-    let folds = futures_util::stream::iter(streams).map(move |stream| {
-        let log = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut scratch = Models::default();
-            let events = fold_stream(log.as_ref(), &stream, target, &mut scratch).await?;
-            Ok::<_, ProjectionError>((events, scratch))
-        })
-    });
-    let mut folds = std::pin::pin!(folds.buffered(REBUILD_FOLDS_IN_FLIGHT));
-    while let Some(folded) = folds.next().await {
-        let (folded_events, scratch) = folded.map_err(|e| ProjectionError::Task(e.to_string()))??;
-        events += folded_events;
-        programmes.extend(scratch.programmes);
-        for (grant, ledger) in scratch.ledgers {
-            let (entry, standing) = db::IndexEntry::of(&ledger)
-                .map_err(|e| db::DbError::Row { key: format!("grants/{grant}"), detail: e.to_string() })?;
-            if let Some(digest) = digest.as_mut() {
-                digest.grant(&grant, &ledger, standing.as_ref());
-            }
-            batch.snapshots.push(db::snapshot(&grant, &ledger)?);
-            batch.facts += ledger.fact_count();
-            if let Some(programme) = entry.programme.clone() {
-                set_standing(&mut standings, &grant, programme, standing);
-            }
-            batch.grants.insert(grant, entry);
+    let reading = tokio::spawn(async move { log.read_streams(streams, Position(target), pages_tx).await });
+    let mut folding: Option<(StreamId, Models)> = None;
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        let Some(first) = page.first() else { continue };
+        if folding.as_ref().is_some_and(|(stream, _)| *stream != first.stream_id)
+            && let Some((_, scratch)) = folding.take()
+        {
+            gathered.take(shared, scratch).await?;
         }
-        if batch.facts >= rows_per_commit {
-            if let Some(previous) = writing.take() {
-                rebuilt.plus(joined(previous).await?);
-            }
-            writing = Some(put(shared, std::mem::take(&mut batch)));
+        let (_, scratch) = folding.get_or_insert_with(|| (first.stream_id.clone(), Models::default()));
+        for e in &page {
+            scratch.apply(e)?;
         }
+        events += page.len() as u64;
         progress(events, events.min(target));
     }
-    if let Some(previous) = writing.take() {
+    if let Some((_, scratch)) = folding.take() {
+        gathered.take(shared, scratch).await?;
+    }
+    reading.await.map_err(|e| ProjectionError::Task(e.to_string()))?;
+    let Gathered { digest, mut rebuilt, standings, programmes, batch, writing, .. } = gathered;
+    if let Some(previous) = writing {
         rebuilt.plus(joined(previous).await?);
     }
     rebuilt.plus(joined(put(shared, batch)).await?);
@@ -276,6 +263,48 @@ async fn fold(
     }
     let views_digest = digest.map(|d| d.finish(&programmes));
     Ok(Folded { events, log_hash, rebuilt, views_digest, programmes, standings })
+}
+
+/// What a fold has gathered so far, grant by grant.
+#[derive(Default)]
+struct Gathered {
+    digest: Option<ViewsDigest>,
+    rebuilt: db::Rebuilt,
+    standings: Standings,
+    programmes: BTreeMap<ProgrammeId, String>,
+    batch: Batch,
+    rows_per_commit: usize,
+    /// One batch is written while the next is folded (on two cores, the
+    /// fold and SQLite's writes overlap); at most one write is in flight.
+    writing: Option<tokio::task::JoinHandle<Result<db::Rebuilt, ProjectionError>>>,
+}
+
+impl Gathered {
+    /// Takes one stream's folded models: its grant's snapshot, index entry,
+    /// standing and digest, or its programme; writes the batch when full.
+    async fn take(&mut self, shared: &Arc<Shared>, scratch: Models) -> Result<(), ProjectionError> {
+        self.programmes.extend(scratch.programmes);
+        for (grant, ledger) in scratch.ledgers {
+            let (entry, standing) = db::IndexEntry::of(&ledger)
+                .map_err(|e| db::DbError::Row { key: format!("grants/{grant}"), detail: e.to_string() })?;
+            if let Some(digest) = self.digest.as_mut() {
+                digest.grant(&grant, &ledger, standing.as_ref());
+            }
+            self.batch.snapshots.push(db::snapshot(&grant, &ledger)?);
+            self.batch.facts += ledger.fact_count();
+            if let Some(programme) = entry.programme.clone() {
+                set_standing(&mut self.standings, &grant, programme, standing);
+            }
+            self.batch.grants.insert(grant, entry);
+        }
+        if self.batch.facts >= self.rows_per_commit {
+            if let Some(previous) = self.writing.take() {
+                self.rebuilt.plus(joined(previous).await?);
+            }
+            self.writing = Some(put(shared, std::mem::take(&mut self.batch)));
+        }
+        Ok(())
+    }
 }
 
 /// Starts writing a batch to the rebuild tables, on a blocking thread;
@@ -296,12 +325,23 @@ async fn joined(
     task.await.map_err(|e| ProjectionError::Task(e.to_string()))?
 }
 
+/// Ledgers the live views' digest loads at once.
+pub const LIVE_DIGEST_LOADS_IN_FLIGHT: usize = 2;
+
 /// The digest of the live views, grant by grant through the cache, with
 /// the standings the portfolio holds.
 async fn live_digest(shared: &Arc<Shared>, today: NaiveDate) -> Result<String, ProjectionError> {
     let mut digest = ViewsDigest::new(today);
-    for grant in grants_where(shared, None).await? {
-        if let Some(ledger) = ledger_of(shared, &grant).await? {
+    // Two ledgers are loaded at a time (on two cores, decoding one
+    // snapshot overlaps reading the next), and digested in grant order.
+    let loads = futures_util::stream::iter(grants_where(shared, None).await?).map(|grant| async move {
+        let ledger = ledger_of(shared, &grant).await?;
+        Ok::<_, ProjectionError>((grant, ledger))
+    });
+    let mut loads = std::pin::pin!(loads.buffered(LIVE_DIGEST_LOADS_IN_FLIGHT));
+    while let Some(loaded) = loads.next().await {
+        let (grant, ledger) = loaded?;
+        if let Some(ledger) = ledger {
             let standing = ledger.grant.as_ref().and_then(|g| {
                 let standings = shared.standings.read().unwrap_or_else(|e| e.into_inner());
                 standings.get(&g.programme).and_then(|s| s.get(&grant)).cloned().flatten()
