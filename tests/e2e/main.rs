@@ -17,6 +17,7 @@ mod contract;
 mod crash;
 mod dashboard;
 mod dashboard_api;
+mod data_dir;
 mod disk_full;
 mod harness;
 mod http;

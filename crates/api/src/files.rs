@@ -10,7 +10,8 @@
 //! warning in the log.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The data directory's mode.
 pub const DATA_DIR_MODE: u32 = 0o700;
@@ -20,6 +21,80 @@ pub const DATA_FILE_MODE: u32 = 0o600;
 /// The files a data directory holds, each main file with its SQLite
 /// companions.
 pub const DATA_FILES: &[&str] = &["events.sqlite", "views.sqlite", "api.sqlite", "admin-token"];
+
+/// The file a process holds locked (an advisory `flock`, released by the
+/// kernel when the process ends, however it ends) while it uses a data
+/// directory's views: a server, `demo`, or `rebuild-views`.
+pub const LOCK_FILE: &str = "grantlog.lock";
+
+/// How long [`lock_data_dir`] waits for another process to let the
+/// directory go (a server stopping, or killed a moment ago) before it
+/// refuses.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// A data directory held by this process; let go when dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Why a data directory could not be held.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds it.
+    #[error("another grantlog process (a server, `demo` or `rebuild-views`) is using this data directory")]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The lock file could not be made or locked.
+    #[error("cannot lock the data directory: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+impl LockError {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Held { path } | Self::Io { path, .. } => path,
+        }
+    }
+}
+
+/// Holds `dir` (which must exist) for this process, waiting up to
+/// [`LOCK_WAIT`] for another process to let it go. Two processes writing
+/// one `views.sqlite` would each find the other's tables changed under
+/// them (a rebuild's tables swapped away, digests that no longer add up):
+/// nothing wrong would be served, but each would move the file aside and
+/// rebuild it, again and again.
+pub fn lock_data_dir(dir: &Path) -> Result<DirLock, LockError> {
+    let path = dir.join(LOCK_FILE);
+    let io_error = |source| LockError::Io { path: path.clone(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(DATA_FILE_MODE);
+    }
+    let file = options.open(&path).map_err(io_error)?;
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LockError::Held { path }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(e)),
+        }
+    }
+}
 
 /// Creates `dir` (0700) and each main data file (0600, empty) before SQLite
 /// opens it; tightens what exists with looser modes.

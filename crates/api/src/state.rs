@@ -114,6 +114,8 @@ pub enum Bootstrap {
 
 #[derive(Debug)]
 struct Inner {
+    /// The data directory, held for as long as the server runs.
+    _dir_lock: crate::files::DirLock,
     config: Config,
     store: Arc<dyn EventStore>,
     handler: Handler,
@@ -143,6 +145,10 @@ pub struct OpenError {
 /// What to do when the read-model file cannot be opened.
 const VIEWS_REMEDY: &str = "The views are derived from the log: fix the disk or permissions, or move the file \
     aside (or run `grantlog rebuild-views`) to rebuild it";
+
+/// What to do when another process holds the data directory.
+const LOCK_REMEDY: &str = "Stop it first, or give this one another --data-dir (servers sharing one log in \
+    PostgreSQL each need a data directory of their own)";
 
 fn open_error(file: PathBuf, detail: impl std::fmt::Display, remedy: &'static str) -> OpenError {
     OpenError { file, detail: detail.to_string(), remedy: Some(remedy) }
@@ -174,6 +180,11 @@ impl AppState {
             None => crate::files::prepare_data_dir(&dir),
         };
         prepared.map_err(|e| OpenError { file: dir.clone(), detail: e.to_string(), remedy: None })?;
+        let locking = dir.clone();
+        let dir_lock = tokio::task::spawn_blocking(move || crate::files::lock_data_dir(&locking))
+            .await
+            .map_err(|e| OpenError { file: dir.join(crate::files::LOCK_FILE), detail: e.to_string(), remedy: None })?
+            .map_err(|e| OpenError { file: e.path().to_owned(), detail: e.to_string(), remedy: Some(LOCK_REMEDY) })?;
         let database_url = config.database_url.as_deref();
         let store = crate::backend::open_log(&dir, database_url, true).await?;
         let dyn_store = Arc::clone(&store);
@@ -196,6 +207,7 @@ impl AppState {
         let pages_max_file = config.views_pages_max_file.clone();
         let views = ViewCache::new(config.view_cache_bytes_max);
         let inner = Inner {
+            _dir_lock: dir_lock,
             rate_limiter: RateLimiter::new(config.rate_limit_per_second),
             // On a shared database other servers append too: the handler
             // reads what it has not seen before deciding.

@@ -46,6 +46,15 @@ fn bar(total: u64, message: &'static str) -> ProgressBar {
 /// says (moved aside, or its views differed): it has been rebuilt either way.
 pub async fn run(args: RebuildArgs) -> anyhow::Result<bool> {
     let store = open_log(&args.data_dir, args.database_url.as_deref()).await?;
+    // A server on this directory writes the same views file: refuse (after
+    // a short wait, for one that is stopping) rather than fight over it.
+    let locking = args.data_dir.clone();
+    let _lock = tokio::task::spawn_blocking(move || api::files::lock_data_dir(&locking)).await?.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}. Stop the server first, or use `POST /api/v1/admin/rebuild-views` on it",
+            e.path().display()
+        )
+    })?;
     let dyn_store: Arc<dyn EventStore> = store.clone();
     let head = dyn_store.head().await?.map_or(0, |h| h.position.0);
     let path = projections::views_path(&args.data_dir);
