@@ -654,7 +654,41 @@ impl Projector {
         ledger_of(&self.shared, grant).await
     }
 
-    /// Every ledger of a programme's grants, by grant id.
+    /// The ids of a programme's grants (the file's and the cache's), in
+    /// id order.
+    pub async fn programme_grants(&self, programme: &ProgrammeId) -> Result<Vec<GrantId>, ProjectionError> {
+        grants_where(&self.shared, Some(programme.clone())).await
+    }
+
+    /// The standings of a programme's grants as of `as_of`, by grant id:
+    /// what its portfolio as of that date shows. Each grant's ledger is
+    /// read (through the cache), its standing worked out, and the ledger
+    /// let go before the next, so memory holds the cache and one ledger
+    /// however many grants the programme has. A standing whose figures
+    /// overflow is [`ProjectionError::Figures`].
+    pub async fn standings_as_of(
+        &self,
+        programme: &ProgrammeId,
+        as_of: Option<NaiveDate>,
+    ) -> Result<Vec<Standing>, ProjectionError> {
+        let mut out = Vec::new();
+        for grant in self.programme_grants(programme).await? {
+            let Some(ledger) = ledger_of(&self.shared, &grant).await? else { continue };
+            if ledger.grant.as_ref().is_none_or(|g| &g.programme != programme) {
+                continue;
+            }
+            match Standing::of(&ledger, as_of) {
+                Ok(Some(standing)) => out.push(standing),
+                Ok(None) => {}
+                Err(_) => return Err(ProjectionError::Figures { grant }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every ledger of a programme's grants, by grant id, all in memory at
+    /// once (for tests and tools: the portfolio reads them one at a time,
+    /// [`Projector::standings_as_of`]).
     pub async fn programme_ledgers(&self, programme: &ProgrammeId) -> Result<Vec<Arc<GrantLedger>>, ProjectionError> {
         let mut out = Vec::new();
         for grant in grants_where(&self.shared, Some(programme.clone())).await? {

@@ -340,18 +340,28 @@ async fn portfolio(
         let body = serde_json::to_vec(&Positioned { view, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
         return Ok(json_body(&headers, Rendered::new(Bytes::from(body))));
     }
-    let mut ledgers = state.projector().programme_ledgers(&programme).await?;
-    if let Some(at) = q.known_at {
-        // Each grant as its books stood then: one awarded later has no
-        // award in its ledger, and the view leaves it out.
-        let mut then = Vec::with_capacity(ledgers.len());
-        for live in &ledgers {
-            let Some(grant) = live.grant.as_ref().map(|g| g.id.clone()) else { continue };
-            then.push(Arc::new(state.history().ledger_known_at(&grant, Some(at)).await?));
+    // As of a date, or as known at an instant: each grant's ledger is read
+    // and let go once its standing is worked out, so a request holds one
+    // ledger beside the caches, however many grants the programme has.
+    let standings = match q.known_at {
+        None => state.projector().standings_as_of(&programme, q.as_of).await?,
+        Some(at) => {
+            // Each grant as its books stood then: one awarded later has no
+            // award in its ledger, and the view leaves it out.
+            let mut standings = Vec::new();
+            for grant in state.projector().programme_grants(&programme).await? {
+                let then = state.history().ledger_known_at(&grant, Some(at)).await?;
+                if then.grant.as_ref().is_none_or(|g| g.programme != programme) {
+                    continue;
+                }
+                let standing =
+                    projections::Standing::of(&then, q.as_of).map_err(|e| ApiError::Internal(e.to_string()))?;
+                standings.extend(standing);
+            }
+            standings
         }
-        ledgers = then;
-    }
-    let view = projections::portfolio(&programme, ledgers.iter().map(Arc::as_ref), q.as_of, today)
+    };
+    let view = projections::portfolio_of(&programme, &standings, q.as_of, today)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let body = serde_json::to_vec(&Positioned { view, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json_body(&headers, Rendered::new(Bytes::from(body))))
