@@ -365,12 +365,19 @@ pub fn verify_range(
         progress(since_report);
     }
     // A range that ends early (rows missing at its end) is a gap at the
-    // first position it did not reach.
+    // first position it did not reach, found at the next position the log
+    // holds (in a later range when the gap goes on past this one's end, as
+    // one pass would find it).
     if broken.is_none() && checker.head().map_or(first - 1, |h| h.position.0) < last {
         let next = checker.head().map_or(first, |h| h.position.0 + 1);
+        let found: Option<i64> = tx
+            .prepare_cached("SELECT min(position) FROM events WHERE position > ?1")
+            .sql()?
+            .query_row([last.min(i64::MAX as u64) as i64], |r| r.get(0))
+            .sql()?;
         broken = Some(VerifyOutcome::Broken {
             position: Position(next),
-            problem: ChainProblem::Gap { found: Position(last + 1) },
+            problem: ChainProblem::Gap { found: Position(found.map_or(last + 1, |f| f as u64)) },
         });
     }
     Ok(RangeChecked { checker, broken })

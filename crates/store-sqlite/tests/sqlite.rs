@@ -229,6 +229,10 @@ async fn verifying_in_ranges_finds_what_one_pass_finds_and_the_earliest_break() 
         ("DELETE FROM events WHERE position = 10", 10, 11),
         ("DELETE FROM events WHERE position = 11", 11, 12),
         ("DELETE FROM events WHERE position IN (9, 10)", 9, 11),
+        // A gap across the end of a range: the first position found after
+        // it is in the next range, or past it.
+        ("DELETE FROM events WHERE position IN (10, 11)", 10, 12),
+        ("DELETE FROM events WHERE position BETWEEN 9 AND 21", 9, 22),
     ] {
         let outcome = tampered_in_ranges(30, sql).await;
         assert_eq!(
