@@ -33,7 +33,7 @@ fn problem(result: Result<impl std::fmt::Debug, ClientError>) -> grantlog_client
 #[tokio::test]
 async fn the_client_reads_typed_views_writes_once_per_key_and_gets_typed_problems() {
     let server = Server::start_with(&["demo"]);
-    let client = Client::new(server.api().base(), ADMIN_TOKEN);
+    let client = Client::new(server.api().base(), ADMIN_TOKEN).unwrap();
     let as_of = ViewQuery::as_of(NaiveDate::from_ymd_opt(2022, 9, 30).unwrap());
 
     let budget = client.budget(GRANT, &as_of).await.unwrap();

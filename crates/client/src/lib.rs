@@ -10,7 +10,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), grantlog_client::ClientError> {
 //! use grantlog_client::{Client, ViewQuery, WriteOptions, dto};
-//! let client = Client::new("http://127.0.0.1:8080", "glt_...");
+//! let client = Client::new("http://127.0.0.1:8080", "glt_...")?;
 //! let body: dto::RecordExpenditure = serde_json::from_value(serde_json::json!({
 //!     "id": "E-118", "line": "FP1-CON", "amount": {"amount": "120.00", "currency": "EUR"},
 //!     "incurred_on": "2022-12-01", "supplier": "SUP-LAB", "invoice": "INV-118",
@@ -219,10 +219,13 @@ pub struct Client {
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
-    /// A client of the server at `base` (`http://127.0.0.1:8080`) with a bearer token.
-    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
-        Self::with_http(http, base, token)
+    /// A client of the server at `base` (`http://127.0.0.1:8080`) with a
+    /// bearer token, each request bounded by 30 seconds. An error when the
+    /// HTTP client cannot be built (its TLS backend failing to start, say):
+    /// rather than a client without the bound.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder().timeout(TIMEOUT).build()?;
+        Ok(Self::with_http(http, base, token))
     }
 
     /// The same, over a `reqwest::Client` of the caller's (pools, timeouts).
