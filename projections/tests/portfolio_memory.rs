@@ -1,4 +1,4 @@
-//! The portfolio as of a date reads its grants' ledgers one at a time:
+//! The portfolio as of a date reads its grants' ledgers two at a time:
 //! its peak heap, measured by a counting allocator, stays near the ledger
 //! cache's, where reading the programme's ledgers all at once (as the
 //! route did before) holds every one of them beside the cache. Its
@@ -8,35 +8,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use domain::handler::Handler;
 use peak_alloc::PeakAlloc;
-use projections::{Projector, fold_log, portfolio, portfolio_of};
-use store::EventStore;
+use projections::{fold_log, portfolio, portfolio_of};
 
 mod common;
-use common::{build, day, head, programme};
+use common::{built_and_caught_up, day, programme};
 
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
-const WAIT: Duration = Duration::from_secs(60);
 const GRANTS: usize = 24;
 const EXPENDITURES: usize = 60;
 /// Facts of one grant: header, workstream, line and its expenditures.
 const GRANT_FACTS: usize = 3 + EXPENDITURES;
 
 #[tokio::test]
-async fn the_portfolio_as_of_a_date_holds_one_ledger_beside_the_cache_not_the_programme() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> =
-        Arc::new(store_sqlite::SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
-    build(&Handler::new(Arc::clone(&store)), GRANTS, 0..EXPENDITURES).await;
-    let events = head(store.as_ref()).await;
+async fn the_portfolio_as_of_a_date_holds_two_ledgers_beside_the_cache_not_the_programme() {
     // Room for two grants of the 24 (12 in each programme).
-    let p = Projector::start_with(Arc::clone(&store), dir.path().join("views.sqlite"), 2 * GRANT_FACTS).await.unwrap();
-    p.wait_committed(events, WAIT).await.unwrap();
+    let (_dir, store, p, _) = built_and_caught_up(GRANTS, EXPENDITURES, 2 * GRANT_FACTS).await;
     let prog = programme(0);
     let (as_of, today) = (Some(day(30)), day(500));
 

@@ -7,21 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use domain::handler::Handler;
 use peak_alloc::PeakAlloc;
-use projections::{Projector, fold_log};
-use store::EventStore;
+use projections::fold_log;
 
 mod common;
-use common::{build, day, head};
+use common::{built_and_caught_up, day};
 
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
-const WAIT: Duration = Duration::from_secs(60);
 const GRANTS: usize = 24;
 const EXPENDITURES: usize = 60;
 /// Facts of one grant: header, workstream, line and its expenditures.
@@ -29,13 +23,7 @@ const GRANT_FACTS: usize = 3 + EXPENDITURES;
 
 #[tokio::test]
 async fn a_rebuild_holds_a_grant_and_a_batch_of_rows_not_the_whole_views() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> =
-        Arc::new(store_sqlite::SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
-    build(&Handler::new(Arc::clone(&store)), GRANTS, 0..EXPENDITURES).await;
-    let events = head(store.as_ref()).await;
-    let p = Projector::start_with(Arc::clone(&store), dir.path().join("views.sqlite"), 2 * GRANT_FACTS).await.unwrap();
-    p.wait_committed(events, WAIT).await.unwrap();
+    let (_dir, store, p, events) = built_and_caught_up(GRANTS, EXPENDITURES, 2 * GRANT_FACTS).await;
     p.set_rebuild_rows_per_commit(GRANT_FACTS);
 
     // What the whole views take in memory.

@@ -173,3 +173,26 @@ pub fn portfolio_from_views(
         totals: totals.into_values().collect(),
     }
 }
+
+/// A real SQLite log of `grants` grants of `expenditures` expenditures
+/// each ([`build`]), and a projector on a views file beside it, caught up,
+/// holding at most `cache_facts` facts in memory: the directory (kept for
+/// as long as the test needs the files), the log, the projector and the
+/// log's head.
+pub async fn built_and_caught_up(
+    grants: usize,
+    expenditures: usize,
+    cache_facts: usize,
+) -> (tempfile::TempDir, std::sync::Arc<dyn EventStore>, projections::Projector, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn EventStore> =
+        std::sync::Arc::new(store_sqlite::SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap());
+    build(&Handler::new(std::sync::Arc::clone(&store)), grants, 0..expenditures).await;
+    let events = head(store.as_ref()).await;
+    let p =
+        projections::Projector::start_with(std::sync::Arc::clone(&store), dir.path().join("views.sqlite"), cache_facts)
+            .await
+            .unwrap();
+    p.wait_committed(events, std::time::Duration::from_secs(60)).await.unwrap();
+    (dir, store, p, events)
+}
