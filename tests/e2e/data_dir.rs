@@ -41,3 +41,32 @@ async fn a_second_process_on_a_data_directory_in_use_is_refused_and_the_first_ke
     let ready = server.api().get("", "/readyz").await;
     assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
 }
+
+/// `GRANTLOG_REBUILD_MMAP_BYTES` sets how much of the log a rebuild maps
+/// (0: none, the log read with `pread`): the views rebuilt either way are
+/// the log's; a value that is not a number of bytes is refused, naming
+/// the variable.
+#[tokio::test]
+async fn the_rebuild_map_is_set_by_its_variable_and_a_bad_value_is_refused() {
+    // The NCTCR scenario's log: a rebuild reads its streams.
+    let mut server = Server::start_with(&["demo"]);
+    server.stop();
+    let dir = server.data_dir();
+    let rebuild = |value: &str| {
+        run_bounded(
+            Command::new(binary())
+                .args(["rebuild-views", "--data-dir"])
+                .arg(&dir)
+                .env("GRANTLOG_REBUILD_MMAP_BYTES", value),
+            WITHIN,
+        )
+    };
+    for value in ["0", "4096", "17179869184"] {
+        let (code, out, err) = rebuild(value);
+        assert_eq!(code, Some(0), "{value}: {out}{err}");
+        assert!(out.contains("equal"), "{value}: {out}");
+    }
+    let (code, out, err) = rebuild("lots");
+    assert!(code.is_some_and(|c| c != 0), "a bad value was taken: {out}{err}");
+    assert!(err.contains("GRANTLOG_REBUILD_MMAP_BYTES") && err.contains("not a number of bytes"), "{err}");
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use store::EventStore;
 use store_postgres::{PostgresConfig, PostgresStore};
-use store_sqlite::SqliteStore;
+use store_sqlite::{SqliteConfig, SqliteStore};
 
 use crate::apidb::{ApiData, SqliteApiData};
 use crate::apidb_pg::PostgresApiData;
@@ -28,6 +28,22 @@ pub const API_REMEDY: &str = "It holds the API tokens, which cannot be rebuilt f
 
 fn open_error(file: PathBuf, detail: impl std::fmt::Display, remedy: &'static str) -> OpenError {
     OpenError { file, detail: detail.to_string(), remedy: Some(remedy) }
+}
+
+/// The variable that sets how much of `events.sqlite` a rebuild or a
+/// catch-up from an empty views file maps into memory, in bytes
+/// (`SqliteConfig::bulk_read_mmap_bytes`; 0 reads with `pread` only).
+pub const REBUILD_MMAP_BYTES_VAR: &str = "GRANTLOG_REBUILD_MMAP_BYTES";
+
+/// [`REBUILD_MMAP_BYTES_VAR`], when set.
+fn bulk_read_mmap_bytes() -> Result<Option<u64>, OpenError> {
+    let Some(value) = std::env::var_os(REBUILD_MMAP_BYTES_VAR) else { return Ok(None) };
+    let bytes = value.to_str().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| OpenError {
+        file: PathBuf::from(REBUILD_MMAP_BYTES_VAR),
+        detail: format!("{value:?} is not a number of bytes"),
+        remedy: Some("Give a whole number of bytes (0 reads the log with pread only), or unset it"),
+    })?;
+    Ok(Some(bytes))
 }
 
 /// Opens the log: PostgreSQL at `database_url`, else `events.sqlite` in
@@ -49,7 +65,11 @@ pub async fn open_log(
             if !create && !log.is_file() {
                 return Err(OpenError { file: log, detail: "no event log here".to_owned(), remedy: None });
             }
-            let store = SqliteStore::open(&log).await.map_err(|e| open_error(log, e, LOG_REMEDY))?;
+            let mut config = SqliteConfig::new(&log);
+            if let Some(bytes) = bulk_read_mmap_bytes()? {
+                config.bulk_read_mmap_bytes = bytes;
+            }
+            let store = SqliteStore::open_with(config).await.map_err(|e| open_error(log, e, LOG_REMEDY))?;
             Ok(Arc::new(store))
         }
     }
