@@ -156,6 +156,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let head = state.store().head().await?.map_or(0, |h| h.position.0);
         print_tour(&base, &tokens, &bootstrap, head);
     }
+    // The stop signals are taken over before the server says it listens: a
+    // SIGTERM sent as soon as that line appears (by a supervisor, or a
+    // test) must stop it gracefully, not kill it with the default action.
+    let stop = Stop::listen()?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
     output::line(&format!("grantlog listening on {base}"));
     output::line(&format!("dashboard: {base}/ (sign in with a token)"));
@@ -167,7 +171,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         connections_max: args.connections_max,
     };
     crate::http::serve(listener, app, limits, async move {
-        signal().await;
+        stop.wait().await;
         tracing::info!("stopping: finishing requests in flight");
         stopping.begin_shutdown();
     })
@@ -178,24 +182,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The signals that stop the server (SIGTERM, SIGINT), registered.
+struct Stop {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    /// Takes the stop signals over from their default action (ending the
+    /// process) from now on.
+    fn listen() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+            let interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+            Ok(Self { term, interrupt })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Resolves when one of them arrives.
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.interrupt.recv() => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
