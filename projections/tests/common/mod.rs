@@ -77,7 +77,8 @@ pub async fn spend(handler: &Handler, g: usize, i: usize) {
         line: LineId::parse("WS1-PER").unwrap(),
         amount: eur(100 + (g * 37 + i * 11) as i64),
         conversion: None,
-        incurred_on: day(1 + i as u64),
+        // Within the grant's period (days 0..=1000), however many rounds.
+        incurred_on: day(1 + (i % 900) as u64),
         supplier: "sup".into(),
         invoice: format!("INV-{g}-{i}"),
         commitment: None,
