@@ -55,9 +55,6 @@ use crate::ledger::GrantLedger;
 use crate::portfolio::Standing;
 
 pub use self::cache::{CacheStats, LEDGER_CACHE_FACTS_MAX};
-
-/// Grants' ledgers a portfolio as of a date reads at once.
-pub const PORTFOLIO_LOADS_IN_FLIGHT: usize = 2;
 pub use self::rebuild::{BULK_CATCH_UP_EVENTS_MIN, REBUILD_DRAIN_WAIT_MS, REBUILD_ROWS_PER_COMMIT, RebuildState};
 pub use self::startup::Opened;
 pub use self::writer::{VIEWS_WRITE_RETRY_MS_MAX, VIEWS_WRITE_RETRY_MS_MIN};
@@ -437,6 +434,26 @@ async fn ledger_of(shared: &Arc<Shared>, grant: &GrantId) -> Result<Option<Arc<G
     }
 }
 
+/// Grants' ledgers read at once by whoever reads many in turn (a
+/// portfolio as of a date, a rebuild's digest of the live views): on two
+/// cores, decoding one overlaps reading the next.
+pub const LEDGER_LOADS_IN_FLIGHT: usize = 2;
+
+/// The ledgers of `grants`, in their order, read [`LEDGER_LOADS_IN_FLIGHT`]
+/// at a time through the cache; `None` for a grant the views do not hold.
+fn ledgers_in_order(
+    shared: &Arc<Shared>,
+    grants: Vec<GrantId>,
+) -> impl futures_util::Stream<Item = Result<(GrantId, Option<Arc<GrantLedger>>), ProjectionError>> + '_ {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(grants)
+        .map(move |grant| async move {
+            let ledger = ledger_of(shared, &grant).await?;
+            Ok((grant, ledger))
+        })
+        .buffered(LEDGER_LOADS_IN_FLIGHT)
+}
+
 /// A grant's ledger folded from its stream up to the position the views
 /// show.
 async fn fold_from_log(shared: &Arc<Shared>, grant: &GrantId) -> Result<Option<Arc<GrantLedger>>, ProjectionError> {
@@ -665,29 +682,24 @@ impl Projector {
 
     /// The standings of a programme's grants as of `as_of`, by grant id:
     /// what its portfolio as of that date shows. Each grant's ledger is
-    /// read (through the cache), its standing worked out, and the ledger
-    /// let go, [`PORTFOLIO_LOADS_IN_FLIGHT`] at a time, so memory holds the
-    /// cache and that many ledgers however many grants the programme has. A standing whose figures
-    /// overflow is [`ProjectionError::Figures`].
+    /// read (through the cache, [`LEDGER_LOADS_IN_FLIGHT`] at a time), its
+    /// standing worked out and the ledger let go, so memory holds the cache
+    /// and that many ledgers however many grants the programme has. A
+    /// standing whose figures overflow is [`ProjectionError::Figures`].
     pub async fn standings_as_of(
         &self,
         programme: &ProgrammeId,
         as_of: Option<NaiveDate>,
     ) -> Result<Vec<Standing>, ProjectionError> {
         use futures_util::StreamExt as _;
-        // Two grants at a time (on two cores, decoding one ledger overlaps
-        // reading the next), taken in id order.
-        let standings = futures_util::stream::iter(self.programme_grants(programme).await?).map(|grant| async move {
-            let Some(ledger) = ledger_of(&self.shared, &grant).await? else { return Ok(None) };
-            if ledger.grant.as_ref().is_none_or(|g| &g.programme != programme) {
-                return Ok(None);
-            }
-            Standing::of(&ledger, as_of).map_err(|_| ProjectionError::Figures { grant })
-        });
-        let mut standings = std::pin::pin!(standings.buffered(PORTFOLIO_LOADS_IN_FLIGHT));
+        let mut loads = std::pin::pin!(ledgers_in_order(&self.shared, self.programme_grants(programme).await?));
         let mut out = Vec::new();
-        while let Some(standing) = standings.next().await {
-            out.extend(standing?);
+        while let Some(loaded) = loads.next().await {
+            let (grant, ledger) = loaded?;
+            let Some(ledger) = ledger.filter(|l| l.grant.as_ref().is_some_and(|g| &g.programme == programme)) else {
+                continue;
+            };
+            out.extend(Standing::of(&ledger, as_of).map_err(|_| ProjectionError::Figures { grant })?);
         }
         Ok(out)
     }

@@ -101,15 +101,13 @@ impl ReadPool {
                         return;
                     }
                 };
-                let (full, next) = (page.len() == store::READ_EVENTS_MAX, page.last().map(|e| e.stream_version + 1));
-                let page: Vec<RecordedEvent> = page.into_iter().take_while(|e| e.position <= upto).collect();
-                let past = page.len() < store::READ_EVENTS_MAX;
+                let (page, next) = store::stream_page_up_to(page, upto);
                 if !page.is_empty() && pages.blocking_send(Ok(page)).is_err() {
                     return;
                 }
                 match next {
-                    Some(next) if full && !past => from = next,
-                    _ => break,
+                    Some(next) => from = next,
+                    None => break,
                 }
             }
         }

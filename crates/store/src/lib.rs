@@ -51,6 +51,17 @@ pub const READ_EVENTS_MAX: usize = 10_000;
 
 /// The event log's contract. Every backend implements it and passes the
 /// generic suite in [`conformance`] (feature `conformance`).
+/// One page of a stream read for [`EventStore::read_streams`] (at most
+/// [`READ_EVENTS_MAX`] events from some version on): its events up to
+/// position `upto`, and the version to read next, `None` when the stream
+/// is done (the page was not full, or went past `upto`).
+pub fn stream_page_up_to(page: Vec<RecordedEvent>, upto: Position) -> (Vec<RecordedEvent>, Option<u64>) {
+    let (read, next) = (page.len(), page.last().map(|e| e.stream_version + 1));
+    let kept: Vec<RecordedEvent> = page.into_iter().take_while(|e| e.position <= upto).collect();
+    let more = read == READ_EVENTS_MAX && kept.len() == read;
+    (kept, next.filter(|_| more))
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `events` to `stream_id` atomically if the stream is at
@@ -126,15 +137,13 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
                         return;
                     }
                 };
-                let (full, next) = (page.len() == READ_EVENTS_MAX, page.last().map(|e| e.stream_version + 1));
-                let page: Vec<RecordedEvent> = page.into_iter().take_while(|e| e.position <= upto).collect();
-                let past = page.len() < READ_EVENTS_MAX;
+                let (page, next) = stream_page_up_to(page, upto);
                 if !page.is_empty() && pages.send(Ok(page)).await.is_err() {
                     return;
                 }
                 match next {
-                    Some(next) if full && !past => from = next,
-                    _ => break,
+                    Some(next) => from = next,
+                    None => break,
                 }
             }
         }

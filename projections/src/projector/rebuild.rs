@@ -13,7 +13,7 @@ use store::{Position, StreamId};
 use tokio::task::JoinHandle;
 
 use super::{
-    ProjectionError, RebuildReport, Shared, Standings, ViewsDigest, blocking, grants_where, ledger_of, lock,
+    ProjectionError, RebuildReport, Shared, Standings, ViewsDigest, blocking, grants_where, ledgers_in_order, lock,
     set_standing,
 };
 use crate::db::{self, Models};
@@ -325,20 +325,11 @@ async fn joined(
     task.await.map_err(|e| ProjectionError::Task(e.to_string()))?
 }
 
-/// Ledgers the live views' digest loads at once.
-pub const LIVE_DIGEST_LOADS_IN_FLIGHT: usize = 2;
-
 /// The digest of the live views, grant by grant through the cache, with
 /// the standings the portfolio holds.
 async fn live_digest(shared: &Arc<Shared>, today: NaiveDate) -> Result<String, ProjectionError> {
     let mut digest = ViewsDigest::new(today);
-    // Two ledgers are loaded at a time (on two cores, decoding one
-    // snapshot overlaps reading the next), and digested in grant order.
-    let loads = futures_util::stream::iter(grants_where(shared, None).await?).map(|grant| async move {
-        let ledger = ledger_of(shared, &grant).await?;
-        Ok::<_, ProjectionError>((grant, ledger))
-    });
-    let mut loads = std::pin::pin!(loads.buffered(LIVE_DIGEST_LOADS_IN_FLIGHT));
+    let mut loads = std::pin::pin!(ledgers_in_order(shared, grants_where(shared, None).await?));
     while let Some(loaded) = loads.next().await {
         let (grant, ledger) = loaded?;
         if let Some(ledger) = ledger {
