@@ -63,7 +63,7 @@ async fn a_log_unreadable_for_a_while_is_read_again_and_the_views_catch_up() {
     let dir = tempfile::tempdir().unwrap();
     let flaky = Arc::new(Hooked {
         inner: Arc::new(SqliteStore::open(dir.path().join("log.sqlite")).await.unwrap()),
-        hooks: Away::default(),
+        hooks: Arc::new(Away::default()),
     });
     let store: Arc<dyn EventStore> = Arc::clone(&flaky) as Arc<dyn EventStore>;
     let handler = Handler::new(Arc::clone(&store));

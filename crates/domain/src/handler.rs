@@ -16,6 +16,36 @@
 //! again when there were some. Reads of a grant ([`Handler::grant`]) catch
 //! up first.
 //!
+//! Commands on one grant are pipelined ([`Handler::new`]): a command is
+//! decided, its append queued in the log's order
+//! ([`EventStore::queue_append`]) and the grant let go before the append is
+//! durable, with the cached state showing what the log will hold once it
+//! is. The next command on the grant is decided on that state and queued
+//! behind it, expecting the version it will produce, so one grant's
+//! commands share a group commit instead of each waiting for the one
+//! before to be made durable. What a client hears stays true:
+//!
+//! - an acceptance is answered only once its own append is durable;
+//! - an append queued behind one that fails expects a version the log
+//!   does not reach, so the store refuses it as a conflict, and it is
+//!   decided again on what the log holds (the entry forgets its state on a
+//!   failed answer, and the command waits for every queued append to
+//!   answer first);
+//! - a refusal (a rule, `If-Match`, a reused command id) is given only
+//!   when no append queued on the grant is unanswered: otherwise the
+//!   handler waits for them, holding the grant so nothing more is queued,
+//!   and decides again;
+//! - [`Handler::grant`] answers the log's state, and [`Handler::awarded`]
+//!   shows a grant only once its award is recorded.
+//!
+//! This rests on the handler being the only writer of its grants' streams
+//! (the server takes its data directory's lock, and nothing else in it
+//! appends to a grant): an append expecting a version only predicts the
+//! events before it, and another writer's events at that version would
+//! pass the check. A handler over a log other processes append to
+//! ([`Handler::shared`], PostgreSQL) does not pipeline: it holds the grant
+//! until the append has answered, as before.
+//!
 //! Command ids are idempotent, and the log decides: a command id has at most
 //! one effect in the whole log (the store's rule). The same command id with
 //! the same request fingerprint returns the first result (`replayed`) and
@@ -61,7 +91,7 @@ use crate::grant::{GrantCommand, GrantState, decide};
 use crate::programme::{self, ProgrammeCommand, ProgrammeState};
 
 pub use cache::CacheStats;
-use cache::{GrantCache, Lease, Weigh};
+use cache::{GrantCache, Lease, Pinned, Weigh};
 
 /// How many times a command is decided again after losing a race.
 pub const CONFLICT_RETRIES_MAX: usize = 5;
@@ -253,12 +283,12 @@ fn encode(event_type: &str, version: u32, data: serde_json::Value, c: &EventCont
 
 /// A command recorded on a cached grant: what tells a retry from another
 /// request, and where its events are (its first result is read back from
-/// there, so the cache holds no copy of it).
+/// there, so the cache holds no copy of it); `at` is `None` while its
+/// append is queued and not answered.
 #[derive(Debug, Clone, Copy)]
 struct Done {
     fingerprint: Option<Fingerprint>,
-    first: Position,
-    last: Position,
+    at: Option<(Position, Position)>,
 }
 
 impl Done {
@@ -270,6 +300,11 @@ impl Done {
 }
 
 /// A grant as the handler keeps it.
+///
+/// With appends queued and not answered (see [`Flight`]), `state` and
+/// `version` are what the log will hold once they are recorded: the next
+/// command is decided on that, and its append expects that version, so it
+/// is refused as a conflict (and decided again) if one of them fails.
 #[derive(Debug, Default)]
 struct CachedGrant {
     state: GrantState,
@@ -278,6 +313,124 @@ struct CachedGrant {
     commands: HashMap<Uuid, Done>,
     /// Whether it was loaded from the log (a fresh entry is not).
     loaded: bool,
+    /// Whether the grant's first event (its award) is known to be in the
+    /// log, not only queued.
+    confirmed: bool,
+    /// The answers of its queued appends; kept when the rest is forgotten.
+    flight: Arc<Flight>,
+}
+
+impl CachedGrant {
+    /// Forgets what is cached (in place, keeping the queued appends'
+    /// count), so the next use reads the grant from the log.
+    fn forget(&mut self) {
+        let flight = Arc::clone(&self.flight);
+        *self = CachedGrant { flight, ..CachedGrant::default() };
+    }
+
+    /// Takes in the answers that have come since the last call: the
+    /// places of the commands recorded, or, when an append failed, forgets
+    /// the state (it holds events the log does not). Whether every queued
+    /// append has answered, so that the state is the log's.
+    fn take_in(&mut self) -> bool {
+        let flight = Arc::clone(&self.flight);
+        let mut landed = flight.landed();
+        if std::mem::take(&mut landed.failed) {
+            landed.recorded.clear();
+            self.forget();
+        }
+        for (id, at) in landed.recorded.drain(..) {
+            if let Some(done) = self.commands.get_mut(&id) {
+                done.at = Some(at);
+            }
+            self.confirmed = true;
+        }
+        landed.queued == 0
+    }
+}
+
+/// A grant's appends queued and not yet answered. Their answers land here
+/// without the grant's lease, so a task that holds it can wait for them;
+/// the next holder takes them in ([`CachedGrant::take_in`]).
+#[derive(Debug, Default)]
+struct Flight {
+    landed: std::sync::Mutex<Landed>,
+    /// Woken when the last queued append has answered.
+    drained: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Landed {
+    /// Appends queued and not answered.
+    queued: usize,
+    /// Moves on when an append fails: the answers of appends queued in an
+    /// earlier epoch are not taken in (the state they were decided on is
+    /// forgotten, and the log is read again).
+    epoch: u64,
+    /// An append of this epoch failed, or its caller went away before its
+    /// answer: the state holds events the log may not.
+    failed: bool,
+    /// Commands of this epoch recorded, and where their events are.
+    recorded: Vec<(Uuid, (Position, Position))>,
+}
+
+impl Flight {
+    fn landed(&self) -> std::sync::MutexGuard<'_, Landed> {
+        self.landed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One queued append of a grant until its answer is taken in. Dropped
+/// unanswered (its caller cancelled), it counts as failed: whether it is
+/// recorded is then learnt from the log. It holds the grant's entry, so the
+/// entry is not evicted while the append is in flight.
+struct Queued<'a> {
+    flight: Arc<Flight>,
+    epoch: u64,
+    command_id: Uuid,
+    answered: bool,
+    _entry: Pinned<'a, CachedGrant>,
+}
+
+impl<'a> Queued<'a> {
+    fn new(cached: &Lease<'a, CachedGrant>, command_id: Uuid) -> Self {
+        let flight = Arc::clone(&cached.flight);
+        let epoch = {
+            let mut landed = flight.landed();
+            landed.queued += 1;
+            landed.epoch
+        };
+        Self { flight, epoch, command_id, answered: false, _entry: cached.pin() }
+    }
+
+    /// Records the append's outcome (`None`: unknown).
+    fn answer(&mut self, outcome: Option<&Result<AppendResult, StoreError>>) {
+        if std::mem::replace(&mut self.answered, true) {
+            return;
+        }
+        let mut landed = self.flight.landed();
+        landed.queued = landed.queued.saturating_sub(1);
+        if landed.epoch == self.epoch {
+            match outcome {
+                Some(Ok(a)) if !a.replayed => {
+                    landed.recorded.push((self.command_id, (a.first_position, a.last_position)))
+                }
+                _ => {
+                    landed.failed = true;
+                    landed.epoch += 1;
+                }
+            }
+        }
+        if landed.queued == 0 {
+            self.flight.drained.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.answer(None);
+    }
 }
 
 impl Weigh for CachedGrant {
@@ -303,7 +456,9 @@ impl std::fmt::Debug for Handler {
 
 impl Handler {
     /// A handler over `store`, with an empty cache of at most
-    /// [`GRANT_CACHE_EVENTS_MAX`] events.
+    /// [`GRANT_CACHE_EVENTS_MAX`] events, pipelining each grant's commands.
+    /// It must be the only writer of the grants' streams (see the module
+    /// documentation); use [`Handler::shared`] otherwise.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self { store, grants: GrantCache::new(GRANT_CACHE_EVENTS_MAX), shared: false }
     }
@@ -351,7 +506,7 @@ impl Handler {
     async fn catch_up(&self, stream: &StreamId, cached: &mut CachedGrant) -> Result<(), HandlerError> {
         let read = self.read_new(stream, cached).await;
         if read.is_err() {
-            *cached = CachedGrant::default();
+            cached.forget();
         }
         read
     }
@@ -369,18 +524,19 @@ impl Handler {
                 let envelope = decode_grant_event(e)?;
                 cached.state.apply(&envelope);
                 cached.version = Some(e.stream_version);
-                let done = cached.commands.entry(envelope.context.command_id).or_insert(Done {
-                    fingerprint: e.metadata.fingerprint,
-                    first: e.position,
-                    last: e.position,
-                });
-                done.last = e.position;
+                let done = cached
+                    .commands
+                    .entry(envelope.context.command_id)
+                    .or_insert(Done { fingerprint: e.metadata.fingerprint, at: None });
+                let first = done.at.map_or(e.position, |(first, _)| first);
+                done.at = Some((first, e.position));
             }
             if !full {
                 break;
             }
         }
         cached.loaded = true;
+        cached.confirmed = cached.version.is_some();
         Ok(())
     }
 
@@ -392,11 +548,36 @@ impl Handler {
         Ok(cached.version != before)
     }
 
-    /// The grant's current state and version, as the handler sees it.
+    /// Waits, holding the grant, until every append queued on it has
+    /// answered, and takes the answers in; reads the log when the state was
+    /// forgotten (an append failed). The state is then the log's.
+    async fn settle(&self, stream: &StreamId, cached: &mut Lease<'_, CachedGrant>) -> Result<(), HandlerError> {
+        loop {
+            let flight = Arc::clone(&cached.flight);
+            let drained = flight.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the count is looked at: a last answer in
+            // between still wakes it.
+            drained.as_mut().enable();
+            if cached.take_in() {
+                break;
+            }
+            drained.await;
+        }
+        if !cached.loaded {
+            self.catch_up(stream, cached).await?;
+        }
+        Ok(())
+    }
+
+    /// The grant's current state and version, as the log holds them (after
+    /// the appends queued on it have answered).
     pub async fn grant(&self, grant: &GrantId) -> Result<(GrantState, Option<u64>), HandlerError> {
+        let stream = grant_stream(grant)?;
         let mut cached = self.entry(grant).await;
-        if !cached.loaded || self.shared {
-            self.catch_up(&grant_stream(grant)?, &mut cached).await?;
+        self.settle(&stream, &mut cached).await?;
+        if self.shared {
+            self.catch_up(&stream, &mut cached).await?;
         }
         Ok((cached.state.clone(), cached.version))
     }
@@ -405,13 +586,27 @@ impl Handler {
     /// grant that does not exist, which is then not kept in the cache:
     /// probing ids costs no memory. On a shared log its dates may be behind
     /// another server's amendment; its programme and currency cannot be.
+    ///
+    /// The header's programme and currency never change after the award;
+    /// its dates may include an amendment still being made durable. A
+    /// grant whose award is queued and not yet answered is answered once
+    /// the award is.
     pub async fn awarded(&self, grant: &GrantId) -> Result<Option<crate::grant::state::Grant>, HandlerError> {
+        let stream = grant_stream(grant)?;
         let mut cached = self.entry(grant).await;
-        // The header's programme and currency never change after the
-        // award: a shared handler need not read the log again for them
-        // once it knows the grant as awarded.
-        if !cached.loaded || (self.shared && cached.state.grant.is_none()) {
-            self.catch_up(&grant_stream(grant)?, &mut cached).await?;
+        let settled = cached.take_in();
+        if !cached.loaded {
+            self.catch_up(&stream, &mut cached).await?;
+        }
+        // Unless the award is known to be in the log, the answer waits
+        // for what is queued (an award not made must not be shown).
+        if !cached.confirmed && !settled {
+            self.settle(&stream, &mut cached).await?;
+        }
+        // A shared handler need not read the log again once it knows the
+        // grant as awarded.
+        if self.shared && cached.state.grant.is_none() {
+            self.catch_up(&stream, &mut cached).await?;
         }
         Ok(cached.state.grant.clone())
     }
@@ -430,79 +625,171 @@ impl Handler {
         issued: &Issued<GrantCommand>,
     ) -> Result<CommandResult, HandlerError> {
         let stream = grant_stream(grant)?;
-        let mut cached = self.entry(grant).await;
-        if !cached.loaded {
-            self.catch_up(&stream, &mut cached).await?;
-        }
         let (id, fingerprint) = (issued.command_id, issued.fingerprint.as_ref());
-        for attempt in 0..=CONFLICT_RETRIES_MAX {
-            if let Some(done) = cached.commands.get(&id).copied() {
-                if !done.is_retry(fingerprint) {
-                    return Err(HandlerError::CommandReused { command_id: id });
-                }
-                return self.read_result(&stream, id, done.first, done.last).await;
+        // Decisions made again after a lost race (or, on a shared log,
+        // after reading what other servers appended).
+        let mut attempts = 0;
+        let mut again = || {
+            attempts += 1;
+            if attempts > CONFLICT_RETRIES_MAX {
+                return Err(HandlerError::TooManyConflicts { attempts });
             }
-            let (envelopes, new_events) = match self.prepare(issued, &cached).await {
-                Ok(prepared) => prepared,
-                // On a shared log the cache may be behind what other
-                // servers appended: a refusal is given only on the log's
-                // current state, so read what is new and decide again. (An
-                // acceptance needs no read: the append's expected version
-                // refuses it if the grant moved on.)
-                Err(_) if self.shared && self.moved_on(&stream, &mut cached).await? => continue,
-                // A keyed command refused here may reuse a key the log holds
-                // (for another grant, or recorded here by another writer):
-                // that answer comes before the refusal. On the success path
-                // the append itself enforces the rule, so no read is spent.
-                Err(refusal) if issued.fingerprint.is_some() => {
-                    if self.recorded_elsewhere(&stream, &mut cached, id).await? {
+            Ok(())
+        };
+        // After an append of this command failed, the next decision waits
+        // for every append queued on the grant to answer (the entry has
+        // forgotten its state, or will once the failure before it lands):
+        // deciding again on the log while appends ahead are unanswered
+        // would only lose the race to them again.
+        let mut settle_first = false;
+        loop {
+            let mut cached = self.entry(grant).await;
+            if std::mem::take(&mut settle_first) {
+                self.settle(&stream, &mut cached).await?;
+            }
+            let (envelopes, new_events) = loop {
+                let settled = cached.take_in();
+                if !cached.loaded {
+                    self.catch_up(&stream, &mut cached).await?;
+                }
+                if let Some(done) = cached.commands.get(&id).copied() {
+                    let Some((first, last)) = done.at else {
+                        // Its append is queued: its answer decides.
+                        self.settle(&stream, &mut cached).await?;
+                        if cached.commands.get(&id).is_some_and(|d| d.at.is_none()) {
+                            // Answered, and still without its place (an
+                            // answer of an epoch no longer taken in): the
+                            // log says where it is, or that it is not.
+                            cached.forget();
+                        }
+                        continue;
+                    };
+                    if !done.is_retry(fingerprint) {
+                        return Err(HandlerError::CommandReused { command_id: id });
+                    }
+                    return self.read_result(&stream, id, first, last).await;
+                }
+                match self.prepare(issued, &cached).await {
+                    Ok(prepared) => break prepared,
+                    // A refusal is given only on what the log holds: while
+                    // appends queued on the grant are unanswered, the state
+                    // is what they will make it, so wait for them (holding
+                    // the grant: nothing more is queued) and decide again.
+                    Err(_) if !settled => {
+                        self.settle(&stream, &mut cached).await?;
                         continue;
                     }
-                    return Err(refusal);
+                    // On a shared log the cache may be behind what other
+                    // servers appended: a refusal is given only on the log's
+                    // current state, so read what is new and decide again.
+                    // (An acceptance needs no read: the append's expected
+                    // version refuses it if the grant moved on.)
+                    Err(_) if self.shared && self.moved_on(&stream, &mut cached).await? => again()?,
+                    // A keyed command refused here may reuse a key the log
+                    // holds (for another grant, or recorded here by another
+                    // writer): that answer comes before the refusal. On the
+                    // success path the append itself enforces the rule, so
+                    // no read is spent.
+                    Err(refusal) if issued.fingerprint.is_some() => {
+                        if !self.recorded_elsewhere(&stream, &mut cached, id).await? {
+                            return Err(refusal);
+                        }
+                        again()?;
+                    }
+                    Err(refusal) => return Err(refusal),
                 }
-                Err(refusal) => return Err(refusal),
             };
             let ids: Vec<Uuid> = new_events.iter().map(|e| e.event_id).collect();
             let expected = cached.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-            // Until the append has answered, the entry may be behind the
-            // log: if this request is cancelled while it waits (a client
-            // gone, a timeout), the append may still commit, and the next
-            // use must read the log from the cached version, not decide on
-            // the entry as it is.
+            // A store that makes the whole append in `queue_append` (the
+            // trait's default) may commit it even if this request is
+            // cancelled while it waits (a client gone, a timeout): until it
+            // has answered, the next use reads the log from the cached
+            // version rather than decide on the entry as it is.
             cached.loaded = false;
-            let outcome = self.store.append(&stream, expected, new_events).await;
-            cached.loaded = true;
-            match outcome {
-                Ok(appended) if appended.replayed => {
-                    // Recorded by another writer since this grant was read:
-                    // the log has it, so read it and answer from it.
-                    self.catch_up(&stream, &mut cached).await?;
-                }
-                Ok(appended) => {
-                    for e in &envelopes {
-                        cached.state.apply(e);
+            let answer = self.store.queue_append(&stream, expected, new_events).await;
+            if self.shared {
+                // Other servers append to this log too: a queued append
+                // that fails says nothing of what they recorded in its
+                // place, so the next command is decided only once this one
+                // has answered, the grant held meanwhile.
+                let outcome = match answer {
+                    Ok(answer) => answer.await,
+                    Err(e) => Err(e),
+                };
+                cached.loaded = true;
+                match outcome {
+                    Ok(appended) if appended.replayed => {
+                        // Recorded by another writer since this grant was
+                        // read: the log has it, so read it and answer from it.
+                        self.catch_up(&stream, &mut cached).await?;
                     }
-                    cached.version = Some(appended.stream_version);
-                    let (first, last) = (appended.first_position, appended.last_position);
-                    cached.commands.insert(id, Done { fingerprint: issued.fingerprint, first, last });
-                    return Ok(result_of(&stream, &appended, &ids, &envelopes));
+                    Ok(appended) => {
+                        for e in &envelopes {
+                            cached.state.apply(e);
+                        }
+                        cached.version = Some(appended.stream_version);
+                        cached.confirmed = true;
+                        let at = Some((appended.first_position, appended.last_position));
+                        cached.commands.insert(id, Done { fingerprint: issued.fingerprint, at });
+                        return Ok(result_of(&stream, &appended, &ids, &envelopes));
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        tracing::debug!("lost a race for the grant; catching up");
+                        self.catch_up(&stream, &mut cached).await?;
+                        again()?;
+                    }
+                    Err(StoreError::CommandIdReused { .. }) => {
+                        return Err(HandlerError::CommandReused { command_id: id });
+                    }
+                    Err(e) => {
+                        // Whether the append committed is unknown: forget
+                        // the cached grant so the next command reads the
+                        // truth. (In place: a task waiting for this entry
+                        // must not decide on what it held.)
+                        cached.forget();
+                        return Err(e.into());
+                    }
                 }
+                continue;
+            }
+            cached.loaded = true;
+            // An error: nothing was queued, and the entry is as it was.
+            let answer = answer?;
+            // Pipelined: the entry now shows what the log will hold once
+            // the append is recorded, and is let go, so the next command on
+            // the grant is decided and queued while this one is being made
+            // durable (in the same group commit, often).
+            let mut queued = Queued::new(&cached, id);
+            for e in &envelopes {
+                cached.state.apply(e);
+            }
+            let added = ids.len() as u64;
+            cached.version = match cached.version {
+                _ if added == 0 => cached.version,
+                Some(v) => Some(v + added),
+                None => Some(added - 1),
+            };
+            cached.commands.insert(id, Done { fingerprint: issued.fingerprint, at: None });
+            drop(cached);
+            let outcome = answer.await;
+            queued.answer(Some(&outcome));
+            match outcome {
+                Ok(appended) if !appended.replayed => return Ok(result_of(&stream, &appended, &ids, &envelopes)),
+                // Recorded before, by a request this entry did not know of:
+                // the entry forgets its state and reads the log, where the
+                // command's first result is found.
+                Ok(_) => {}
                 Err(StoreError::Conflict { .. }) => {
-                    tracing::debug!(attempt, "lost a race for the grant; catching up");
-                    self.catch_up(&stream, &mut cached).await?;
+                    tracing::debug!("lost a race for the grant; deciding again on the log");
+                    again()?;
                 }
                 Err(StoreError::CommandIdReused { .. }) => return Err(HandlerError::CommandReused { command_id: id }),
-                Err(e) => {
-                    // Whether the append committed is unknown: forget the
-                    // cached grant so the next command reads the truth. (In
-                    // place: a task waiting for this entry must not decide
-                    // on what it held.)
-                    *cached = CachedGrant::default();
-                    return Err(e.into());
-                }
+                // Recorded or not (unknown): the entry forgets its state.
+                Err(e) => return Err(e.into()),
             }
+            settle_first = true;
         }
-        Err(HandlerError::TooManyConflicts { attempts: CONFLICT_RETRIES_MAX + 1 })
     }
 
     /// Refuses a command id the log holds for another stream; catches up

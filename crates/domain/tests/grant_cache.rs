@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use domain::grant::GrantCommand;
 use domain::handler::{CacheStats, CommandResult, Handler, HandlerError, Issued};
-use events::{ActorId, ExpenditureId, GrantId, ProgrammeId};
+use events::{ActorId, GrantId, ProgrammeId};
 use store::{EventStore, Fingerprint, Position};
 use store_sqlite::SqliteStore;
 
@@ -20,7 +20,7 @@ const LIMIT: usize = 60;
 const GRANT_EVENTS: u64 = 50;
 
 mod common;
-use common::{DAY, award, create_programme, d, line, spend, workstream};
+use common::{DAY, award, create_programme, d, line, reverse, spend, workstream};
 
 fn gid(n: usize) -> GrantId {
     GrantId::parse(format!("g-{n}")).unwrap()
@@ -35,10 +35,6 @@ fn issued(command: GrantCommand, fingerprint: Option<u8>) -> Issued<GrantCommand
     issued.reason = Some("test".into());
     issued.fingerprint = fingerprint.map(|f| Fingerprint([f; 32]));
     issued
-}
-
-fn reverse(id: &str) -> GrantCommand {
-    GrantCommand::ReverseExpenditure { expenditure_id: ExpenditureId::parse(id).unwrap() }
 }
 
 /// What a client sees of an answer, but the event ids (each log makes its

@@ -57,7 +57,7 @@ async fn a_command_cancelled_after_its_append_committed_does_not_leave_the_grant
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Hooked {
         inner: Arc::new(SqliteStore::open(dir.path().join("events.sqlite")).await.unwrap()),
-        hooks: HeldAnswers::default(),
+        hooks: Arc::new(HeldAnswers::default()),
     });
     let handler = Arc::new(Handler::new(store.clone()));
     programme(&handler).await;

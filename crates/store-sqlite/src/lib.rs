@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use store::{
-    AppendResult, Direction, EventStore, ExpectedVersion, Head, NewEvent, Position, RawEvent, RecordedCommand,
-    RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome, prepare,
+    AppendResult, Direction, EventStore, ExpectedVersion, Head, NewEvent, Position, QueuedAppend, RawEvent,
+    RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome, prepare,
 };
 
 use self::error::Sql;
@@ -155,10 +155,21 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
+        self.queue_append(stream_id, expected, events).await?.await
+    }
+
+    /// Sends the append to the writer thread, which takes requests in the
+    /// order they were sent: once it is in the channel, its place is fixed.
+    async fn queue_append(
+        &self,
+        stream_id: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<QueuedAppend, StoreError> {
         let append = prepare(stream_id, expected, events)?;
         let (reply, answer) = oneshot::channel();
         self.inner.requests.send(Request::Append { append, reply }).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Box::pin(async move { answer.await.map_err(|_| StoreError::Closed)? }))
     }
 
     async fn stream_version(&self, stream_id: &StreamId) -> Result<Option<u64>, StoreError> {

@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             subscription_batches_hold_every_event_once_within_the_limit,
             racing_appenders_one_winner_per_round,
             one_conflict_in_a_group_fails_only_itself,
+            queued_appends_keep_their_order_and_a_failed_one_fails_what_expected_it,
             a_command_id_has_one_effect_in_the_whole_log,
             a_command_recorded_without_a_fingerprint_is_matched_by_its_stream,
             racing_appends_of_one_command_id_have_one_effect,
@@ -632,6 +633,55 @@ pub async fn one_conflict_in_a_group_fails_only_itself(f: &Fixture) {
     assert_eq!(events.len(), 2 * 56);
     assert!(events.iter().all(|e| recorded.contains(e.stream_id.as_str())));
     assert!(matches!(f.store.verify(None).await.unwrap(), VerifyOutcome::Intact { events: 112, .. }));
+}
+
+/// Appends queued one after another, each expecting the version the one
+/// before will produce, all before any answer is awaited: each is recorded
+/// in the order queued. When one of them is refused, the next (which
+/// expected the refused one's events) is refused as a conflict, and an
+/// append that expects the version actually there is recorded after it.
+pub async fn queued_appends_keep_their_order_and_a_failed_one_fails_what_expected_it(f: &Fixture) {
+    let s = sid("grant-q");
+    let mut answers = Vec::new();
+    for i in 0..20u64 {
+        let expected = if i == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(i - 1) };
+        answers.push(f.store.queue_append(&s, expected, vec![event(i)]).await.unwrap());
+    }
+    for (i, answer) in answers.into_iter().enumerate() {
+        let r = answer.await.unwrap();
+        assert_eq!((r.stream_version, r.first_position), (i as u64, Position(i as u64 + 1)), "append {i}");
+    }
+    // The third queued expects version 7, which is not there: refused, and
+    // so is the fourth, which expected the third's event at 20; the fifth
+    // expects the version the log holds.
+    let queued = [
+        (ExpectedVersion::Exact(19), event(20)),
+        (ExpectedVersion::Exact(20), event(21)),
+        (ExpectedVersion::Exact(7), event(22)),
+        (ExpectedVersion::Exact(22), event(23)),
+        (ExpectedVersion::Exact(21), event(24)),
+    ];
+    let mut answers = Vec::new();
+    for (expected, e) in queued {
+        answers.push(f.store.queue_append(&s, expected, vec![e]).await.unwrap());
+    }
+    let mut outcomes = Vec::new();
+    for answer in answers {
+        outcomes.push(answer.await);
+    }
+    assert_eq!(outcomes[0].as_ref().unwrap().stream_version, 20);
+    assert_eq!(outcomes[1].as_ref().unwrap().stream_version, 21);
+    assert!(matches!(outcomes[2], Err(StoreError::Conflict { actual: Some(21), .. })), "{:?}", outcomes[2]);
+    assert!(matches!(outcomes[3], Err(StoreError::Conflict { actual: Some(21), .. })), "{:?}", outcomes[3]);
+    assert_eq!(outcomes[4].as_ref().unwrap().stream_version, 22);
+    // An answer dropped unawaited does not withdraw its append.
+    drop(f.store.queue_append(&s, ExpectedVersion::Exact(22), vec![event(25)]).await.unwrap());
+    let r = f.store.append(&s, ExpectedVersion::Exact(23), vec![event(26)]).await.unwrap();
+    assert_eq!(r.stream_version, 24);
+    let events = all(&*f.store).await;
+    assert_eq!(events.len(), 25);
+    assert!(events.iter().enumerate().all(|(i, e)| e.stream_version == i as u64));
+    assert!(matches!(f.store.verify(None).await.unwrap(), VerifyOutcome::Intact { events: 25, .. }));
 }
 
 /// A test event carrying `command` with `fingerprint` (one byte repeated).

@@ -49,6 +49,11 @@ pub use types::{
 /// Most events one read returns.
 pub const READ_EVENTS_MAX: usize = 10_000;
 
+/// The outcome of an append queued with [`EventStore::queue_append`], to
+/// come.
+pub type QueuedAppend =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendResult, StoreError>> + Send + 'static>>;
+
 /// The event log's contract. Every backend implements it and passes the
 /// generic suite in [`conformance`] (feature `conformance`).
 /// One page of a stream read for [`EventStore::read_streams`] (at most
@@ -83,6 +88,26 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// [`EventStore::append`] in two steps: this returns once the append
+    /// holds its place in the log's order, and the returned future gives its
+    /// outcome (what `append` would have returned) once it is decided. An
+    /// append queued or made through this store after this returns is
+    /// checked and committed after this one, so a caller may queue at once
+    /// an append that expects the version this one will produce (it is
+    /// refused as a conflict if this one fails). An error here means
+    /// nothing was queued. Dropping the answer does not withdraw the
+    /// append. This default makes the whole append before it returns (no
+    /// overlap); a store with one ordered writer queues and returns.
+    async fn queue_append(
+        &self,
+        stream_id: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<QueuedAppend, StoreError> {
+        let outcome = self.append(stream_id, expected, events).await;
+        Ok(Box::pin(std::future::ready(outcome)))
+    }
 
     /// The stream's last version; `None` when it has no events.
     async fn stream_version(&self, stream_id: &StreamId) -> Result<Option<u64>, StoreError>;

@@ -162,6 +162,34 @@ pub(super) struct Lease<'a, T: Weigh> {
     guard: Option<OwnedMutexGuard<T>>,
 }
 
+impl<'a, T: Weigh> Lease<'a, T> {
+    /// Keeps the leased entry in the cache (not evicted) until the pin is
+    /// dropped, also after the lease ends; the limit is enforced again then.
+    pub(super) fn pin(&self) -> Pinned<'a, T> {
+        let guard = self.guard.as_ref().unwrap_or_else(|| unreachable!("a lease is used after it was dropped"));
+        Pinned { cache: self.cache, entry: Some(Arc::clone(OwnedMutexGuard::mutex(guard))) }
+    }
+}
+
+/// An entry kept from eviction (an eviction takes only entries that the
+/// map alone holds), without its lock.
+pub(super) struct Pinned<'a, T: Weigh> {
+    cache: &'a GrantCache<T>,
+    /// `Some` until dropped.
+    entry: Option<Arc<Mutex<T>>>,
+}
+
+impl<T: Weigh> Drop for Pinned<'_, T> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            // Let go under the map's lock, so the trim sees it let go.
+            let mut slots = self.cache.slots();
+            drop(entry);
+            slots.trim(self.cache.events_max);
+        }
+    }
+}
+
 impl<T: Weigh> Deref for Lease<'_, T> {
     type Target = T;
 

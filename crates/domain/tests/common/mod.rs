@@ -7,7 +7,7 @@ use domain::grant::{AwardGrant, GrantCommand};
 use domain::handler::Issued;
 use domain::programme::ProgrammeCommand;
 use domain::scenario::{eur, expenditure};
-use events::{ActorId, CategoryCode, GrantId, ProgrammeId, RuleSetId, WorkstreamCode};
+use events::{ActorId, CategoryCode, ExpenditureId, GrantId, ProgrammeId, RuleSetId, WorkstreamCode};
 
 /// The business day of every command.
 pub const DAY: &str = "2022-06-01";
@@ -59,4 +59,9 @@ pub fn line() -> GrantCommand {
 /// EUR 1.00 spent on W1-OTH under expenditure id `id`.
 pub fn spend(id: &str) -> GrantCommand {
     expenditure(id, "W1-OTH", eur("1.00").unwrap(), None, DAY, "sup", id, None).unwrap()
+}
+
+/// Reverses expenditure `id`.
+pub fn reverse(id: &str) -> GrantCommand {
+    GrantCommand::ReverseExpenditure { expenditure_id: ExpenditureId::parse(id).unwrap() }
 }

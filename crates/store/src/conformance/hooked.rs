@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::{
-    AppendResult, Direction, EventStore, ExpectedVersion, Head, NewEvent, Position, RawEvent, RecordedCommand,
-    RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome,
+    AppendResult, Direction, EventStore, ExpectedVersion, Head, NewEvent, Position, QueuedAppend, RawEvent,
+    RecordedCommand, RecordedEvent, StoreError, StreamId, StreamStart, VerifyOutcome,
 };
 
 /// What a test does around a store's calls; each default passes the call
@@ -21,6 +21,13 @@ pub trait Hooks: Send + Sync + std::fmt::Debug + 'static {
     /// it returns is the caller's answer.
     async fn after_append(&self, outcome: Result<AppendResult, StoreError>) -> Result<AppendResult, StoreError> {
         outcome
+    }
+
+    /// Called before an append reaches the store: `Some` fails the append
+    /// with that error (the store never sees it, so nothing is recorded),
+    /// answered through [`Hooks::after_append`] as a store's error would be.
+    fn fail_append(&self) -> Option<StoreError> {
+        None
     }
 
     /// Reads the whole log in the store's place.
@@ -39,8 +46,9 @@ pub trait Hooks: Send + Sync + std::fmt::Debug + 'static {
 pub struct Hooked<H> {
     /// The real store.
     pub inner: Arc<dyn EventStore>,
-    /// The test's hooks (and whatever state they keep).
-    pub hooks: H,
+    /// The test's hooks (and whatever state they keep), shared with the
+    /// answers of queued appends.
+    pub hooks: Arc<H>,
 }
 
 #[async_trait]
@@ -51,8 +59,26 @@ impl<H: Hooks> EventStore for Hooked<H> {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let outcome = self.inner.append(stream_id, expected, events).await;
+        let outcome = match self.hooks.fail_append() {
+            Some(e) => Err(e),
+            None => self.inner.append(stream_id, expected, events).await,
+        };
         self.hooks.after_append(outcome).await
+    }
+    /// Queued in the real store, so the caller overlaps as it would there;
+    /// the hook runs on the outcome when the answer is awaited.
+    async fn queue_append(
+        &self,
+        stream_id: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<QueuedAppend, StoreError> {
+        let hooks = Arc::clone(&self.hooks);
+        if let Some(e) = hooks.fail_append() {
+            return Ok(Box::pin(async move { hooks.after_append(Err(e)).await }));
+        }
+        let answer = self.inner.queue_append(stream_id, expected, events).await?;
+        Ok(Box::pin(async move { hooks.after_append(answer.await).await }))
     }
     async fn stream_version(&self, stream_id: &StreamId) -> Result<Option<u64>, StoreError> {
         self.inner.stream_version(stream_id).await
