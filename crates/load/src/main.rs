@@ -126,10 +126,10 @@ impl Phase {
     fn target(self) -> Target {
         match self {
             Phase::Expenditures => {
-                Target { requests_per_second: 5_000.0, p99_ms: 20.0, text: ">= 5,000 commands/s, p99 <= 20 ms" }
+                Target { requests_per_second: 15_000.0, p99_ms: 10.0, text: ">= 15,000 commands/s, p99 <= 10 ms" }
             }
             Phase::Reads => {
-                Target { requests_per_second: 20_000.0, p99_ms: 5.0, text: ">= 20,000 reads/s, p99 <= 5 ms" }
+                Target { requests_per_second: 50_000.0, p99_ms: 5.0, text: ">= 50,000 reads/s, p99 <= 5 ms" }
             }
         }
     }
