@@ -182,6 +182,12 @@ impl Ledgers {
         self.weight = weight;
     }
 
+    /// Whether the ledgers held weigh more than the limit (only dirty
+    /// ones can keep it so: a commit lets them go).
+    pub(super) fn over_limit(&self) -> bool {
+        self.weight > self.limit
+    }
+
     /// Every cached grant of `programme`.
     pub(super) fn of_programme(&self, programme: &ProgrammeId) -> Vec<GrantId> {
         self.slots

@@ -25,6 +25,17 @@ pub const VIEWS_WRITE_RETRY_MS_MIN: u64 = 50;
 /// The longest wait between retries of a failed write of the read-model file.
 pub const VIEWS_WRITE_RETRY_MS_MAX: u64 = 5_000;
 
+/// The shortest time from the start of one commit of the read-model file
+/// to the start of the next while pages keep coming: the pages that arrive
+/// meanwhile are merged into one batch, so a fact many of them change (a
+/// line's totals, the grant's standing) and the index pages they share are
+/// written once per interval rather than once per page. A page after a
+/// quiet spell is committed at once, and so is a batch whose ledgers hold
+/// the ledger cache over its limit (a ledger the file does not hold yet
+/// cannot be evicted). Reads never wait for it: they are answered from the
+/// views in memory.
+pub const VIEWS_COMMIT_INTERVAL_MS: u64 = 50;
+
 /// What is waiting to be written.
 struct Batch {
     checkpoint: db::Checkpoint,
@@ -93,6 +104,8 @@ async fn commit(shared: &Arc<Shared>, batch: Batch) -> Result<(Batch, Result<(),
 pub(super) async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Receiver<Pending>) {
     let mut waiting: Option<Batch> = None;
     let mut attempts = 0u32;
+    let interval = Duration::from_millis(VIEWS_COMMIT_INTERVAL_MS);
+    let mut last_commit: Option<tokio::time::Instant> = None;
     loop {
         let mut batch = match waiting.take() {
             Some(b) => b,
@@ -101,6 +114,21 @@ pub(super) async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Rec
                 None => return,
             },
         };
+        if let Some(due) = last_commit.map(|at| at + interval) {
+            // Merge what comes until the interval is over, the cache needs
+            // its dirty ledgers let go, or the projector is gone (then
+            // commit what there is).
+            while !lock(&shared.ledgers).over_limit() {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => break,
+                    more = queue.recv() => match more {
+                        Some(p) => batch.take(p),
+                        None => break,
+                    },
+                }
+            }
+        }
+        last_commit = Some(tokio::time::Instant::now());
         while let Ok(more) = queue.try_recv() {
             batch.take(more);
         }
