@@ -231,6 +231,17 @@ pub enum HandlerError {
     Store(#[from] StoreError),
 }
 
+/// What [`Handler::take_answer_held`] found.
+enum Held {
+    /// The command's answer.
+    Answered(CommandResult),
+    /// Another writer got there first: decide again (a lost race).
+    Raced,
+    /// The command was recorded before: decide again, which answers it
+    /// from the log.
+    ReadAgain,
+}
+
 /// The stream of a grant (its name from [`events::streams`]).
 pub fn grant_stream(id: &GrantId) -> Result<StreamId, StoreError> {
     StreamId::parse(events::streams::grant_name(id))
@@ -548,10 +559,19 @@ impl Handler {
         Ok(cached.version != before)
     }
 
-    /// Waits, holding the grant, until every append queued on it has
-    /// answered, and takes the answers in; reads the log when the state was
-    /// forgotten (an append failed). The state is then the log's.
+    /// [`Handler::drain`], then reads the log when the state was forgotten
+    /// (an append failed). The state is then the log's.
     async fn settle(&self, stream: &StreamId, cached: &mut Lease<'_, CachedGrant>) -> Result<(), HandlerError> {
+        Self::drain(cached).await;
+        if !cached.loaded {
+            self.catch_up(stream, cached).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits, holding the grant, until every append queued on it has
+    /// answered, and takes the answers in.
+    async fn drain(cached: &mut Lease<'_, CachedGrant>) {
         loop {
             let flight = Arc::clone(&cached.flight);
             let drained = flight.drained.notified();
@@ -564,10 +584,6 @@ impl Handler {
             }
             drained.await;
         }
-        if !cached.loaded {
-            self.catch_up(stream, cached).await?;
-        }
-        Ok(())
     }
 
     /// The grant's current state and version, as the log holds them (after
@@ -575,8 +591,8 @@ impl Handler {
     pub async fn grant(&self, grant: &GrantId) -> Result<(GrantState, Option<u64>), HandlerError> {
         let stream = grant_stream(grant)?;
         let mut cached = self.entry(grant).await;
-        self.settle(&stream, &mut cached).await?;
-        if self.shared {
+        Self::drain(&mut cached).await;
+        if !cached.loaded || self.shared {
             self.catch_up(&stream, &mut cached).await?;
         }
         Ok((cached.state.clone(), cached.version))
@@ -718,38 +734,10 @@ impl Handler {
                     Err(e) => Err(e),
                 };
                 cached.loaded = true;
-                match outcome {
-                    Ok(appended) if appended.replayed => {
-                        // Recorded by another writer since this grant was
-                        // read: the log has it, so read it and answer from it.
-                        self.catch_up(&stream, &mut cached).await?;
-                    }
-                    Ok(appended) => {
-                        for e in &envelopes {
-                            cached.state.apply(e);
-                        }
-                        cached.version = Some(appended.stream_version);
-                        cached.confirmed = true;
-                        let at = Some((appended.first_position, appended.last_position));
-                        cached.commands.insert(id, Done { fingerprint: issued.fingerprint, at });
-                        return Ok(result_of(&stream, &appended, &ids, &envelopes));
-                    }
-                    Err(StoreError::Conflict { .. }) => {
-                        tracing::debug!("lost a race for the grant; catching up");
-                        self.catch_up(&stream, &mut cached).await?;
-                        again()?;
-                    }
-                    Err(StoreError::CommandIdReused { .. }) => {
-                        return Err(HandlerError::CommandReused { command_id: id });
-                    }
-                    Err(e) => {
-                        // Whether the append committed is unknown: forget
-                        // the cached grant so the next command reads the
-                        // truth. (In place: a task waiting for this entry
-                        // must not decide on what it held.)
-                        cached.forget();
-                        return Err(e.into());
-                    }
+                match self.take_answer_held(&stream, &mut cached, issued, outcome, &ids, &envelopes).await? {
+                    Held::Answered(result) => return Ok(result),
+                    Held::Raced => again()?,
+                    Held::ReadAgain => {}
                 }
                 continue;
             }
@@ -765,11 +753,7 @@ impl Handler {
                 cached.state.apply(e);
             }
             let added = ids.len() as u64;
-            cached.version = match cached.version {
-                _ if added == 0 => cached.version,
-                Some(v) => Some(v + added),
-                None => Some(added - 1),
-            };
+            cached.version = cached.version.map_or(added.checked_sub(1), |v| Some(v + added));
             cached.commands.insert(id, Done { fingerprint: issued.fingerprint, at: None });
             drop(cached);
             let outcome = answer.await;
@@ -789,6 +773,53 @@ impl Handler {
                 Err(e) => return Err(e.into()),
             }
             settle_first = true;
+        }
+    }
+
+    /// Takes in an append's outcome with the grant held (a shared log's
+    /// handler, which does not pipeline): the command's answer, or what to
+    /// do before deciding again.
+    async fn take_answer_held(
+        &self,
+        stream: &StreamId,
+        cached: &mut CachedGrant,
+        issued: &Issued<GrantCommand>,
+        outcome: Result<AppendResult, StoreError>,
+        ids: &[Uuid],
+        envelopes: &[Envelope<GrantEvent>],
+    ) -> Result<Held, HandlerError> {
+        let id = issued.command_id;
+        match outcome {
+            Ok(appended) if appended.replayed => {
+                // Recorded by another writer since this grant was read: the
+                // log has it, so read it and answer from it.
+                self.catch_up(stream, cached).await?;
+                Ok(Held::ReadAgain)
+            }
+            Ok(appended) => {
+                for e in envelopes {
+                    cached.state.apply(e);
+                }
+                cached.version = Some(appended.stream_version);
+                cached.confirmed = true;
+                let at = Some((appended.first_position, appended.last_position));
+                cached.commands.insert(id, Done { fingerprint: issued.fingerprint, at });
+                Ok(Held::Answered(result_of(stream, &appended, ids, envelopes)))
+            }
+            Err(StoreError::Conflict { .. }) => {
+                tracing::debug!("lost a race for the grant; catching up");
+                self.catch_up(stream, cached).await?;
+                Ok(Held::Raced)
+            }
+            Err(StoreError::CommandIdReused { .. }) => Err(HandlerError::CommandReused { command_id: id }),
+            Err(e) => {
+                // Whether the append committed is unknown: forget the cached
+                // grant so the next command reads the truth. (In place: a
+                // task waiting for this entry must not decide on what it
+                // held.)
+                cached.forget();
+                Err(e.into())
+            }
         }
     }
 
