@@ -759,6 +759,15 @@ impl Projector {
         }
     }
 
+    /// Writes what the views in memory hold to the file now (no waiting
+    /// out the commit interval) and waits, at most `timeout`, until the
+    /// file holds it. For a graceful stop: the next start then has nothing
+    /// to catch up.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), ProjectionError> {
+        self.shared.wake.notify_one();
+        self.wait_committed(self.position(), timeout).await
+    }
+
     /// Waits, at most `timeout`, until the file holds `position`.
     pub async fn wait_committed(&self, position: u64, timeout: Duration) -> Result<(), ProjectionError> {
         let mut committed = self.shared.committed.subscribe();

@@ -14,6 +14,9 @@ use crate::dto::LastVerification;
 use crate::error::ApiError;
 use crate::routes::views::ViewCache;
 
+/// How long a graceful stop waits for the views to reach their file.
+pub const VIEWS_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Limits and settings of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -247,8 +250,13 @@ impl AppState {
         }
     }
 
-    /// Flushes and closes the log (after the server stopped serving).
+    /// Flushes the views to their file (bounded by [`VIEWS_FLUSH_WAIT`]:
+    /// derived data, caught up from the log at the next start if it could
+    /// not be written) and closes the log, after the server stopped serving.
     pub async fn close(&self) {
+        if let Err(e) = self.0.projector.flush(VIEWS_FLUSH_WAIT).await {
+            tracing::warn!(error = %e, "the views file is behind the log at the stop; the next start catches it up");
+        }
         self.0.store.close().await;
     }
 

@@ -116,11 +116,12 @@ pub(super) async fn write(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Rec
         };
         if let Some(due) = last_commit.map(|at| at + interval) {
             // Merge what comes until the interval is over, the cache needs
-            // its dirty ledgers let go, or the projector is gone (then
-            // commit what there is).
+            // its dirty ledgers let go, a flush is asked for, or the
+            // projector is gone (then commit what there is).
             while !lock(&shared.ledgers).over_limit() {
                 tokio::select! {
                     () = tokio::time::sleep_until(due) => break,
+                    () = shared.wake.notified() => break,
                     more = queue.recv() => match more {
                         Some(p) => batch.take(p),
                         None => break,
